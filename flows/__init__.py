@@ -1,0 +1,1 @@
+"""Prefect flows: the procedures an examiner would describe, step by step."""

@@ -1,0 +1,145 @@
+"""The operations an examiner describes: open a case, register an exhibit,
+store an original, store something derived from it, record what was done.
+
+Every write here produces a custody event; flows, the CLI and the API all
+come through this one facade so none of them can skip the record.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from pipeline.catalog import Case, Catalog, Exhibit
+from pipeline.custody import Actor, CustodyLog
+from pipeline.settings import Settings, load_settings
+from pipeline.signing import Signer
+from pipeline.store import EvidenceStore, StoredObject
+
+
+@dataclass
+class ExhibitObject:
+    """An object as the custody record describes it."""
+
+    bucket: str
+    key: str
+    version_id: str | None
+    sha256: str
+    size: int
+    role: str
+    status: str
+    original_name: str | None
+    source: dict[str, Any] | None
+    event_seq: int
+    info: dict[str, Any]
+
+
+def safe_display_name(name: str) -> str:
+    """Keep the original file name as metadata: printable, no path parts, bounded length."""
+    name = name.replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(c for c in name if c.isprintable())
+    return name[:255] or "unnamed"
+
+
+class Evidence:
+    """Facade over store, catalog and custody log for one CUSTODY_HOME."""
+
+    def __init__(self, settings: Settings | None = None, store: EvidenceStore | None = None) -> None:
+        self.settings = settings or load_settings()
+        self.store = store or EvidenceStore.connect(self.settings)
+        self.catalog = Catalog(self.store)
+        self.signer = Signer.load_or_create(self.settings.signing_key_path)
+        self.log = CustodyLog(self.store, self.signer, self.settings)
+
+    # ---- cases & exhibits ---------------------------------------------
+    def create_case(self, ref: str, actor: Actor, title: str = "") -> tuple[Case, bool]:
+        return self.catalog.create_case(ref, title, actor.name)
+
+    def ensure_exhibit(self, case_ref: str, exhibit_ref: str, officer: str, actor: Actor,
+                       description: str = "", create_case: bool = True) -> tuple[Case, Exhibit]:
+        """Find or create the exhibit; creating it writes the chain's first event."""
+        case = self.catalog.find_case(case_ref)
+        if case is None:
+            if not create_case:
+                case = self.catalog.get_case(case_ref)  # raises NotFoundError
+            case, _ = self.catalog.create_case(case_ref, "", actor.name)
+        ex, created = self.catalog.create_exhibit(case, exhibit_ref, officer, description)
+        if created:
+            self.log.append(case.brief(), ex.brief(), actor=actor, action="exhibit_created",
+                            parameters={"officer": ex.officer, "description": ex.description})
+        return case, ex
+
+    def get(self, case_ref: str, exhibit_ref: str) -> tuple[Case, Exhibit]:
+        case = self.catalog.get_case(case_ref)
+        return case, self.catalog.get_exhibit(case, exhibit_ref)
+
+    # ---- writes --------------------------------------------------------
+    def _object_key(self, exhibit: Exhibit) -> str:
+        return f"{exhibit.case_id}/{exhibit.id}/{uuid.uuid4().hex}"
+
+    def add_original(self, case: Case, exhibit: Exhibit, source: Path | BinaryIO, *, actor: Actor,
+                     original_name: str | None = None, action: str = "ingested", status: str = "ok",
+                     info: dict[str, Any] | None = None, parameters: dict[str, Any] | None = None,
+                     tools: dict[str, str] | None = None, expected_sha256: str | None = None,
+                     algorithms: tuple[str, ...] = ("sha256",), progress: Callable[[int], None] | None = None,
+                     content_type: str | None = None) -> tuple[StoredObject, dict[str, Any]]:
+        """Store bytes as a locked original and record the `ingested` event."""
+        name = safe_display_name(original_name or (source.name if isinstance(source, Path) else "stream"))
+        ctype = content_type or mimetypes.guess_type(name)[0] or "application/octet-stream"
+        key = self._object_key(exhibit)
+        meta = {"exhibit-id": exhibit.id, "case-id": exhibit.case_id, "original-name": name}
+        kwargs: dict[str, Any] = dict(content_type=ctype, metadata=meta, lock=True, expected_sha256=expected_sha256,
+                                      algorithms=algorithms, progress=progress)
+        bucket = self.store.buckets["originals"]
+        if isinstance(source, Path):
+            obj = self.store.put_file(bucket, key, source, **kwargs)
+        else:
+            obj = self.store.put_stream(bucket, key, source, **kwargs)
+        ref = {**obj.ref(), "role": "original", "status": status, "original_name": name,
+               "digests": obj.digests, "content_type": ctype, **({"info": info} if info else {})}
+        ev = self.log.append(case.brief(), exhibit.brief(), actor=actor, action=action, objects=[ref],
+                             tools=tools, parameters=parameters)
+        return obj, ev
+
+    def add_derived(self, case: Case, exhibit: Exhibit, path: Path, *, source: dict[str, Any], kind: str,
+                    actor: Actor, content_type: str | None = None) -> tuple[StoredObject, dict[str, Any]]:
+        """Store a derived file (still, metadata...) that points at its source; no event of its own.
+
+        Callers batch derived objects into one event with `record`.
+        """
+        ctype = content_type or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        key = f"{self._object_key(exhibit)}/{kind}"
+        meta = {"exhibit-id": exhibit.id, "source-key": source["key"], "source-version": source.get("version_id") or "",
+                "source-sha256": source["sha256"], "kind": kind}
+        obj = self.store.put_file(self.store.buckets["derived"], key, path, content_type=ctype, metadata=meta,
+                                  lock=True)
+        ref = {**obj.ref(), "role": "derived", "kind": kind, "status": "ok", "original_name": path.name,
+               "source": {k: source.get(k) for k in ("bucket", "key", "version_id", "sha256")}}
+        return obj, ref
+
+    def record(self, case: Case, exhibit: Exhibit, action: str, *, actor: Actor,
+               objects: list[dict[str, Any]] | None = None, tools: dict[str, str] | None = None,
+               parameters: dict[str, Any] | None = None, details: dict[str, Any] | None = None) -> dict[str, Any]:
+        return self.log.append(case.brief(), exhibit.brief(), actor=actor, action=action, objects=objects,
+                               tools=tools, parameters=parameters, details=details)
+
+    # ---- views ---------------------------------------------------------
+    def objects(self, events: list[dict[str, Any]], roles: tuple[str, ...] = ("original", "derived")) -> list[
+            ExhibitObject]:
+        seen: dict[tuple[str, str, str | None], ExhibitObject] = {}
+        for ev in events:
+            for o in ev.get("objects", []):
+                if o.get("role") not in roles:
+                    continue
+                k = (o["bucket"], o["key"], o.get("version_id"))
+                if k in seen:
+                    continue
+                seen[k] = ExhibitObject(o["bucket"], o["key"], o.get("version_id"), o["sha256"], int(o["size"]),
+                                        o.get("role", ""), o.get("status", "ok"), o.get("original_name"),
+                                        o.get("source"), ev["seq"],
+                                        {x: o[x] for x in ("kind", "info", "content_type", "digests") if x in o})
+        return list(seen.values())

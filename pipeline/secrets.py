@@ -1,0 +1,33 @@
+"""Key files: created on first use, mode 0600, never printed."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from pathlib import Path
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Create a file readable only by its owner, atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def embedded_credentials(secrets_dir: Path) -> tuple[str, str]:
+    """Access/secret key for the embedded S3 server, generated once per home."""
+    path = secrets_dir / "s3.json"
+    if path.exists():
+        data = json.loads(path.read_text())
+        return data["access_key"], data["secret_key"]
+    access = "CUSTODY" + secrets.token_hex(8).upper()
+    secret = secrets.token_urlsafe(30)
+    write_private(path, json.dumps({"access_key": access, "secret_key": secret}).encode())
+    return access, secret

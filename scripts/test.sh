@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The whole suite: lint, then pytest. Tests start their own services (embedded
+# S3, RTSP emulator, Prefect) in temporary homes, so nothing leaks between runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PWD/.venv/bin:$PATH"
+echo "== ruff"
+ruff check .
+echo "== pytest"
+set +e
+pytest -q -p no:cacheprovider "$@"
+rc=$?
+set -e
+if [ "$rc" -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi
+exit "$rc"

@@ -1,0 +1,91 @@
+"""Shared fixtures: one real embedded S3 server for the whole run.
+
+Each test that needs isolation gets its own case reference rather than its
+own server, which keeps the suite fast on 2 cores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CUSTODY = str(Path(sys.executable).parent / "custody")
+
+
+class Cli:
+    """Runs the real `custody` console script against one CUSTODY_HOME."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.env = {**os.environ, "CUSTODY_HOME": str(home), "CUSTODY_ACTOR": "pytest",
+                    "PREFECT_HOME": str(home / "prefect")}
+
+    def run(self, *args: str, check: bool = True, timeout: float = 300, input: bytes | None = None,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([CUSTODY, *args], env={**self.env, **(env or {})}, capture_output=True, text=True,
+                              timeout=timeout, input=input)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"custody {' '.join(args)} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def json(self, *args: str, **kw) -> object:  # type: ignore[no-untyped-def]
+        proc = self.run(*args, "--json", **kw)
+        return json.loads(proc.stdout)
+
+
+@pytest.fixture(scope="session")
+def cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
+    home = tmp_path_factory.mktemp("custody-home")
+    c = Cli(home)
+    c.run("stack", "up")
+    yield c
+    c.run("stack", "down", check=False)
+
+
+@pytest.fixture(scope="session")
+def stack_status(cli: Cli) -> dict:
+    return cli.json("stack", "status")  # type: ignore[return-value]
+
+
+@pytest.fixture
+def case_ref(cli: Cli) -> str:
+    ref = f"OP-T/{uuid.uuid4().hex[:8]}"
+    cli.run("case", "create", "--ref", ref)
+    return ref
+
+
+@pytest.fixture(scope="session")
+def settings_env(cli: Cli) -> Iterator[None]:
+    """Point in-process library calls at the test home."""
+    old = os.environ.get("CUSTODY_HOME")
+    os.environ["CUSTODY_HOME"] = str(cli.home)
+    yield
+    if old is None:
+        os.environ.pop("CUSTODY_HOME", None)
+    else:
+        os.environ["CUSTODY_HOME"] = old
+
+
+@pytest.fixture(scope="session")
+def evidence(settings_env: None):  # type: ignore[no-untyped-def]
+    from pipeline.evidence import Evidence
+    from pipeline.settings import load_settings
+
+    return Evidence(load_settings())
+
+
+@pytest.fixture(scope="session")
+def raw_client(stack_status: dict):  # type: ignore[no-untyped-def]
+    """A plain minio client with the stack's keys: the 'attacker with S3 access' in tamper tests."""
+    from minio import Minio
+
+    ep = stack_status["endpoint"].removeprefix("http://")
+    return Minio(ep, stack_status["access_key"], stack_status["secret_key"], secure=False)

@@ -1,0 +1,70 @@
+"""The command-line contract other parts and outside checks rely on."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from tests.conftest import Cli
+
+
+def test_exhibit_show_json_shape(cli, case_ref, tmp_path):
+    weird = tmp_path / "../etc/passwd é 視頻.mp4".replace("/", "_")
+    weird.write_bytes(b"\x00\x01")
+    cli.run("ingest", str(weird), "--case", case_ref, "--exhibit", "JB/1", "--officer", "DC Jane Bloggs")
+    items = cli.json("exhibit", "list", "--case", case_ref)
+    assert [i["exhibit"] for i in items] == ["JB/1"]
+    view = cli.json("exhibit", "show", "--case", case_ref, "--exhibit", "JB/1")
+    (obj,) = view["objects"]
+    for field in ("bucket", "key", "version_id", "sha256", "size", "status", "original_name"):
+        assert field in obj
+    assert obj["original_name"] == weird.name
+    assert weird.name not in obj["key"] and ".." not in obj["key"]
+    assert [e["action"] for e in view["events"]] == ["exhibit_created", "ingested"]
+
+
+def test_usage_errors_exit_2(cli, case_ref, tmp_path):
+    f = tmp_path / "x"
+    f.write_bytes(b"x")
+    bad = cli.run("ingest", str(f), "--case", case_ref, "--exhibit", "../../etc", "--officer", "O", check=False)
+    assert bad.returncode == 2 and "exhibit reference" in bad.stderr
+    missing = cli.run("exhibit", "show", "--case", "NO-SUCH/1", "--exhibit", "A/1", check=False)
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
+    nofile = cli.run("ingest", str(tmp_path / "nope"), "--case", case_ref, "--exhibit", "A/1", "--officer", "O",
+                     check=False)
+    assert nofile.returncode == 2
+    assert cli.run("frobnicate", check=False).returncode == 2
+
+
+def test_store_down_exits_3_and_says_what_to_start(tmp_path):
+    other = Cli(tmp_path / "home")
+    proc = other.run("case", "create", "--ref", "X/1", check=False)
+    assert proc.returncode == 3
+    assert "custody stack up" in proc.stderr
+    assert other.run("stack", "status", "--json", check=False).returncode == 3
+
+
+def test_two_homes_never_share_state_or_ports(cli, tmp_path):
+    other = Cli(tmp_path / "home2")
+    other.run("stack", "up")
+    try:
+        a = cli.json("stack", "status")
+        b = other.json("stack", "status")
+        assert a["endpoint"] != b["endpoint"]
+        assert a["access_key"] != b["access_key"]
+        assert other.json("case", "list") == []
+    finally:
+        other.run("stack", "down")
+
+
+def test_secrets_stay_secret(cli, stack_status):
+    home = cli.home
+    for p in [home / "secrets" / "s3.json", home / "keys" / "signing-ed25519.pem"]:
+        assert stat.S_IMODE(p.stat().st_mode) == 0o600, p
+    # not on the server's command line, not in human output
+    pid = cli.json("stack", "status")["pid"]
+    cmdline = open(f"/proc/{pid}/cmdline", "rb").read().decode()
+    assert stack_status["secret_key"] not in cmdline
+    human = cli.run("stack", "status")
+    assert stack_status["secret_key"] not in human.stdout + human.stderr
+    assert not os.access(home / "secrets" / "s3.json", os.X_OK)
