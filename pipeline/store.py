@@ -108,6 +108,10 @@ class EvidenceStore:
         self.lock_supported = True
         self.warnings: list[str] = []
         self._lock = threading.Lock()
+        # Over HTTPS minio sends UNSIGNED-PAYLOAD, so we add Content-MD5 per part and
+        # check ETags. Over plain HTTP (loopback only) SigV4 already signs each part's
+        # SHA-256 and the server rejects a mismatch; a second digest would only cost CPU.
+        self.part_md5 = self.client._base_url.is_https
 
     @classmethod
     def connect(cls, settings: Settings) -> EvidenceStore:
@@ -202,12 +206,12 @@ class EvidenceStore:
             if expected_sha256 is None:
                 headers[META_SHA256] = reader.digests.sha256
             self._check_expected(reader.digests, expected_sha256, key)
-            b64, md5 = _b64md5(first)
+            b64, md5 = _b64md5(first)  # cheap at this size; lets us check the ETag
             result = self._call(self.client._put_object, bucket, key, first,
                                 headers={**headers, "Content-MD5": b64})
             if progress:
                 progress(len(first))
-            etag_expected = md5.hex()
+            etag_expected: str | None = md5.hex()
             version_id = result.version_id
             etag = result.etag
         else:
@@ -222,7 +226,7 @@ class EvidenceStore:
 
     def _multipart(self, bucket: str, key: str, reader: HashingReader, first: bytes, headers: dict[str, str],
                    part_size: int, expected_sha256: str | None,
-                   progress: Progress | None) -> tuple[str | None, str | None, str]:
+                   progress: Progress | None) -> tuple[str | None, str | None, str | None]:
         upload_id = self._call(self.client._create_multipart_upload, bucket, key, dict(headers))
         md5s: dict[int, bytes] = {}
         futures: list[Future[tuple[int, str]]] = []
@@ -231,12 +235,14 @@ class EvidenceStore:
 
         def send(num: int, data: bytes) -> tuple[int, str]:
             try:
-                b64, md5 = _b64md5(data)
-                md5s[num] = md5
-                etag = self._call(self.client._upload_part, bucket, key, data, {"Content-MD5": b64},
-                                  upload_id, num)
-                if etag.strip('"') != md5.hex():
-                    raise IntegrityError(f"part {num} of {key}: server ETag {etag} != MD5 {md5.hex()}")
+                part_headers = {}
+                if self.part_md5:
+                    b64, md5 = _b64md5(data)
+                    md5s[num] = md5
+                    part_headers["Content-MD5"] = b64
+                etag = self._call(self.client._upload_part, bucket, key, data, part_headers, upload_id, num)
+                if num in md5s and etag.strip('"') != md5s[num].hex():
+                    raise IntegrityError(f"part {num} of {key}: server ETag {etag} != MD5 {md5s[num].hex()}")
                 if progress:
                     progress(len(data))
                 return num, etag
@@ -262,6 +268,8 @@ class EvidenceStore:
             except Exception:  # noqa: BLE001 - best effort; the original error matters
                 log.warning("could not abort multipart upload of %s", key)
             raise
+        if not md5s:
+            return result.version_id, result.etag, None
         composite = hashlib.md5(b"".join(md5s[i] for i in sorted(md5s)), usedforsecurity=False).hexdigest()
         return result.version_id, result.etag, f"{composite}-{len(md5s)}"
 
@@ -271,13 +279,13 @@ class EvidenceStore:
             raise IntegrityError(f"SHA-256 mismatch for {key}: declared {expected.lower()}, received {d.sha256}; "
                                  "nothing was stored — re-send the file")
 
-    def _check_written(self, obj: StoredObject, etag: str | None, etag_expected: str) -> None:
+    def _check_written(self, obj: StoredObject, etag: str | None, etag_expected: str | None) -> None:
         st = self._call(self.client.stat_object, obj.bucket, obj.key, version_id=obj.version_id)
         problems = []
         if st.size != obj.size:
             problems.append(f"size {st.size} != {obj.size} sent")
         got = (st.etag or etag or "").strip('"')
-        if got and got != etag_expected:
+        if got and etag_expected and got != etag_expected:
             problems.append(f"ETag {got} != {etag_expected} computed while sending")
         meta_sha = (st.metadata or {}).get(META_SHA256) or (st.metadata or {}).get("X-Amz-Meta-Sha256")
         if meta_sha and meta_sha != obj.sha256:
