@@ -348,6 +348,21 @@ class EvidenceStore:
             d.update(chunk)
         return d
 
+    def download_verified(self, bucket: str, key: str, version_id: str | None, expected_sha256: str,
+                          dest: Path) -> Digests:
+        """Hand-off check: stream an object to disk, hashing in the same pass; refuse a mismatch."""
+        from hashing.stream import HashingWriter
+
+        with open(dest, "wb") as f:
+            w = HashingWriter(f)
+            for chunk in self.stream_object(bucket, key, version_id):
+                w.write(chunk)
+        if w.digests.sha256 != expected_sha256:
+            dest.unlink(missing_ok=True)
+            raise IntegrityError(f"{bucket}/{key} version {version_id} hashes to {w.digests.sha256}, custody record "
+                                 f"says {expected_sha256}: refusing to work on it (run `custody verify`)")
+        return w.digests
+
     def versions(self, bucket: str, key: str) -> list[VersionInfo]:
         out = []
         for o in self._call(self.client.list_objects, bucket, prefix=key, include_version=True):

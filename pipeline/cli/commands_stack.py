@@ -17,7 +17,10 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document o
 
 
 def _status(settings) -> dict:  # type: ignore[no-untyped-def]
-    info: dict = {"home": str(settings.home), "embedded": settings.embedded, "buckets": settings.buckets}
+    from pipeline.orchestration import prefect_api_url
+
+    info: dict = {"home": str(settings.home), "embedded": settings.embedded, "buckets": settings.buckets,
+                  "prefect_api_url": settings.prefect_api_url or prefect_api_url(settings)}
     if settings.embedded:
         state = read_state(settings)
         info["running"] = bool(state)
@@ -34,7 +37,8 @@ def _status(settings) -> dict:  # type: ignore[no-untyped-def]
 
 
 @app.command()
-def up(json_out: JsonOpt = False) -> None:
+def up(prefect: Annotated[bool, typer.Option("--prefect", help="Also start a Prefect server for flows.")] = False,
+       json_out: JsonOpt = False) -> None:
     """Start the embedded S3 server (or check the external endpoint) and create buckets."""
     settings = load_settings()
     settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -44,6 +48,11 @@ def up(json_out: JsonOpt = False) -> None:
     store = EvidenceStore.connect(settings)
     for w in store.warnings:
         say(f"[yellow]{w}[/]")
+    if prefect:
+        from pipeline.orchestration import start_prefect
+
+        say("starting Prefect server (about 20 s)...")
+        say(f"Prefect API at {start_prefect(settings)}")
     info = _status(settings)
     info["object_lock"] = store.lock_supported
     if json_out:
@@ -55,7 +64,10 @@ def up(json_out: JsonOpt = False) -> None:
 @app.command()
 def down(json_out: JsonOpt = False) -> None:
     """Stop the embedded services of this CUSTODY_HOME (data is kept)."""
+    from pipeline.orchestration import stop_prefect
+
     settings = load_settings()
+    stop_prefect(settings)
     stopped = stop_s3(settings) if settings.embedded else False
     if json_out:
         emit_json({"stopped": stopped})
