@@ -46,9 +46,12 @@ def main() -> None:
         sha = write_random(src, size)
         part = settings.part_size_mb * 1024 * 1024
 
-        def upload_alone() -> None:
+        from minio.sse import SseS3
+
+        def upload_alone() -> None:  # same encryption request as ours, so only hashing differs
             store.client.fput_object(bucket, f"bench/{uuid.uuid4().hex}", str(src), part_size=part,
-                                     num_parallel_uploads=settings.upload_threads)
+                                     num_parallel_uploads=settings.upload_threads,
+                                     sse=SseS3() if settings.sse else None)
 
         def ours() -> None:
             obj = store.put_file(bucket, f"bench/{uuid.uuid4().hex}", src)
