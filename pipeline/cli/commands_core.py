@@ -191,13 +191,18 @@ def verify(target: Annotated[Path | None, typer.Argument(help="A bundle .zip to 
         from pipeline.bundle_verify import verify_bundle_cli
 
         raise typer.Exit(verify_bundle_cli(target, json_out))
-    if not case:
-        raise UsageError("give --case C [--exhibit E], or a bundle file")
+    if not case and not exhibit:
+        raise UsageError("give --case C [--exhibit E], --exhibit E, or a bundle file")
+    from pipeline.cli.commands_extract import find_exhibit
     from pipeline.verify import verify_exhibit
 
     ev = _evidence()
-    c = ev.catalog.get_case(case)
-    exhibits = [ev.catalog.get_exhibit(c, exhibit)] if exhibit else ev.catalog.list_exhibits(c)
+    if case:
+        c = ev.catalog.get_case(case)
+        exhibits = [ev.catalog.get_exhibit(c, exhibit)] if exhibit else ev.catalog.list_exhibits(c)
+    else:
+        c, e1 = find_exhibit(ev, exhibit, None)
+        exhibits = [e1]
     reports = []
     with err.status("verifying") as status:
         for e in exhibits:
