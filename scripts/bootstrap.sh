@@ -10,6 +10,7 @@ APT_PACKAGES=(
   libimage-exiftool-perl      # writes EXIF into test stills
   zip unzip                   # bundle benchmark baseline
   poppler-utils               # pdftoppm renders report pages in tests
+  chromium                    # headless browser for portal tests (driven by Playwright, never downloaded)
   python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp   # camera emulator
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools
