@@ -185,12 +185,14 @@ def ingest(files: Annotated[list[Path], typer.Argument(help="Files or directorie
 def verify(target: Annotated[Path | None, typer.Argument(help="A bundle .zip to verify offline.")] = None,
            case: Annotated[str | None, typer.Option("--case")] = None,
            exhibit: Annotated[str | None, typer.Option("--exhibit")] = None,
+           trusted_key: Annotated[list[Path] | None, typer.Option(
+               "--trusted-key", help="Bundle only: public key (PEM) the sender gave you out of band.")] = None,
            json_out: JsonOpt = False) -> None:
     """Re-hash every object and check every link and signature; PASS or what failed."""
     if target is not None:
         from pipeline.bundle_verify import verify_bundle_cli
 
-        raise typer.Exit(verify_bundle_cli(target, json_out))
+        raise typer.Exit(verify_bundle_cli(target, json_out, trusted_key or None))
     if not case and not exhibit:
         raise UsageError("give --case C [--exhibit E], --exhibit E, or a bundle file")
     from pipeline.cli.commands_extract import find_exhibit

@@ -13,7 +13,7 @@ import typer
 from typer._click.exceptions import ClickException  # typer vendors its own click
 from typer.exceptions import Abort, Exit
 
-from pipeline.cli import commands_core, commands_extract, commands_stack
+from pipeline.cli import commands_bundle, commands_core, commands_extract, commands_stack
 from pipeline.cli.output import err
 from pipeline.errors import CustodyError
 
@@ -21,6 +21,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_
                   help="custody: evidence ingestion with a tamper-evident chain of custody.")
 app.add_typer(commands_stack.app, name="stack")
 commands_core.register(app)
+commands_bundle.register(app)
 app.command("extract")(commands_extract.extract)
 
 
