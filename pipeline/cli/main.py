@@ -13,7 +13,7 @@ import typer
 from typer._click.exceptions import ClickException  # typer vendors its own click
 from typer.exceptions import Abort, Exit
 
-from pipeline.cli import commands_bundle, commands_core, commands_extract, commands_stack
+from pipeline.cli import commands_bundle, commands_core, commands_extract, commands_stack, commands_upload
 from pipeline.cli.output import err
 from pipeline.errors import CustodyError
 
@@ -22,6 +22,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_
 app.add_typer(commands_stack.app, name="stack")
 commands_core.register(app)
 commands_bundle.register(app)
+commands_upload.register(app)
 app.command("extract")(commands_extract.extract)
 
 

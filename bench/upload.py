@@ -1,0 +1,118 @@
+"""Field-upload throughput and memory: `custody upload` against raw minio `fput_object`.
+
+Same file, same run, same server, same part size and parallelism, rounds
+interleaved so drift hits both alike; medians compared.
+  raw_fput      minio `fput_object` in-process (no hashing beyond SigV4's, no checks, no custody)
+  custody_cli   `custody upload` as a subprocess: process start, exhibit lookup, SHA-256 in the
+                sending pass, resume journal, post-write checks, classification, signed events
+Figures: throughput_ratio = raw_fput time / custody_cli time (goal >= 0.9) and the CLI's peak
+RSS (ru_maxrss of that child via wait4; getrusage(RUSAGE_CHILDREN) is reported as a cross-check,
+it is the max over every child this bench waited for, including `custody stack up`).
+Full run: 2 GiB file; `--quick`: 256 MiB (< 60 s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from rich.console import Console
+from rich.table import Table
+
+from bench._common import CUSTODY, print_json_line, temp_stack, write_random
+
+
+def run_cli_upload(path: Path, case: str, exhibit: str) -> tuple[float, int, dict]:
+    """Time one `custody upload` subprocess; return (seconds, peak RSS KiB, its JSON output)."""
+    with tempfile.TemporaryFile() as out:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen([CUSTODY, "upload", str(path), "--case", case, "--exhibit", exhibit,
+                                 "--officer", "bench", "--json"], stdout=out, stderr=subprocess.DEVNULL)
+        _pid, status, usage = os.wait4(proc.pid, 0)
+        elapsed = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            raise SystemExit(f"custody upload failed with exit code {proc.returncode}")
+        out.seek(0)
+        return elapsed, usage.ru_maxrss, json.loads(out.read())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="256 MiB file, 3 rounds (< 60 s)")
+    ap.add_argument("--size-mb", type=int, default=None)
+    ap.add_argument("--rounds", type=int, default=None)
+    args = ap.parse_args()
+    size = (args.size_mb or (256 if args.quick else 2048)) * 1024 * 1024
+    rounds = args.rounds or 3
+    con = Console(stderr=True)
+
+    with temp_stack() as home:
+        from pipeline.settings import load_settings
+        from pipeline.store import EvidenceStore
+
+        settings = load_settings()
+        store = EvidenceStore.connect(settings)
+        bucket = store.buckets["derived"]
+        part = settings.part_size_mb * 1024 * 1024
+        env = {**os.environ, "CUSTODY_HOME": str(home)}
+        case = "BENCH/1"
+        subprocess.run([CUSTODY, "case", "create", "--ref", case], env=env, check=True, capture_output=True)
+        src = home / "field recording.bin"
+        con.print(f"writing {size >> 20} MiB test file")
+        sha = write_random(src, size)
+
+        times: dict[str, list[float]] = {"raw_fput": [], "custody_cli": []}
+        rss: list[int] = []
+        for r in range(rounds):
+            t0 = time.perf_counter()
+            store.client.fput_object(bucket, f"bench/{uuid.uuid4().hex}", str(src), part_size=part,
+                                     num_parallel_uploads=settings.upload_threads)
+            times["raw_fput"].append(time.perf_counter() - t0)
+            elapsed, maxrss, out = run_cli_upload(src, case, f"B/{r}")
+            obj = out["objects"][0]
+            assert obj["sha256"] == sha and obj["size"] == size, "uploaded bytes differ"
+            times["custody_cli"].append(elapsed)
+            rss.append(maxrss)
+            con.print(f"round {r + 1}/{rounds}: raw {times['raw_fput'][-1]:.2f}s, "
+                      f"custody upload {elapsed:.2f}s, peak RSS {maxrss / 1024:.0f} MiB")
+        children_maxrss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+
+    med = {k: statistics.median(v) for k, v in times.items()}
+    mbps = {k: size / v / 1e6 for k, v in med.items()}
+    figures = {
+        "size_mb": size >> 20,
+        "rounds": rounds,
+        "part_size_mb": settings.part_size_mb,
+        "threads": settings.upload_threads,
+        "raw_fput_mb_s": round(mbps["raw_fput"], 1),
+        "custody_upload_mb_s": round(mbps["custody_cli"], 1),
+        "throughput_ratio": round(med["raw_fput"] / med["custody_cli"], 3),
+        "cli_peak_rss_mb": round(max(rss) / 1024, 1),
+        "rusage_children_maxrss_mb": round(children_maxrss / 1024, 1),
+    }
+    t = Table(title=f"field upload, {size >> 20} MiB file (median of {rounds})")
+    t.add_column("path")
+    t.add_column("median s", justify="right")
+    t.add_column("MB/s", justify="right")
+    for k in med:
+        t.add_row(k, f"{med[k]:.2f}", f"{mbps[k]:.0f}")
+    Console().print(t)
+    Console().print(f"custody upload / raw fput throughput: {figures['throughput_ratio']:.3f} (goal >= 0.9); "
+                    f"CLI peak RSS {figures['cli_peak_rss_mb']} MiB")
+    print_json_line(figures)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,187 @@
+"""The FastAPI application: JSON API under /api/ (the site root is left for a later portal).
+
+Two rules are enforced here rather than in each handler:
+  * every /api/ request except /api/health is written to the access audit
+    trail *before* its response starts — if the entry can't be stored the
+    caller gets 503 instead of the data ("no audit, no access");
+  * errors become JSON `{"detail": ...}` with a 4xx/503 status from the
+    exception type, and never a stack trace.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from minio.error import S3Error
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from pipeline import __version__
+from pipeline.api import admin, cases
+from pipeline.auth import AccessDenied, Unauthenticated
+from pipeline.errors import (
+    ChainConflict,
+    CustodyError,
+    InfrastructureError,
+    IntegrityError,
+    NotFoundError,
+    UsageError,
+)
+from pipeline.settings import Settings
+
+log = logging.getLogger(__name__)
+
+UNAUDITED = ("/api/health", "/api/openapi.json", "/api/docs", "/api/docs/oauth2-redirect")
+
+# most specific first
+_STATUS: tuple[tuple[type[Exception], int], ...] = (
+    (Unauthenticated, 401),
+    (AccessDenied, 403),
+    (NotFoundError, 404),
+    (IntegrityError, 422),
+    (ChainConflict, 409),
+    (UsageError, 400),
+    (InfrastructureError, 503),
+    (CustodyError, 503),
+)
+
+
+def status_for(exc: Exception) -> int:
+    for cls, code in _STATUS:
+        if isinstance(exc, cls):
+            return code
+    return 500
+
+
+def _outcome(status: int) -> str:
+    if status in (401, 403):
+        return "refused"
+    if status < 400:
+        return "allowed"
+    return "failed"
+
+
+class AuditMiddleware:
+    """Pure ASGI (no body buffering, so uploads stay streamed); see the module docstring."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or not path.startswith("/api/") or path in UNAUDITED:
+            await self.app(scope, receive, send)
+            return
+        rid = uuid.uuid4().hex
+        state = scope.setdefault("state", {})
+        state["request_id"] = rid
+        blocked = False
+
+        async def send_audited(message: Message) -> None:
+            nonlocal blocked
+            if blocked:
+                return
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                facts: dict[str, Any] = dict(state.get("audit") or {})
+                client = scope.get("client")
+                entry = {"request_id": rid, "method": scope.get("method"), "path": path,
+                         "query": (scope.get("query_string") or b"").decode("latin-1")[:1000],
+                         "status": status, "outcome": _outcome(status),
+                         "client": client[0] if client else None, **facts}
+                entry.setdefault("user", None)
+                try:
+                    await run_in_threadpool(_audit_trail(scope).write, entry)
+                except Exception as exc:  # noqa: BLE001 - any failure to audit denies the access
+                    log.error("audit write failed (%s); refusing request %s", type(exc).__name__, rid)
+                    blocked = True
+                    resp = JSONResponse({"detail": "access audit unavailable; request refused"}, status_code=503,
+                                        headers={"X-Request-ID": rid})
+                    await resp(scope, _no_receive, send)
+                    return
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
+            await send(message)
+
+        started = False
+
+        async def send_tracked(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send_audited(message)
+
+        try:
+            await self.app(scope, receive, send_tracked)
+        except Exception:
+            if not started:  # the outer error handler will answer 500; audit it here first
+                entry = {"request_id": rid, "method": scope.get("method"), "path": path, "status": 500,
+                         "outcome": "failed", **dict(state.get("audit") or {})}
+                try:
+                    await run_in_threadpool(_audit_trail(scope).write, entry)
+                except Exception:  # noqa: BLE001 - the original error matters more
+                    log.error("audit write failed for request %s", rid)
+            raise
+
+
+async def _no_receive() -> Message:
+    return {"type": "http.disconnect"}
+
+
+def _audit_trail(scope: Scope) -> Any:
+    app = scope["app"]
+    from pipeline.api.deps import Services
+
+    svc = getattr(app.state, "services", None)
+    if svc is None:
+        svc = app.state.services = Services(app.state.settings)
+    return svc.audit
+
+
+def _error_response(request: Request, exc: Exception) -> JSONResponse:
+    code = status_for(exc)
+    if code == 500:
+        log.exception("unhandled error in %s %s", request.method, request.url.path)
+        detail = f"internal error ({type(exc).__name__}); request {getattr(request.state, 'request_id', '-')}"
+    else:
+        detail = str(exc)
+    from pipeline.api.deps import note
+
+    note(request, reason=detail[:500])
+    headers = {"WWW-Authenticate": "Bearer"} if code == 401 else None
+    return JSONResponse({"detail": detail}, status_code=code, headers=headers)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app; S3 is contacted on the first request, not here."""
+    app = FastAPI(title="custody API", version=__version__, openapi_url="/api/openapi.json", docs_url="/api/docs",
+                  redoc_url=None,
+                  description="Field uploads, cases, exhibits, custody timelines, metadata, downloads and work "
+                              "requests for the custody evidence store. Bearer tokens; every access is audited.")
+    app.state.settings = settings
+    app.state.services = None
+    app.include_router(admin.router)
+    app.include_router(cases.router)
+
+    @app.exception_handler(CustodyError)
+    async def custody_error(request: Request, exc: CustodyError) -> JSONResponse:
+        return _error_response(request, exc)
+
+    @app.exception_handler(S3Error)
+    async def s3_error(request: Request, exc: S3Error) -> JSONResponse:
+        log.warning("S3 error %s on %s", exc.code, request.url.path)
+        from pipeline.api.deps import note
+
+        note(request, reason=f"storage error {exc.code}")
+        return JSONResponse({"detail": f"storage error ({exc.code})"}, status_code=503)
+
+    @app.exception_handler(Exception)
+    async def unhandled(request: Request, exc: Exception) -> JSONResponse:
+        return _error_response(request, exc)
+
+    app.add_middleware(AuditMiddleware)
+    return app

@@ -1,0 +1,157 @@
+"""`custody upload`: resume after a kill, directories, seizure facts, duplicates."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import CUSTODY, Cli
+
+
+def _journals(home: Path) -> list[dict[str, Any]]:
+    out = []
+    for p in (home / "uploads").glob("*.json"):
+        try:
+            out.append(json.loads(p.read_text()))
+        except (OSError, ValueError):
+            pass  # being replaced right now; read again on the next poll
+    return out
+
+
+@pytest.mark.slow
+def test_killed_upload_resumes_where_it_stopped(cli: Cli, case_ref: str, tmp_path: Path) -> None:
+    big = tmp_path / "long recording.bin"
+    big.write_bytes(os.urandom(60 * 1024 * 1024))
+    sha = hashlib.sha256(big.read_bytes()).hexdigest()
+    env = {**cli.env, "CUSTODY_PART_SIZE_MB": "5"}
+    args = [CUSTODY, "upload", str(big), "--case", case_ref, "--exhibit", "RS/1", "--officer", "DC R", "--json"]
+    # --limit-rate keeps the first attempt slow enough to be killed midway on any machine
+    proc = subprocess.Popen([*args, "--limit-rate", "15"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    parts_at_kill = 0
+    while time.monotonic() < deadline and proc.poll() is None:
+        js = [j for j in _journals(cli.home) if j["source"] == str(big.resolve())]
+        if js and len(js[0]["parts"]) >= 1:
+            parts_at_kill = len(js[0]["parts"])
+            break
+        time.sleep(0.02)  # polling interval for the journal, not synchronisation
+    assert proc.poll() is None, "upload finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    assert parts_at_kill >= 1
+
+    again = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    (obj,) = json.loads(again.stdout)["objects"]
+    assert obj["resumed_parts"] >= parts_at_kill
+    assert obj["resumed_parts"] < 12  # 60 MiB in 5 MiB parts: not everything had been sent
+    assert obj["sha256"] == sha and obj["size"] == big.stat().st_size
+    assert not [j for j in _journals(cli.home) if j["source"] == str(big.resolve())]
+    view = cli.json("exhibit", "show", "--case", case_ref, "--exhibit", "RS/1")
+    ingested = [e for e in view["events"] if e["action"] == "ingested"]  # type: ignore[index]
+    assert len(ingested) == 1 and ingested[0]["parameters"]["resumed_parts"] == obj["resumed_parts"]
+    verify = cli.json("verify", "--case", case_ref, "--exhibit", "RS/1")
+    assert verify["result"] == "PASS"  # type: ignore[index]
+
+
+def test_directory_upload_with_seizure_facts(cli: Cli, case_ref: str, tmp_path: Path) -> None:
+    card = tmp_path / "card"
+    (card / "DCIM" / "100").mkdir(parents=True)
+    files = {card / "a.bin": os.urandom(100), card / "DCIM" / "100" / "b c.bin": os.urandom(200),
+             card / "DCIM" / "z.bin": os.urandom(300)}
+    for p, data in files.items():
+        p.write_bytes(data)
+    out = cli.json("upload", str(card), "--case", case_ref, "--exhibit", "DIR/1", "--officer", "DC D",
+                   "--seized-at", "2026-02-03T04:05:06+01:00", "--location", "Flat 2, Ley St", "--device", "Cam 7")
+    objs = out["objects"]  # type: ignore[index]
+    assert sorted(o["original_name"] for o in objs) == ["a.bin", "b c.bin", "z.bin"]
+    by_name = {p.name: hashlib.sha256(d).hexdigest() for p, d in files.items()}
+    assert all(o["sha256"] == by_name[o["original_name"]] for o in objs)
+    assert len({o["key"] for o in objs}) == 3 and all(" " not in o["key"] for o in objs)
+    view = cli.json("exhibit", "show", "--case", case_ref, "--exhibit", "DIR/1")
+    params = [e["parameters"] for e in view["events"] if e["action"] == "ingested"]  # type: ignore[index]
+    assert len(params) == 3
+    for p in params:
+        assert p["seized_at"] == "2026-02-03T03:05:06Z"
+        assert p["location"] == "Flat 2, Ley St" and p["device"] == "Cam 7"
+
+
+def test_same_bytes_twice_are_linked_not_stored_again(cli: Cli, case_ref: str, tmp_path: Path,
+                                                      raw_client: Any) -> None:
+    data = os.urandom(5000)
+    a, b = tmp_path / "first.bin", tmp_path / "second copy.bin"
+    a.write_bytes(data)
+    b.write_bytes(data)
+    first = cli.json("upload", str(a), "--case", case_ref, "--exhibit", "DUP/1", "--officer", "O")
+    second = cli.json("upload", str(b), "--case", case_ref, "--exhibit", "DUP/2", "--officer", "O")
+    (f,), (s,) = first["objects"], second["objects"]  # type: ignore[index]
+    assert not f["linked"] and s["linked"]
+    assert s["key"] == f["key"] and s["sha256"] == f["sha256"] == hashlib.sha256(data).hexdigest()
+    stored = [o for o in raw_client.list_objects("custody-originals", recursive=True)
+              if o.object_name.endswith(f["key"].rsplit("/", 1)[-1])]
+    assert len(stored) == 1
+    view = cli.json("exhibit", "show", "--case", case_ref, "--exhibit", "DUP/2")
+    (link,) = [e for e in view["events"] if e["action"] == "duplicate_linked"]  # type: ignore[index]
+    assert link["details"]["duplicate_of"]["key"] == f["key"]
+    assert link["objects"][0]["original_name"] == "second copy.bin"
+
+
+def test_changed_file_restarts_instead_of_splicing(cli: Cli, case_ref: str, tmp_path: Path, evidence: Any) -> None:
+    """A journal whose server parts no longer match the file is discarded, never continued."""
+    from pipeline.catalog import Case
+    from pipeline.upload import Journal, _journal_id, journal_dir
+
+    f = tmp_path / "f.bin"
+    f.write_bytes(os.urandom(12 * 1024 * 1024))
+    ev = evidence
+    case: Case = ev.catalog.get_case(case_ref)
+    from pipeline.custody import Actor
+
+    _c, ex = ev.ensure_exhibit(case_ref, "CHG/1", "O", Actor("pytest"))
+    store = ev.store
+    st = f.stat()
+    jid = _journal_id(f, st, ex)
+    bucket = store.buckets["originals"]
+    key = f"{case.id}/{ex.id}/{'ab' * 16}"
+    j = Journal(journal_dir(ev) / f"{jid}.json", str(f.resolve()), st.st_size, st.st_mtime_ns, bucket, key,
+                5 * 1024 * 1024)
+    headers = store._base_headers("application/octet-stream", {}, True, False)
+    j.upload_id = store.client._create_multipart_upload(bucket, key, headers)
+    store.client._upload_part(bucket, key, os.urandom(5 * 1024 * 1024), {}, j.upload_id, 1)  # not the file's bytes
+    j.save()
+    out = cli.json("upload", str(f), "--case", case_ref, "--exhibit", "CHG/1", "--officer", "O",
+                   env={"CUSTODY_PART_SIZE_MB": "5"})
+    (obj,) = out["objects"]  # type: ignore[index]
+    assert obj["resumed_parts"] == 0
+    assert obj["sha256"] == hashlib.sha256(f.read_bytes()).hexdigest()
+
+
+def test_upload_completed_but_not_recorded_is_adopted(cli: Cli, case_ref: str, tmp_path: Path, evidence: Any,
+                                                      raw_client: Any) -> None:
+    """Killed between completing the multipart upload and writing the event: the rerun records that object."""
+    from pipeline.custody import Actor
+    from pipeline.upload import _journal_id, _load_journal, journal_dir, resumable_put
+
+    f = tmp_path / "done.bin"
+    f.write_bytes(os.urandom(11 * 1024 * 1024))
+    _c, ex = evidence.ensure_exhibit(case_ref, "ADOPT/1", "O", Actor("pytest"))
+    st = f.stat()
+    store = evidence.store
+    j = _load_journal(journal_dir(evidence) / f"{_journal_id(f, st, ex)}.json", f, st, store.buckets["originals"],
+                      5 * 1024 * 1024, ex)
+    obj, _ = resumable_put(store, j, f, store._base_headers("application/octet-stream", {}, True, False))
+    out = cli.json("upload", str(f), "--case", case_ref, "--exhibit", "ADOPT/1", "--officer", "O",
+                   env={"CUSTODY_PART_SIZE_MB": "5"})
+    (rec,) = out["objects"]  # type: ignore[index]
+    assert rec["key"] == obj.key and rec["version_id"] == obj.version_id and rec["resumed_parts"] == 3
+    assert rec["sha256"] == hashlib.sha256(f.read_bytes()).hexdigest()
+    versions = list(raw_client.list_objects(obj.bucket, prefix=obj.key, include_version=True))
+    assert len(versions) == 1
