@@ -8,7 +8,7 @@ user or assignment leaves its earlier version behind — an audit of its own.
 
 Roles and what they may do (`PERMISSIONS`):
   officer       uploads to, creates exhibits in and records clock offsets for assigned cases
-  investigator  reads, downloads and requests frames/bundles for assigned cases
+  investigator  reads, downloads, sees custody timelines and requests frames/bundles for assigned cases
   supervisor    reads and downloads all cases, sees custody and the audit trail, requests work
   auditor       reads all cases' records, custody and the audit trail (no downloads)
   admin         users, cases and assignments, and everything else (all of it audited)
@@ -37,7 +37,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "evidence.upload": frozenset({"officer", "admin"}),
     "evidence.read": frozenset({"investigator", "supervisor", "auditor", "admin"}),
     "evidence.download": frozenset({"investigator", "supervisor", "admin"}),
-    "custody.read": frozenset({"supervisor", "auditor", "admin"}),
+    "custody.read": frozenset({"investigator", "supervisor", "auditor", "admin"}),
     "clock.record": frozenset({"officer", "supervisor", "admin"}),
     "frames.request": frozenset({"investigator", "supervisor", "admin"}),
     "bundle.request": frozenset({"investigator", "supervisor", "admin"}),

@@ -58,8 +58,19 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def _choose_ports(home: Path) -> dict[str, int]:
-    """A block of ports derived from the home path, moved on until all are free."""
+def _last_ports(settings: Settings) -> dict[str, int] | None:
+    try:
+        return json.loads((settings.stack_dir / "s3-ports.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _choose_ports(home: Path, previous: dict[str, int] | None = None) -> dict[str, int]:
+    """The ports used last time if still free (clients keep working across a restart), else a
+    block derived from the home path, moved on until all are free."""
+    if previous and set(previous) == set(_PORT_NAMES) and all(
+            _port_free(p) and _port_free(p + GRPC_OFFSET) for p in previous.values()):
+        return previous
     start = 20000 + int(hashlib.sha256(str(home).encode()).hexdigest(), 16) % 900 * 10
     for attempt in range(200):
         base = 20000 + (start - 20000 + attempt * 10) % 9000
@@ -122,7 +133,7 @@ def start_s3(settings: Settings, timeout: float = 60.0) -> StackState:
     write_private(ident_path, json.dumps(identities).encode())
     data_dir = settings.stack_dir / "seaweedfs"
     data_dir.mkdir(parents=True, exist_ok=True)
-    ports = _choose_ports(settings.home)
+    ports = _choose_ports(settings.home, _last_ports(settings))
     cmd = [
         str(weed_binary()), "mini",
         f"-dir={data_dir}",
@@ -150,6 +161,7 @@ def start_s3(settings: Settings, timeout: float = 60.0) -> StackState:
                 f"embedded S3 server exited with code {proc.returncode}; see {settings.stack_dir}/seaweedfs.log")
         if _tcp_ready(ports["s3"]) and _s3_answers(state.endpoint, access, secret):
             write_private(_state_path(settings), json.dumps(asdict(state)).encode())
+            (settings.stack_dir / "s3-ports.json").write_text(json.dumps(ports))
             return state
         time.sleep(0.1)
     proc.kill()

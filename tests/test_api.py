@@ -144,7 +144,7 @@ ENDPOINTS: dict[str, tuple[Call, set[str]]] = {
                                            json={"ref": f"X/{uuid.uuid4().hex[:6]}", "officer": "DC X"}),
                        {"officer", "admin"}),
     "get_exhibit": (lambda c, w: c.get(_ex(w)), {"investigator", "supervisor", "auditor", "admin"}),
-    "custody": (lambda c, w: c.get(f"{_ex(w)}/custody"), {"supervisor", "auditor", "admin"}),
+    "custody": (lambda c, w: c.get(f"{_ex(w)}/custody"), {"investigator", "supervisor", "auditor", "admin"}),
     "metadata": (lambda c, w: c.get(f"{_ex(w)}/metadata"), {"investigator", "supervisor", "auditor", "admin"}),
     "clock": (lambda c, w: c.post(f"{_ex(w)}/clock", json={"camera_time": "2026-01-01T00:00:10Z",
                                                             "reference_time": "2026-01-01T00:00:00Z"}),
@@ -168,8 +168,8 @@ ENDPOINTS: dict[str, tuple[Call, set[str]]] = {
     "get_request": (lambda c, w: c.get(f"/api/requests/{w.work_request}"),
                     {"investigator", "supervisor", "auditor", "admin"}),
 }
-SCOPED = {"get_case", "create_exhibit", "get_exhibit", "metadata", "clock", "upload", "download", "frames", "bundle",
-          "get_request"}
+SCOPED = {"get_case", "custody", "create_exhibit", "get_exhibit", "metadata", "clock", "upload", "download", "frames",
+          "bundle", "get_request"}
 PRINCIPALS = (*ROLES, "officer_unassigned", "investigator_unassigned", "no_token", "bad_token")
 
 

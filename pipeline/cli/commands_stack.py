@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from pipeline.cli.output import emit_json, say
+from pipeline.errors import InfrastructureError, UsageError
 from pipeline.secrets import embedded_credentials
 from pipeline.settings import load_settings
 from pipeline.stack import read_state, start_s3, stop_s3
@@ -17,10 +18,12 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document o
 
 
 def _status(settings) -> dict:  # type: ignore[no-untyped-def]
+    from pipeline.capture import emulator_status
     from pipeline.orchestration import prefect_api_url
 
     info: dict = {"home": str(settings.home), "embedded": settings.embedded, "buckets": settings.buckets,
-                  "prefect_api_url": settings.prefect_api_url or prefect_api_url(settings)}
+                  "prefect_api_url": settings.prefect_api_url or prefect_api_url(settings),
+                  "cameras": emulator_status(settings.home / "emulator")}
     if settings.embedded:
         state = read_state(settings)
         info["running"] = bool(state)
@@ -38,6 +41,7 @@ def _status(settings) -> dict:  # type: ignore[no-untyped-def]
 
 @app.command()
 def up(prefect: Annotated[bool, typer.Option("--prefect", help="Also start a Prefect server for flows.")] = False,
+       cameras: Annotated[int, typer.Option("--cameras", help="Also start N emulated RTSP cameras cam1..camN.")] = 0,
        json_out: JsonOpt = False) -> None:
     """Start the embedded S3 server (or check the external endpoint) and create buckets."""
     settings = load_settings()
@@ -48,6 +52,15 @@ def up(prefect: Annotated[bool, typer.Option("--prefect", help="Also start a Pre
     store = EvidenceStore.connect(settings)
     for w in store.warnings:
         say(f"[yellow]{w}[/]")
+    if cameras:
+        from pipeline.capture import EmulatorError, emulator_status, start_emulator
+
+        try:
+            start_emulator(settings.home / "emulator", cameras)
+        except EmulatorError as exc:
+            raise InfrastructureError(f"camera emulator: {exc}") from None
+        for name, url in emulator_status(settings.home / "emulator").get("urls", {}).items():
+            say(f"camera {name}: {url}")
     if prefect:
         from pipeline.orchestration import start_prefect
 
@@ -64,9 +77,11 @@ def up(prefect: Annotated[bool, typer.Option("--prefect", help="Also start a Pre
 @app.command()
 def down(json_out: JsonOpt = False) -> None:
     """Stop the embedded services of this CUSTODY_HOME (data is kept)."""
+    from pipeline.capture import stop_emulator
     from pipeline.orchestration import stop_prefect
 
     settings = load_settings()
+    stop_emulator(settings.home / "emulator")
     stop_prefect(settings)
     stopped = stop_s3(settings) if settings.embedded else False
     if json_out:
@@ -89,3 +104,28 @@ def status(json_out: JsonOpt = False) -> None:
             f"buckets: {', '.join(info['buckets'].values())}")
     if not info["running"]:
         raise typer.Exit(3)
+
+
+@app.command()
+def camera(name: Annotated[str, typer.Argument(help="Emulated camera, e.g. cam1.")],
+           stop: Annotated[bool, typer.Option("--stop", help="Drop the stream (clients see it end).")] = False,
+           start: Annotated[bool, typer.Option("--start", help="Serve it again.")] = False,
+           stall: Annotated[bool, typer.Option("--stall", help="Keep connections open, send nothing.")] = False,
+           json_out: JsonOpt = False) -> None:
+    """Drive faults on an emulated camera, for drills and tests."""
+    from pipeline.capture import EmulatorError, EmulatorNotRunning, control_camera
+
+    chosen = [a for a, on in (("stop", stop), ("start", start), ("stall", stall)) if on]
+    if len(chosen) != 1:
+        raise UsageError("give exactly one of --stop, --start, --stall")
+    settings = load_settings()
+    try:
+        res = control_camera(settings.home / "emulator", name, chosen[0])  # type: ignore[arg-type]
+    except EmulatorNotRunning:
+        raise InfrastructureError("no camera emulator running; start it with `custody stack up --cameras N`") from None
+    except EmulatorError as exc:
+        raise UsageError(str(exc)) from None
+    if json_out:
+        emit_json(res)
+    else:
+        say(f"{name}: {chosen[0]}")

@@ -13,13 +13,21 @@ import typer
 from typer._click.exceptions import ClickException  # typer vendors its own click
 from typer.exceptions import Abort, Exit
 
-from pipeline.cli import commands_bundle, commands_core, commands_extract, commands_stack, commands_upload
+from pipeline.cli import (
+    commands_bundle,
+    commands_cameras,
+    commands_core,
+    commands_extract,
+    commands_stack,
+    commands_upload,
+)
 from pipeline.cli.output import err
 from pipeline.errors import CustodyError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="custody: evidence ingestion with a tamper-evident chain of custody.")
 app.add_typer(commands_stack.app, name="stack")
+app.add_typer(commands_cameras.app, name="cameras")
 commands_core.register(app)
 commands_bundle.register(app)
 commands_upload.register(app)

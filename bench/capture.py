@@ -1,0 +1,122 @@
+"""Capture benchmark: CPU of the ffmpeg recorders per 1080p 4 Mbit/s camera, and segment-close -> callback delay.
+
+A generated 1080p25 4 Mbit/s H.264 file is looped (no re-encoding) by the emulator's file cameras; N recorders
+pull them over RTSP/TCP with `-c copy`. CPU time of the recorder ffmpeg processes comes from
+getrusage(RUSAGE_CHILDREN) (the emulator is not reaped until afterwards, so it is excluded), divided by the
+recorded wall time, then extrapolated linearly to 16 cameras against the goal of < 0.5 core in total.
+
+    .venv/bin/python bench/capture.py [--quick]      # --quick: < 60 s
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._common import print_json_line  # noqa: E402
+from pipeline.capture import SegmentInfo, camera_url, record, start_emulator, stop_emulator  # noqa: E402
+
+GOAL_CORES_16 = 0.5
+
+
+def make_source(path: Path, seconds: int = 8) -> None:
+    """1080p25, 4 Mbit/s CBR-ish H.264 elementary stream, 2 s GOP (a typical covert camera profile)."""
+    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+                    "testsrc2=size=1920x1080:rate=25", "-t", str(seconds), "-c:v", "libx264", "-preset", "ultrafast",
+                    "-b:v", "4M", "-maxrate", "4M", "-bufsize", "8M", "-g", "50", "-pix_fmt", "yuv420p", "-f", "h264",
+                    str(path)], check=True)
+
+
+def cpu(who: int) -> float:
+    r = resource.getrusage(who)
+    return r.ru_utime + r.ru_stime
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="2 cameras x 20 s (under a minute)")
+    ap.add_argument("--cameras", type=int, default=None)
+    ap.add_argument("--seconds", type=float, default=None)
+    args = ap.parse_args()
+    cams = args.cameras or (2 if args.quick else 4)
+    seconds = args.seconds or (20.0 if args.quick else 90.0)
+    segment = 4.0 if args.quick else 10.0
+
+    with tempfile.TemporaryDirectory(prefix="custody-bench-capture-") as d:
+        tmp = Path(d)
+        src = tmp / "hd.h264"
+        make_source(src)
+        state = tmp / "emu"
+        info = start_emulator(state, cameras=0, file_cameras={f"hd{i}": src for i in range(1, cams + 1)})
+        delays: list[float] = []
+        segs: list[SegmentInfo] = []
+        lock = threading.Lock()
+
+        def on_segment(seg: SegmentInfo) -> None:
+            now = time.time()
+            with lock:
+                segs.append(seg)
+                if not seg.partial:
+                    delays.append(now - seg.path.stat().st_mtime)  # last write = segment close
+
+        summaries = []
+        try:
+            c0, s0, t0 = cpu(resource.RUSAGE_CHILDREN), cpu(resource.RUSAGE_SELF), time.monotonic()
+            threads = [threading.Thread(target=lambda n=n: summaries.append(record(
+                camera_url(info, f"hd{n}"), tmp / "spool", segment_seconds=segment, duration=seconds,
+                stall_timeout=10, on_segment=on_segment))) for n in range(1, cams + 1)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            wall = time.monotonic() - t0
+            ff_cpu = cpu(resource.RUSAGE_CHILDREN) - c0
+            py_cpu = cpu(resource.RUSAGE_SELF) - s0
+        finally:
+            stop_emulator(state)
+
+    recorded = sum(s.recorded_seconds for s in summaries)
+    mbytes = sum(s.size for s in segs) / 1e6
+    per_cam = ff_cpu / (wall * cams)
+    py_per_cam = py_cpu / (wall * cams)
+    figures = {
+        "cameras": cams,
+        "wall_seconds": round(wall, 2),
+        "recorded_seconds": round(recorded, 2),
+        "segments": len(segs),
+        "megabytes": round(mbytes, 1),
+        "mbit_per_s_per_camera": round(mbytes * 8 / max(recorded, 1e-9), 2),
+        "ffmpeg_cpu_seconds": round(ff_cpu, 3),
+        "ffmpeg_cores_per_camera": round(per_cam, 4),
+        "ffmpeg_cores_16_cameras": round(per_cam * 16, 3),
+        "python_cores_per_camera": round(py_per_cam, 4),
+        "total_cores_16_cameras": round((per_cam + py_per_cam) * 16, 3),
+        "goal_cores_16_cameras": GOAL_CORES_16,
+        "meets_goal": int(per_cam * 16 < GOAL_CORES_16),
+        "close_to_callback_ms_median": round(statistics.median(delays) * 1000, 1) if delays else -1,
+        "close_to_callback_ms_max": round(max(delays) * 1000, 1) if delays else -1,
+    }
+    table = Table(title=f"capture: {cams} x 1080p25 4 Mbit/s cameras, {seconds:g} s, {segment:g} s segments")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for k, v in figures.items():
+        table.add_row(k, str(v))
+    Console(stderr=True).print(table)
+    print_json_line(figures)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
