@@ -27,17 +27,8 @@ def extract_one(case_ref: str, exhibit_ref: str, key: str, version_id: str | Non
     case, exhibit = ev.get(case_ref, exhibit_ref)
     objs, _ = footage_objects(ev, exhibit)
     obj = next(o for o in objs if o.key == key and o.version_id == version_id)
-    executor = None
-    if dask_address:
-        from distributed import Client
-
-        executor = Client(dask_address)
-    try:
-        event = extract_object(ev, case, exhibit, obj, ExtractParams(**params), actor=Actor(actor, "examiner"),
-                               workers=workers, executor=executor)
-    finally:
-        if executor is not None:
-            executor.close()
+    event = extract_object(ev, case, exhibit, obj, ExtractParams(**params), actor=Actor(actor, "examiner"),
+                           workers=workers, dask=dask_address)
     return {"seq": event["seq"], "action": event["action"], "stills": event["details"].get("stills", 0)}
 
 

@@ -46,7 +46,7 @@ def _wallclock_start(events: list[dict[str, Any]], obj: ExhibitObject) -> str | 
 
 
 def extract_object(ev: Evidence, case: Case, exhibit: Exhibit, obj: ExhibitObject, params: Any, *, actor: Actor,
-                   workers: int | None = None, executor: Any = None,
+                   workers: int | None = None, dask: Any = None,
                    progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Extract stills from one original and record them; returns the custody event."""
     from datetime import datetime
@@ -62,8 +62,8 @@ def extract_object(ev: Evidence, case: Case, exhibit: Exhibit, obj: ExhibitObjec
         ev.store.download_verified(obj.bucket, obj.key, obj.version_id, obj.sha256, local)
         wc = _wallclock_start(events, obj)
         kwargs: dict[str, Any] = {"workers": workers, "progress": progress}
-        if executor is not None:
-            kwargs["executor"] = executor
+        if dask is not None:
+            kwargs["dask"] = dask  # a distributed.Client or scheduler address: same bytes as local
         if wc:
             kwargs["wallclock_start"] = datetime.fromisoformat(wc.replace("Z", "+00:00"))
         try:

@@ -166,6 +166,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.services = None
     app.include_router(admin.router)
     app.include_router(cases.router)
+    from pipeline.web import router as portal_router  # the web portal at / (imported here: it uses the API)
+
+    app.include_router(portal_router)
 
     @app.exception_handler(CustodyError)
     async def custody_error(request: Request, exc: CustodyError) -> JSONResponse:

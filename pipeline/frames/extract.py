@@ -1,0 +1,241 @@
+"""extract_frames: probe, plan, decode GOP-aligned chunks in parallel, assemble a reproducible result.
+
+Pipeline: ffprobe packet listing -> tail check (where does decoding really stop?) -> optional scene pass
+(every frame, 64x36 grey) -> pure plan of wanted pts -> chunks -> PNG + thumbnail per still -> contact sheets.
+Output bytes depend only on the input and the parameters, never on worker count or backend.
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.frames import plan as planmod
+from pipeline.frames.contact_sheet import build_contact_sheets
+from pipeline.frames.decode import (
+    DecodeOut,
+    DecodeTask,
+    SceneOut,
+    SceneTask,
+    Source,
+    decode_chunk,
+    run_task,
+    scene_chunk,
+)
+from pipeline.frames.errors import BadParamsError
+from pipeline.frames.executor import ChunkExecutor, default_workers, open_executor
+from pipeline.frames.models import ExtractionResult, ExtractParams, Still
+from pipeline.frames.png import THUMB_JPEG_QUALITY
+from pipeline.frames.probe import VideoInfo, ffmpeg_version, probe
+
+ENGINE_VERSION = "1"
+TAIL_ID = -1
+
+
+def tool_versions() -> dict[str, str]:
+    """Versions that determine output bytes; record them with every extraction."""
+    import cv2
+
+    return {"opencv": cv2.__version__, "ffmpeg": ffmpeg_version(), "numpy": np.__version__,
+            "python": platform.python_version(), "custody.frames": ENGINE_VERSION}
+
+
+def engine_params(params: ExtractParams) -> dict[str, Any]:
+    """The user parameters plus every pinned engine knob, so the run can be reproduced exactly."""
+    return {**params.model_dump(mode="json"),
+            "png_encoder": {"library": "opencv", "compression": params.png_compression, "strategy": "huffman_only",
+                            "filter": "up"},
+            "thumb": {"format": "jpeg", "quality": THUMB_JPEG_QUALITY, "width": params.thumb_width,
+                      "interpolation": "area"},
+            "decode": {"tool": "ffmpeg", "pix_fmt": "bgr24", "autorotate": False, "frame_select": "exact pts"},
+            "scene_metric": "mean abs diff, 64x36 grey (swscale area)", "interval_rule": "last frame with pts <= t",
+            "engine_version": ENGINE_VERSION}
+
+
+def _source(info: VideoInfo) -> Source:
+    # One decoder thread per chunk, always: parallelism comes from running chunks side by side, and a fixed
+    # thread count keeps even ffmpeg's log ordering (recorded in warnings) independent of `workers`.
+    return Source(path=info.path, stream_index=info.stream_index, width=info.width, height=info.height,
+                  time_base_num=info.time_base.numerator, time_base_den=info.time_base.denominator,
+                  format_start=info.format_start, video_delay=info.video_delay, rotation=info.rotation, threads=1)
+
+
+def _tail_task(src: Source, info: VideoInfo, seek_from_start: bool = False) -> SceneTask:
+    """Decode the last GOP (tiny grey) to learn the last pts that really decodes."""
+    fp, kp = info.frame_pts, info.key_pts
+    g = planmod.gop_of(kp, int(fp[-1]))
+    lo = int(kp[g]) if g >= 0 else None
+    expected = len(fp) - (int(np.searchsorted(fp, lo)) if lo is not None else 0)
+    return SceneTask(source=src, chunk_id=TAIL_ID, seek_pts=None if seek_from_start else lo, lo=lo, hi=None,
+                     expected=expected, liveness_only=True)
+
+
+def _scene_pass(ex: ChunkExecutor, src: Source, info: VideoInfo, threshold: float) -> tuple[tuple[int, ...], list[str]]:
+    ranges = planmod.plan_scene_ranges(info.frame_pts, info.key_pts)
+    tasks = [SceneTask(source=src, chunk_id=r.id, seek_pts=r.seek_pts, lo=r.lo, hi=r.hi, expected=r.expected)
+             for r in ranges]
+    outs: dict[int, SceneOut] = {o.chunk_id: o for o in ex.map_unordered(scene_chunk, tasks)}
+    warnings: list[str] = []
+    for t in tasks:  # a seek that overshot the range start would skew the boundary diff: redo from the start
+        o = outs[t.chunk_id]
+        if t.lo is not None and (len(o.pts) == 0 or int(o.pts[0]) != t.lo) and t.seek_pts is not None:
+            outs[t.chunk_id] = scene_chunk(SceneTask(source=src, chunk_id=t.chunk_id, seek_pts=None, lo=t.lo,
+                                                     hi=t.hi, expected=t.expected))
+    all_pts, all_diffs = [], []
+    prev_last = None
+    for t in tasks:
+        o = outs[t.chunk_id]
+        warnings += o.problems[:3]
+        if len(o.pts) < t.expected:
+            warnings.append(f"scene pass: chunk {t.chunk_id} decoded {len(o.pts)} of {t.expected} frames")
+        d = o.diffs.copy()
+        if len(d) and prev_last is not None and o.first is not None:
+            d[0] = float(np.abs(o.first - prev_last).mean())
+        prev_last = o.last if o.last is not None else prev_last
+        all_pts.append(o.pts)
+        all_diffs.append(d)
+    if not all_pts:
+        return (), warnings
+    return planmod.scene_cuts(np.concatenate(all_pts), np.concatenate(all_diffs), threshold), warnings
+
+
+def _stems(wanted: dict[int, planmod.Wanted], info: VideoInfo, prefix: str) -> dict[int, str]:
+    stems: dict[int, str] = {}
+    used: set[str] = set()
+    for p in sorted(wanted):
+        stem = f"{prefix}_t{info.offset_of(p):010.3f}"
+        if stem in used:
+            stem = f"{stem}_f{wanted[p].index:07d}"
+        used.add(stem)
+        stems[p] = stem
+    return stems
+
+
+def extract_frames(source: Path, out_dir: Path, params: ExtractParams, *, workers: int | None = None,
+                   progress: Callable[[int, int], None] | None = None, wallclock_start: datetime | None = None,
+                   dask: Any = None, processes: bool = False) -> ExtractionResult:
+    """Extract the stills `params` asks for from `source` into `out_dir` (PNGs, thumbs/, contact sheets).
+
+    `source` is only read. `workers` (default: CPU count) chunks run at once, in threads driving ffmpeg
+    decoders (`processes=True` for a process pool); `dask` (a distributed.Client or scheduler address) runs
+    chunks on a cluster instead. Output is byte-identical whichever is used. `progress(done, total)` is called
+    with still counts. Truncated input never raises: `complete`, `decode_stopped_at` and `warnings` say what
+    happened. Raises NotVideoError / ExtractionError / BadParamsError.
+    """
+    if not params.wants_anything():
+        raise BadParamsError("nothing to extract: set every_seconds, keyframes, scenes or timestamps")
+    source, out_dir = Path(source), Path(out_dir)
+    info = probe(source)
+    n_workers = max(1, workers or default_workers())
+    base = dict(source=str(source), out_dir=str(out_dir), params=engine_params(params), tool_versions=tool_versions())
+    if info.moov_missing:
+        return ExtractionResult(**base, stills=[], contact_sheets=[], frames_in_index=0, frames_readable=0,
+                                duration=0.0, complete=False, decode_stopped_at=None, warnings=list(info.warnings),
+                                probe=info.summary())
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "thumbs").mkdir(exist_ok=True)
+    src = _source(info)
+    warnings = list(info.warnings)
+    with open_executor(n_workers, dask, processes) as ex:
+        cuts: tuple[int, ...] = ()
+        if params.scenes:
+            cuts, sw = _scene_pass(ex, src, info, params.scene_threshold)
+            warnings += sw
+        wanted, pw = planmod.plan_wanted(info.frame_pts, info.key_pts, info.time_base,
+                                         every_seconds=params.every_seconds, keyframes=params.keyframes,
+                                         timestamps=params.timestamps, scene_cuts=cuts, scenes=params.scenes)
+        warnings += pw
+        stems = _stems(wanted, info, params.name_prefix)
+        chunks = planmod.plan_chunks(list(wanted), info.frame_pts, info.key_pts)
+
+        def task(c: planmod.Chunk, seek: int | None) -> DecodeTask:
+            return DecodeTask(source=src, chunk_id=c.id, seek_pts=seek, wanted=tuple((p, stems[p]) for p in c.wanted),
+                              keys_only=c.keys_only, out_dir=str(out_dir), png_level=params.png_compression,
+                              thumb_width=params.thumb_width)
+
+        outs: dict[int, DecodeOut] = {}
+        done, total = 0, len(wanted)
+        tail: SceneOut | None = None
+        tasks: list[DecodeTask | SceneTask] = [_tail_task(src, info), *(task(c, c.seek_pts) for c in chunks)]
+        for o in ex.map_unordered(run_task, tasks):
+            if isinstance(o, SceneOut):
+                tail = o
+                continue
+            outs[o.chunk_id] = o
+            done += len(o.stills) + len(o.missing)
+            if progress:
+                progress(done, total)
+    assert tail is not None
+    if len(tail.pts) == 0 and _tail_task(src, info).seek_pts is not None:
+        tail = scene_chunk(_tail_task(src, info, seek_from_start=True))
+    last_ok = int(tail.pts.max()) if len(tail.pts) else None
+    tail_problems = tail.problems
+    warnings += [f"decoder: {p}" for p in tail_problems[:5]]
+    last_readable = int(info.frame_pts[-1])
+    tail_errors = [p for p in tail_problems if "[error]" in p or "corrupt" in p]
+    complete = info.frames_in_index <= len(info.frame_pts) and last_ok == last_readable and not tail_errors
+    if tail_errors:
+        warnings.append("decoder errors in the final GOP (typical of a file cut off mid-write); the last frames "
+                        "may be damaged")
+    if info.frames_in_index > len(info.frame_pts):
+        warnings.append(f"container index lists {info.frames_in_index} frames but only {len(info.frame_pts)} are "
+                        "present: the file is truncated")
+    if last_ok != last_readable:
+        warnings.append("decoding stops before the last readable packet"
+                        + (f" (last good frame at {info.offset_of(last_ok):.3f}s)" if last_ok is not None else ""))
+
+    # A frame that should decode (pts <= last good frame) but did not means the seek landed late: retry from
+    # an earlier keyframe, then sequentially from the start. Rare; keeps seeking verified rather than trusted.
+    for c in chunks:
+        o = outs[c.id]
+        should = [p for p in o.missing if last_ok is not None and p <= last_ok]
+        if not should or c.seek_pts is None:
+            continue
+        g = planmod.gop_of(info.key_pts, c.seek_pts)
+        for seek in ([int(info.key_pts[g - 1])] if g >= 1 else []) + [None]:
+            retry = decode_chunk(task(c, seek))
+            if len(retry.missing) < len(o.missing):
+                o = retry
+            if not [p for p in o.missing if p <= last_ok]:
+                break
+        outs[c.id] = o
+
+    stills: list[Still] = []
+    tb = f"{info.time_base.numerator}/{info.time_base.denominator}"
+    for c in chunks:
+        o = outs[c.id]
+        warnings += [f"decoder: {p}" for p in o.problems[:3]]
+        for p in o.missing:
+            complete = False
+            warnings.append(f"frame at {info.offset_of(p):.3f}s (pts {p}) did not decode; no still written")
+        for s in o.stills:
+            w = wanted[s.pts]
+            off = info.offset_of(s.pts)
+            stills.append(Still(index=w.index, pts=s.pts, time_base=tb, pts_time=info.pts_time(s.pts), offset=off,
+                                reasons=sorted(w.reasons), requested_times=sorted(w.requested), width=s.width,
+                                height=s.height, rotation=info.rotation, pixel_sha256=s.pixel_sha256, png=s.png,
+                                png_sha256=s.png_sha256, thumb=s.thumb,
+                                wallclock=wallclock_start + timedelta(seconds=off) if wallclock_start else None))
+    stills.sort(key=lambda s: s.pts)
+    sheets = build_contact_sheets(out_dir, params.name_prefix, [(out_dir / s.thumb, s.offset) for s in stills],
+                                  columns=params.contact_sheet_columns, rows=params.contact_sheet_rows,
+                                  png_level=params.png_compression) if stills else []
+    duration = info.offset_of(last_readable) + float(planmod.typical_frame_duration(info.frame_pts) * info.time_base)
+    return ExtractionResult(**base, stills=stills, contact_sheets=sheets, frames_in_index=info.frames_in_index,
+                            frames_readable=len(info.frame_pts), duration=duration, complete=complete,
+                            decode_stopped_at=info.offset_of(last_ok) if last_ok is not None else None,
+                            warnings=_dedupe(warnings), probe=info.summary(), chunks=len(chunks))
+
+
+def _dedupe(items: list[str]) -> list[str]:
+    seen: set[str] = set()
+    return [x for x in items if not (x in seen or seen.add(x))]
+
+
+__all__ = ["extract_frames", "tool_versions", "engine_params", "ExtractParams", "ExtractionResult", "Still"]
+

@@ -1,0 +1,180 @@
+"""Pure planning: which frames each mode needs, and how to cut decoding into GOP-aligned chunks.
+
+No I/O here, so the plan (and therefore every output byte) depends only on the probed timestamps and the
+parameters, never on worker count or scheduling.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import numpy as np
+
+# Merge the next GOP into the current chunk when fewer than this many unwanted frames sit between them:
+# decoding a few frames is cheaper than starting another decoder (~30-50 ms).
+MERGE_GAP_FRAMES = 8
+MAX_WANTED_PER_CHUNK = 48
+MAX_KEYS_PER_CHUNK = 8
+KEY_MERGE_GAP = 3  # keyframe-only chunks may decode up to this many unwanted keyframes between wanted ones
+SCENE_CHUNK_FRAMES = 300
+
+
+@dataclass
+class Wanted:
+    pts: int
+    index: int
+    reasons: set[str] = field(default_factory=set)
+    requested: list[float] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One decoder run: seek to `seek_pts` (a keyframe; None = from the start) and emit `wanted` pts."""
+
+    id: int
+    seek_pts: int | None
+    wanted: tuple[int, ...]
+    keys_only: bool
+
+
+@dataclass(frozen=True)
+class RangeChunk:
+    """A scene-analysis run over every frame with lo <= pts < hi (None = open end)."""
+
+    id: int
+    seek_pts: int | None
+    lo: int | None
+    hi: int | None
+    expected: int
+
+
+def _exact(x: float) -> Fraction:
+    return Fraction(repr(float(x)))
+
+
+def frame_at(frame_pts: np.ndarray, target_pts: Fraction) -> int:
+    """Index of the frame on screen at `target_pts`: the last one with pts <= target (-1 if none)."""
+    return int(np.searchsorted(frame_pts, int(np.floor(target_pts)), side="right")) - 1
+
+
+def typical_frame_duration(frame_pts: np.ndarray) -> int:
+    if len(frame_pts) < 2:
+        return 1
+    return max(1, int(np.median(np.diff(frame_pts))))
+
+
+def plan_wanted(frame_pts: np.ndarray, key_pts: np.ndarray, time_base: Fraction, *, every_seconds: float | None,
+                keyframes: bool, timestamps: tuple[float, ...], scene_cuts: tuple[int, ...] = (),
+                scenes: bool = False) -> tuple[dict[int, Wanted], list[str]]:
+    """Map pts -> Wanted for every frame some mode asks for. Times are offsets from the first frame."""
+    wanted: dict[int, Wanted] = {}
+    warnings: list[str] = []
+    if len(frame_pts) == 0:
+        return wanted, warnings
+    first = int(frame_pts[0])
+    last_offset = Fraction(int(frame_pts[-1]) - first) * time_base
+    end_offset = last_offset + typical_frame_duration(frame_pts) * time_base
+
+    def add(i: int, reason: str, t: float | None = None) -> None:
+        p = int(frame_pts[i])
+        w = wanted.setdefault(p, Wanted(pts=p, index=i))
+        w.reasons.add(reason)
+        if t is not None:
+            w.requested.append(t)
+
+    if every_seconds:
+        step = _exact(every_seconds)
+        k = 0
+        while k * step <= last_offset:
+            t = k * step
+            add(frame_at(frame_pts, first + t / time_base), "interval", float(t))
+            k += 1
+    for t in timestamps:
+        ft = _exact(t)
+        if ft < 0 or ft >= end_offset:
+            warnings.append(f"timestamp {t}s is outside the footage (0 .. {float(end_offset):.3f}s); skipped")
+            continue
+        add(frame_at(frame_pts, first + ft / time_base), "timestamp", float(ft))
+    if keyframes:
+        for p in key_pts:
+            add(int(np.searchsorted(frame_pts, p)), "keyframe")
+    if scenes:
+        add(0, "scene")
+        for p in scene_cuts:
+            i = int(np.searchsorted(frame_pts, p))
+            if i < len(frame_pts) and int(frame_pts[i]) == p:
+                add(i, "scene")
+    return wanted, warnings
+
+
+def gop_of(key_pts: np.ndarray, pts: int) -> int:
+    """Index of the keyframe at or before `pts` (-1: before the first keyframe)."""
+    return int(np.searchsorted(key_pts, pts, side="right")) - 1
+
+
+def plan_chunks(wanted_pts: list[int], frame_pts: np.ndarray, key_pts: np.ndarray) -> list[Chunk]:
+    """Group wanted frames into GOP-aligned decoder runs; keyframe-only runs can skip non-key decoding."""
+    key_set = set(int(k) for k in key_pts)
+    groups: list[tuple[int, list[int]]] = []
+    for p in sorted(wanted_pts):
+        g = gop_of(key_pts, p)
+        if groups and groups[-1][0] == g:
+            groups[-1][1].append(p)
+        else:
+            groups.append((g, [p]))
+
+    chunks: list[Chunk] = []
+    cur: list[int] = []
+    cur_first_g = cur_last_g = -2
+    cur_keys = False
+
+    def flush() -> None:
+        nonlocal cur
+        if cur:
+            seek = int(key_pts[cur_first_g]) if cur_first_g >= 0 else None
+            chunks.append(Chunk(id=len(chunks), seek_pts=seek, wanted=tuple(cur), keys_only=cur_keys))
+        cur = []
+
+    for g, pts in groups:
+        keys_only = all(p in key_set for p in pts)
+        if cur:
+            if keys_only and cur_keys:
+                ok = g - cur_last_g <= KEY_MERGE_GAP + 1 and len(cur) + len(pts) <= MAX_KEYS_PER_CHUNK
+            elif not keys_only and not cur_keys and g == cur_last_g + 1 and g >= 0:
+                between = int(np.searchsorted(frame_pts, key_pts[g])) - int(np.searchsorted(frame_pts, cur[-1])) - 1
+                ok = between <= MERGE_GAP_FRAMES and len(cur) + len(pts) <= MAX_WANTED_PER_CHUNK
+            else:
+                ok = False
+            if not ok:
+                flush()
+        if not cur:
+            cur_first_g, cur_keys = g, keys_only
+        cur.extend(pts)
+        cur_last_g = g
+    flush()
+    return chunks
+
+
+def plan_scene_ranges(frame_pts: np.ndarray, key_pts: np.ndarray,
+                      target_frames: int = SCENE_CHUNK_FRAMES) -> list[RangeChunk]:
+    """Split all frames into GOP-aligned ranges of roughly `target_frames` for the scene-analysis pass."""
+    n = len(frame_pts)
+    starts = [0] + [int(np.searchsorted(frame_pts, k)) for k in key_pts if int(k) > int(frame_pts[0])]
+    bounds: list[int] = [0]
+    for s in starts[1:]:
+        if s - bounds[-1] >= target_frames:
+            bounds.append(s)
+    bounds.append(n)
+    out: list[RangeChunk] = []
+    for a, b in zip(bounds[:-1], bounds[1:], strict=False):
+        lo = int(frame_pts[a])
+        seek = lo if a > 0 else None
+        out.append(RangeChunk(id=len(out), seek_pts=seek, lo=lo if a > 0 else None,
+                              hi=int(frame_pts[b]) if b < n else None, expected=b - a))
+    return out
+
+
+def scene_cuts(pts: np.ndarray, diffs: np.ndarray, threshold: float) -> tuple[int, ...]:
+    """Frames whose mean absolute difference from the previous frame exceeds `threshold` start a new scene."""
+    return tuple(int(p) for p, d in zip(pts, diffs, strict=True) if d > threshold)

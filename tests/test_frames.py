@@ -1,0 +1,232 @@
+"""Frame extraction against real ffmpeg-made footage (generated into tmp dirs, never the repo).
+
+The reference for "is this the right frame" is an independent full sequential decode (no seeking) of the
+same clip, keyed by pts; every still's pixel hash must equal the reference frame's hash for its pts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import subprocess
+from datetime import UTC, datetime, timedelta
+from fractions import Fraction
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from pipeline.frames import (
+    BadParamsError,
+    ExtractionError,
+    ExtractParams,
+    NotVideoError,
+    extract_frames,
+    tool_versions,
+)
+from pipeline.frames import plan as planmod
+from pipeline.frames.png import pixel_sha256
+from tests import footage
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("footage")
+    return {
+        "mp4_b": footage.h264(d / "b.mp4", 4),
+        "mp4_nob": footage.h264(d / "nob.mp4", 3, bframes=False),
+        "ts_b": footage.h264(d / "b.ts", 3),
+        "ts_nob": footage.h264(d / "nob.ts", 3, bframes=False),
+        "h265": footage.h265(d / "h.mp4", 3),
+        "mjpeg": footage.mjpeg_avi(d / "m.avi", 2),
+        "vfr": footage.vfr_mp4(d / "v.mp4"),
+        "rot": footage.rotated_mp4(d / "r.mp4", 90, 2),
+        "no_moov": footage.truncated_mp4_no_moov(d / "nomoov.mp4"),
+        "cut_mp4": footage.truncated_mp4_faststart(d / "cut.mp4"),
+        "cut_ts": footage.truncated_ts(d / "cut.ts"),
+        "scenes": footage.two_scenes_mp4(d / "s.mp4"),
+        "audio": footage.audio_only(d / "a.m4a"),
+    }
+
+
+def reference(path: Path, autorotate: bool = False) -> dict[int, str]:
+    """pts -> pixel hash for every frame, from one sequential ffmpeg decode with no seeking and no select."""
+    info = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "stream=width,height",
+                           "-of", "json", str(path)], capture_output=True, text=True, check=True).stdout
+    st = json.loads(info)["streams"][0]
+    w, h = int(st["width"]), int(st["height"])
+    if autorotate:  # only used on the 90-degree clip: ffmpeg's transpose swaps the dimensions
+        w, h = h, w
+    proc = subprocess.run(["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "info", "-copyts",
+                           *([] if autorotate else ["-noautorotate"]), "-i", str(path), "-map", "0:v:0",
+                           "-vf", "showinfo=checksum=0", "-fps_mode", "passthrough", "-f", "rawvideo",
+                           "-pix_fmt", "bgr24", "pipe:1"], capture_output=True)
+    pts = [int(m) for m in re.findall(rb"n:\s*\d+\s+pts:\s*(-?\d+)", proc.stderr)]
+    size = w * h * 3
+    assert len(proc.stdout) >= size * len(pts) - size
+    out = {}
+    for i, p in enumerate(pts):
+        frame = np.frombuffer(proc.stdout[i * size:(i + 1) * size], np.uint8)
+        if frame.size == size:
+            out[p] = pixel_sha256(frame.reshape(h, w, 3))
+    return out
+
+
+def probe_keyframes(path: Path) -> set[int]:
+    out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "packet=pts,flags",
+                          "-of", "json", str(path)], capture_output=True, text=True, check=True).stdout
+    return {int(p["pts"]) for p in json.loads(out)["packets"] if "K" in p["flags"] and "D" not in p["flags"]}
+
+
+def files(d: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(d)): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
+
+
+def test_reproducible_bytes_across_runs_and_worker_counts(clips: dict[str, Path], tmp_path: Path) -> None:
+    params = ExtractParams(every_seconds=0.5, keyframes=True, timestamps=[1.3], name_prefix="EX-1/cam 2")
+    runs = [extract_frames(clips["mp4_b"], tmp_path / f"r{i}", params, workers=w, processes=proc)
+            for i, (w, proc) in enumerate(((1, False), (2, False), (2, True)))]
+    dumps = [[s.model_dump() for s in r.stills] for r in runs]
+    assert dumps[0] == dumps[1] == dumps[2]
+    assert files(tmp_path / "r0") == files(tmp_path / "r1") == files(tmp_path / "r2")
+    assert runs[0].warnings == runs[1].warnings
+    for s in runs[0].stills:
+        png = (tmp_path / "r0" / s.png).read_bytes()
+        assert hashlib.sha256(png).hexdigest() == s.png_sha256
+        assert pixel_sha256(cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)) == s.pixel_sha256
+        assert s.png.startswith("EX-1_cam_2_t")
+    assert runs[0].stills[0].png == "EX-1_cam_2_t000000.000.png"
+
+
+@pytest.mark.parametrize("name", ["mp4_b", "mp4_nob", "ts_b", "ts_nob", "h265", "mjpeg"])
+def test_formats_extract_the_exact_frames(clips: dict[str, Path], tmp_path: Path, name: str) -> None:
+    src = clips[name]
+    res = extract_frames(src, tmp_path / "out", ExtractParams(every_seconds=0.7, timestamps=[0.33, 1.9]), workers=1)
+    ref = reference(src)
+    assert res.complete, res.warnings
+    assert len(res.stills) >= 4
+    first = min(ref)
+    ref_pts = np.array(sorted(ref))
+    for s in res.stills:
+        assert ref[s.pts] == s.pixel_sha256, f"{name}: still at pts {s.pts} is not that frame"
+        tb = Fraction(s.time_base)
+        assert s.pts_time == pytest.approx(float(s.pts * tb))
+        for t in s.requested_times:  # the frame on screen at t: last pts <= t
+            target = first + Fraction(repr(t)) / tb
+            assert s.pts == ref_pts[ref_pts <= target].max()
+        assert (tmp_path / "out" / s.png).is_file() and (tmp_path / "out" / s.thumb).is_file()
+    assert res.contact_sheets and (tmp_path / "out" / res.contact_sheets[0]).is_file()
+
+
+def test_interval_within_one_frame_on_constant_and_vfr(clips: dict[str, Path], tmp_path: Path) -> None:
+    for name, step in (("mp4_b", 0.3), ("vfr", 0.25)):
+        res = extract_frames(clips[name], tmp_path / name, ExtractParams(every_seconds=step), workers=1)
+        ref = reference(clips[name])
+        pts = np.array(sorted(ref))
+        tb = Fraction(res.stills[0].time_base)
+        requested = sorted(t for s in res.stills for t in s.requested_times)
+        assert requested == pytest.approx([k * step for k in range(len(requested))])
+        for s in res.stills:
+            assert ref[s.pts] == s.pixel_sha256
+            nxt = pts[pts > s.pts]
+            for t in s.requested_times:
+                assert s.offset <= t + 1e-9
+                if len(nxt):  # still displayed at t: the next frame starts after t
+                    assert float((int(nxt[0]) - pts[0]) * tb) > t
+    # VFR: the 5 fps section holds each frame for 0.2 s, so several 0.25 s requests can map to one frame
+    vfr = extract_frames(clips["vfr"], tmp_path / "vfr2", ExtractParams(every_seconds=0.1), workers=1)
+    assert any(len(s.requested_times) > 1 for s in vfr.stills)
+
+
+def test_keyframes_are_exactly_ffprobes(clips: dict[str, Path], tmp_path: Path) -> None:
+    for name in ("mp4_b", "ts_b", "h265"):
+        res = extract_frames(clips[name], tmp_path / name, ExtractParams(keyframes=True), workers=2)
+        assert {s.pts for s in res.stills} == probe_keyframes(clips[name])
+        ref = reference(clips[name])
+        assert all(ref[s.pts] == s.pixel_sha256 and s.reasons == ["keyframe"] for s in res.stills)
+
+
+def test_rotation_is_applied_and_recorded(clips: dict[str, Path], tmp_path: Path) -> None:
+    res = extract_frames(clips["rot"], tmp_path / "o", ExtractParams(every_seconds=1), workers=1)
+    s = res.stills[0]
+    assert s.rotation in (90, 270) and (s.width, s.height) == (240, 320)
+    upright = reference(clips["rot"], autorotate=True)  # ffmpeg's own autorotate as the oracle
+    assert all(upright[x.pts] == x.pixel_sha256 for x in res.stills)
+
+
+def test_truncated_without_moov_reports_instead_of_crashing(clips: dict[str, Path], tmp_path: Path) -> None:
+    res = extract_frames(clips["no_moov"], tmp_path / "o", ExtractParams(every_seconds=1), workers=1)
+    assert res.stills == [] and not res.complete and res.decode_stopped_at is None
+    assert "moov" in res.warnings[0]
+
+
+@pytest.mark.parametrize("name", ["cut_mp4", "cut_ts"])
+def test_truncated_media_extracts_what_decodes(clips: dict[str, Path], tmp_path: Path, name: str) -> None:
+    res = extract_frames(clips[name], tmp_path / "o", ExtractParams(every_seconds=0.5), workers=2)
+    again = extract_frames(clips[name], tmp_path / "o2", ExtractParams(every_seconds=0.5), workers=1)
+    assert res.warnings == again.warnings and res.stills == again.stills
+    assert not res.complete and res.warnings
+    assert res.stills and res.decode_stopped_at is not None
+    assert 0.5 < res.decode_stopped_at < 4.0
+    assert max(s.offset for s in res.stills) <= res.decode_stopped_at + 1e-9
+
+
+def test_scene_cut_found(clips: dict[str, Path], tmp_path: Path) -> None:
+    res = extract_frames(clips["scenes"], tmp_path / "o", ExtractParams(scenes=True), workers=2)
+    assert [round(s.offset, 3) for s in res.stills] == [0.0, 2.0]
+    assert all("scene" in s.reasons for s in res.stills)
+
+
+def test_not_video_and_bad_params(clips: dict[str, Path], tmp_path: Path) -> None:
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video at all\n" * 100)
+    with pytest.raises(NotVideoError, match="really a video"):
+        extract_frames(text, tmp_path / "o", ExtractParams(every_seconds=1))
+    with pytest.raises(NotVideoError, match="no video stream"):
+        extract_frames(clips["audio"], tmp_path / "o", ExtractParams(every_seconds=1))
+    with pytest.raises(ExtractionError, match="no such file"):
+        extract_frames(tmp_path / "missing.mp4", tmp_path / "o", ExtractParams(every_seconds=1))
+    with pytest.raises(BadParamsError):
+        extract_frames(clips["mp4_b"], tmp_path / "o", ExtractParams())
+
+
+def test_metadata_wallclock_versions(clips: dict[str, Path], tmp_path: Path) -> None:
+    start = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    calls: list[tuple[int, int]] = []
+    res = extract_frames(clips["mp4_nob"], tmp_path / "o", ExtractParams(every_seconds=1, timestamps=[99]),
+                         workers=1, wallclock_start=start, progress=lambda d, t: calls.append((d, t)))
+    assert all(s.wallclock == start + timedelta(seconds=s.offset) for s in res.stills)
+    assert any("outside the footage" in w for w in res.warnings)
+    assert calls and calls[-1][0] == calls[-1][1] == len(res.stills)
+    assert set(tool_versions()) >= {"opencv", "ffmpeg", "numpy", "python"}
+    assert res.params["every_seconds"] == 1 and res.params["png_encoder"]["strategy"] == "huffman_only"
+
+
+def test_dask_backend_identical(clips: dict[str, Path], tmp_path: Path) -> None:
+    distributed = pytest.importorskip("distributed")
+    params = ExtractParams(every_seconds=0.5, keyframes=True)
+    local = extract_frames(clips["ts_b"], tmp_path / "local", params, workers=1)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as lc, \
+            distributed.Client(lc) as client:
+        remote = extract_frames(clips["ts_b"], tmp_path / "dask", params, dask=client)
+    assert [s.model_dump() for s in local.stills] == [s.model_dump() for s in remote.stills]
+    assert files(tmp_path / "local") == files(tmp_path / "dask")
+
+
+def test_plan_is_pure_and_gop_aligned() -> None:
+    fp = np.arange(0, 100, dtype=np.int64)  # 100 frames, tb 1/10 => 10 fps
+    kp = np.arange(0, 100, 20, dtype=np.int64)
+    wanted, warn = planmod.plan_wanted(fp, kp, Fraction(1, 10), every_seconds=3.0, keyframes=True, timestamps=(55,))
+    assert sorted(wanted) == [0, 20, 30, 40, 60, 80, 90]
+    assert warn and "outside" in warn[0]
+    chunks = planmod.plan_chunks(sorted(wanted), fp, kp)
+    for c in chunks:
+        if c.seek_pts is not None:
+            assert c.seek_pts in kp and all(p >= c.seek_pts for p in c.wanted)
+    key_only = [c for c in chunks if c.keys_only]
+    assert all(set(c.wanted) <= set(kp.tolist()) for c in key_only)
+    assert planmod.frame_at(fp, Fraction(299, 10)) == 29
