@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# End-to-end demo on the embedded stack: start it, make footage, ingest it as
-# an exhibit, verify the chain of custody.
+# The main job end to end on the embedded stack: an emulated covert camera is
+# recorded as evidence (Prefect flow camera_ingest), a field upload is added,
+# stills are extracted, and an evidence bundle is built and verified offline.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
@@ -9,19 +10,28 @@ OUT="${DEMO_OUT:-$PWD/demo-out}"
 mkdir -p "$OUT"
 CASE="DEMO/$(date -u +%Y%m%d-%H%M%S)"
 
-custody stack up
-clip="$OUT/covert-cam.mp4"
-if [ ! -f "$clip" ]; then
-  echo "demo: generating 20 s of 720p test footage"
-  ffmpeg -hide_banner -loglevel error -f lavfi -i "testsrc2=size=1280x720:rate=25,noise=alls=12:allf=t" \
-    -t 20 -c:v libx264 -preset veryfast -b:v 3M -g 50 -bf 0 -pix_fmt yuv420p -y "$clip"
-fi
+echo "== 1. embedded stack: S3 (SeaweedFS), one emulated RTSP camera"
+custody stack up --cameras 1
 custody case create --ref "$CASE" --title "custody demo"
-custody ingest "$clip" --case "$CASE" --exhibit "DEMO/1" --officer "DC Demo" --description "covert camera clip"
-custody exhibit show --case "$CASE" --exhibit "DEMO/1"
+
+echo "== 2. record the covert camera for 20 s (Prefect flow camera_ingest)"
+custody cameras run --camera cam1 --duration 20s --segment 5s --case "$CASE"
+CAM_EXHIBIT="CAM1/$(date -u +%Y%m%d)"
+
+echo "== 3. a field team uploads footage recovered from an SD card"
+clip="$OUT/sdcard-clip.mp4"
+[ -f "$clip" ] || ffmpeg -hide_banner -loglevel error -f lavfi -i "testsrc2=size=1280x720:rate=25,noise=alls=12:allf=t" \
+    -t 10 -c:v libx264 -preset veryfast -b:v 3M -g 50 -bf 0 -pix_fmt yuv420p -y "$clip"
+custody upload "$clip" --case "$CASE" --exhibit "DEMO/1" --officer "DC Demo" --location "demo site"
+
+echo "== 4. lossless stills every 2 s and at keyframes"
+custody extract "$CAM_EXHIBIT" --case "$CASE" --every 2s
+custody extract "DEMO/1" --case "$CASE" --every 2s --keyframes
+
+echo "== 5. verify the chain of custody, build the evidence bundle, verify it offline"
 custody verify --case "$CASE"
 bundle="$OUT/bundle-$(date -u +%Y%m%dT%H%M%SZ).zip"
 custody bundle --case "$CASE" --out "$bundle" --recipient "CPS reviewing lawyer" --reason "demo disclosure"
 custody verify "$bundle"
 echo
-echo "demo: case $CASE; evidence bundle at $bundle (CUSTODY_HOME=$CUSTODY_HOME)"
+echo "demo: case $CASE — evidence bundle at $bundle (CUSTODY_HOME=$CUSTODY_HOME)"
