@@ -11,23 +11,8 @@ import sys
 import pytest
 from minio.error import S3Error
 
+from bench._common import write_random as _write_big
 from tests.conftest import CUSTODY
-
-
-def _write_big(path, size: int) -> str:
-    """A file of `size` bytes that does not compress or dedupe; returns its SHA-256."""
-    block = os.urandom(4 * 1024 * 1024)
-    h = hashlib.sha256()
-    with open(path, "wb") as f:
-        written = 0
-        i = 0
-        while written < size:
-            chunk = (i.to_bytes(8, "big") + block)[: min(len(block), size - written)]
-            f.write(chunk)
-            h.update(chunk)
-            written += len(chunk)
-            i += 1
-    return h.hexdigest()
 
 
 def _peak_rss_mb(cmd: list[str], env: dict[str, str]) -> tuple[float, subprocess.CompletedProcess]:
