@@ -1,4 +1,5 @@
-"""Capture benchmark: CPU of the ffmpeg recorders per 1080p 4 Mbit/s camera, and segment-close -> callback delay.
+"""Capture benchmark: CPU of the ffmpeg recorders per 1080p 4 Mbit/s camera, segment-close -> callback delay,
+and segment-close -> custody event delay (a second phase through a real embedded store).
 
 A generated 1080p25 4 Mbit/s H.264 file is looped (no re-encoding) by the emulator's file cameras; N recorders
 pull them over RTSP/TCP with `-c copy`. CPU time of the recorder ffmpeg processes comes from
@@ -84,6 +85,16 @@ def main() -> int:
             wall = time.monotonic() - t0
             ff_cpu = cpu(resource.RUSAGE_CHILDREN) - c0
             py_cpu = cpu(resource.RUSAGE_SELF) - s0
+            # phase 2: one camera through the whole custody path (spool -> S3 -> signed event)
+            from bench._common import temp_stack
+            from pipeline.camera_ingest import ingest_camera
+            from pipeline.settings import load_settings
+
+            with temp_stack():
+                rep = ingest_camera(load_settings(), camera="hd1", url=camera_url(info, "hd1"), case_ref="BENCH/1",
+                                    duration=12.0 if args.quick else 40.0, segment_seconds=segment,
+                                    stall_timeout=10, drain_interval=0.5)
+            event_delays = rep.close_to_event_s
         finally:
             stop_emulator(state)
 
@@ -107,6 +118,8 @@ def main() -> int:
         "meets_goal": int(per_cam * 16 < GOAL_CORES_16),
         "close_to_callback_ms_median": round(statistics.median(delays) * 1000, 1) if delays else -1,
         "close_to_callback_ms_max": round(max(delays) * 1000, 1) if delays else -1,
+        "close_to_custody_event_ms_median": round(statistics.median(event_delays) * 1000, 1) if event_delays else -1,
+        "close_to_custody_event_ms_max": round(max(event_delays) * 1000, 1) if event_delays else -1,
     }
     table = Table(title=f"capture: {cams} x 1080p25 4 Mbit/s cameras, {seconds:g} s, {segment:g} s segments")
     table.add_column("figure")
