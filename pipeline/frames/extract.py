@@ -30,7 +30,7 @@ from pipeline.frames.decode import (
 from pipeline.frames.errors import BadParamsError
 from pipeline.frames.executor import ChunkExecutor, default_workers, open_executor
 from pipeline.frames.models import ExtractionResult, ExtractParams, Still
-from pipeline.frames.png import THUMB_JPEG_QUALITY
+from pipeline.frames.png import THUMB_JPEG_QUALITY, png_settings
 from pipeline.frames.probe import VideoInfo, ffmpeg_version, probe
 
 ENGINE_VERSION = "1"
@@ -48,8 +48,7 @@ def tool_versions() -> dict[str, str]:
 def engine_params(params: ExtractParams) -> dict[str, Any]:
     """The user parameters plus every pinned engine knob, so the run can be reproduced exactly."""
     return {**params.model_dump(mode="json"),
-            "png_encoder": {"library": "opencv", "compression": params.png_compression, "strategy": "huffman_only",
-                            "filter": "up"},
+            "png_encoder": {"library": "opencv", **png_settings(params.png_compression)},
             "thumb": {"format": "jpeg", "quality": THUMB_JPEG_QUALITY, "width": params.thumb_width,
                       "interpolation": "area"},
             "decode": {"tool": "ffmpeg", "pix_fmt": "bgr24", "autorotate": False, "frame_select": "exact pts"},

@@ -29,7 +29,7 @@ class ExtractParams(BaseModel):
     scene_threshold: float = Field(default=30.0, gt=0, le=255)
     timestamps: tuple[float, ...] = ()
     name_prefix: str = "frame"
-    png_compression: int = Field(default=1, ge=0, le=9)
+    png_compression: int = Field(default=0, ge=0, le=9)
     thumb_width: int = Field(default=160, ge=16, le=1024)
     contact_sheet_columns: int = Field(default=8, ge=1, le=32)
     contact_sheet_rows: int = Field(default=10, ge=1, le=64)
