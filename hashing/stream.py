@@ -73,7 +73,13 @@ class HashingReader:
         return data
 
     def readinto(self, buf: bytearray | memoryview) -> int:
-        k = self._raw.readinto(buf)  # type: ignore[attr-defined]
+        raw_readinto = getattr(self._raw, "readinto", None)
+        if raw_readinto is None:  # e.g. a request body stream: read and copy
+            data = self._raw.read(len(buf))
+            k = len(data)
+            memoryview(buf)[:k] = data
+        else:
+            k = raw_readinto(buf)
         if k:
             self.digests.update(memoryview(buf)[:k])
         return k or 0

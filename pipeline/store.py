@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import io
 import logging
 import threading
 from collections.abc import Callable, Iterator
@@ -398,15 +397,19 @@ class EvidenceStore:
         return self._call(self.client.presigned_get_object, bucket, key, expires=expires, version_id=version_id)
 
 
-def _read_full(reader: HashingReader, n: int) -> bytes:
-    """Read exactly n bytes unless EOF comes first (pipes return short reads)."""
-    buf = io.BytesIO()
-    while buf.tell() < n:
-        chunk = reader.read(n - buf.tell())
-        if not chunk:
+def _read_full(reader: HashingReader, n: int) -> bytearray:
+    """Read exactly n bytes unless EOF comes first (pipes return short reads), into one buffer, no extra copy."""
+    buf = bytearray(n)
+    view = memoryview(buf)
+    got = 0
+    while got < n:
+        k = reader.readinto(view[got:])
+        if not k:
             break
-        buf.write(chunk)
-    return buf.getvalue()
+        got += k
+    view.release()
+    del buf[got:]
+    return buf
 
 
 def _digest_tags(digests: dict[str, str]) -> Tags:
