@@ -1,12 +1,13 @@
 """extract_frames: probe, plan, decode GOP-aligned chunks in parallel, assemble a reproducible result.
 
-Pipeline: ffprobe packet listing -> tail check (where does decoding really stop?) -> optional scene pass
+Pipeline: ffprobe + packet listing -> tail check (where does decoding really stop?) -> optional scene pass
 (every frame, 64x36 grey) -> pure plan of wanted pts -> chunks -> PNG + thumbnail per still -> contact sheets.
 Output bytes depend only on the input and the parameters, never on worker count or backend.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import platform
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -18,12 +19,14 @@ import numpy as np
 from pipeline.frames import plan as planmod
 from pipeline.frames.contact_sheet import build_contact_sheets
 from pipeline.frames.decode import (
+    SKIP_NONREF_CODECS,
+    ChunkSpec,
     DecodeOut,
     DecodeTask,
     SceneOut,
     SceneTask,
     Source,
-    decode_chunk,
+    decode_batch,
     run_task,
     scene_chunk,
 )
@@ -33,16 +36,20 @@ from pipeline.frames.models import ExtractionResult, ExtractParams, Still
 from pipeline.frames.png import THUMB_JPEG_QUALITY, png_settings
 from pipeline.frames.probe import VideoInfo, ffmpeg_version, probe
 
-ENGINE_VERSION = "1"
+ENGINE_VERSION = "2"  # 2: in-process libavcodec decoding (PyAV) instead of an ffmpeg process per chunk
 TAIL_ID = -1
 
 
 def tool_versions() -> dict[str, str]:
     """Versions that determine output bytes; record them with every extraction."""
+    import av
     import cv2
 
-    return {"opencv": cv2.__version__, "ffmpeg": ffmpeg_version(), "numpy": np.__version__,
-            "python": platform.python_version(), "custody.frames": ENGINE_VERSION}
+    libs = {f"{k}": ".".join(map(str, v)) for k, v in av.library_versions.items()
+            if k in ("libavcodec", "libavformat", "libswscale")}
+    return {"opencv": cv2.__version__, "ffmpeg": av.ffmpeg_version_info, "pyav": av.__version__, **libs,
+            "ffprobe": ffmpeg_version(), "numpy": np.__version__, "python": platform.python_version(),
+            "custody.frames": ENGINE_VERSION}
 
 
 def engine_params(params: ExtractParams) -> dict[str, Any]:
@@ -51,27 +58,27 @@ def engine_params(params: ExtractParams) -> dict[str, Any]:
             "png_encoder": {"library": "opencv", **png_settings(params.png_compression)},
             "thumb": {"format": "jpeg", "quality": THUMB_JPEG_QUALITY, "width": params.thumb_width,
                       "interpolation": "area"},
-            "decode": {"tool": "ffmpeg", "pix_fmt": "bgr24", "autorotate": False, "frame_select": "exact pts"},
+            "decode": {"library": "libavcodec via PyAV", "decoder_threads": 1, "pix_fmt": "bgr24 (swscale)",
+                       "autorotate": False, "frame_select": "exact pts", "seek": "keyframe, then decoder flush",
+                       "skip_unreferenced": sorted(SKIP_NONREF_CODECS), "keyframe_only": "wanted keyframes only"},
             "scene_metric": "mean abs diff, 64x36 grey (swscale area)", "interval_rule": "last frame with pts <= t",
             "engine_version": ENGINE_VERSION}
 
 
 def _source(info: VideoInfo) -> Source:
-    # One decoder thread per chunk, always: parallelism comes from running chunks side by side, and a fixed
-    # thread count keeps even ffmpeg's log ordering (recorded in warnings) independent of `workers`.
-    return Source(path=info.path, stream_index=info.stream_index, width=info.width, height=info.height,
-                  time_base_num=info.time_base.numerator, time_base_den=info.time_base.denominator,
-                  format_start=info.format_start, video_delay=info.video_delay, rotation=info.rotation, threads=1)
+    return Source(path=info.path, stream_index=info.stream_index, codec=info.codec, rotation=info.rotation)
 
 
-def _tail_task(src: Source, info: VideoInfo, seek_from_start: bool = False) -> SceneTask:
-    """Decode the last GOP (tiny grey) to learn the last pts that really decodes."""
-    fp, kp = info.frame_pts, info.key_pts
-    g = planmod.gop_of(kp, int(fp[-1]))
-    lo = int(kp[g]) if g >= 0 else None
-    expected = len(fp) - (int(np.searchsorted(fp, lo)) if lo is not None else 0)
-    return SceneTask(source=src, chunk_id=TAIL_ID, seek_pts=None if seek_from_start else lo, lo=lo, hi=None,
-                     expected=expected, liveness_only=True)
+def _tail_spec(info: VideoInfo, seek_from_start: bool = False) -> ChunkSpec:
+    """Decode the last GOP to learn the last pts that really decodes (where a truncated file stops)."""
+    g = planmod.gop_of(info.key_pts, int(info.frame_pts[-1]))
+    seek = int(info.key_pts[g]) if g >= 0 and not seek_from_start else None
+    return ChunkSpec(chunk_id=TAIL_ID, seek_pts=seek, wanted=(), keys_only=False, to_eof=True,
+                     packets_to_eof=_packets_from(info, seek))
+
+
+def _packets_from(info: VideoInfo, seek_pts: int | None) -> int:
+    return len(info.frame_pts) - (int(np.searchsorted(info.frame_pts, seek_pts)) if seek_pts is not None else 0)
 
 
 def _scene_pass(ex: ChunkExecutor, src: Source, info: VideoInfo, threshold: float) -> tuple[tuple[int, ...], list[str]]:
@@ -152,27 +159,37 @@ def extract_frames(source: Path, out_dir: Path, params: ExtractParams, *, worker
         stems = _stems(wanted, info, params.name_prefix)
         chunks = planmod.plan_chunks(list(wanted), info.frame_pts, info.key_pts)
 
-        def task(c: planmod.Chunk, seek: int | None) -> DecodeTask:
-            return DecodeTask(source=src, chunk_id=c.id, seek_pts=seek, wanted=tuple((p, stems[p]) for p in c.wanted),
-                              keys_only=c.keys_only, out_dir=str(out_dir), png_level=params.png_compression,
+        def batch(items: list[ChunkSpec]) -> DecodeTask:
+            return DecodeTask(source=src, chunks=tuple(items), out_dir=str(out_dir), png_level=params.png_compression,
                               thumb_width=params.thumb_width)
+
+        last_gop = planmod.gop_of(info.key_pts, int(info.frame_pts[-1]))
+        specs = [ChunkSpec(chunk_id=c.id, seek_pts=c.seek_pts, wanted=tuple((p, stems[p]) for p in c.wanted),
+                           keys_only=c.keys_only) for c in chunks]
+        # The chunk that already decodes into the last GOP doubles as the truncation check; otherwise a
+        # separate run decodes the last GOP.
+        if chunks and not chunks[-1].keys_only and planmod.gop_of(info.key_pts, chunks[-1].wanted[-1]) == last_gop:
+            specs[-1] = dataclasses.replace(specs[-1], to_eof=True,
+                                            packets_to_eof=_packets_from(info, chunks[-1].seek_pts))
+            tail_id = chunks[-1].id
+            tail_batch: list[DecodeTask] = []
+        else:
+            tail_id = TAIL_ID
+            tail_batch = [batch([_tail_spec(info)])]  # first in the queue: a whole GOP, not the long pole at the end
 
         outs: dict[int, DecodeOut] = {}
         done, total = 0, len(wanted)
-        tail: SceneOut | None = None
-        tasks: list[DecodeTask | SceneTask] = [_tail_task(src, info), *(task(c, c.seek_pts) for c in chunks)]
-        for o in ex.map_unordered(run_task, tasks):
-            if isinstance(o, SceneOut):
-                tail = o
-                continue
-            outs[o.chunk_id] = o
-            done += len(o.stills) + len(o.missing)
+        tasks = tail_batch + [batch(specs[a:b]) for a, b in planmod.plan_batches(len(specs), n_workers)]
+        for batch_out in ex.map_unordered(run_task, tasks):
+            for o in batch_out:
+                outs[o.chunk_id] = o
+                done += len(o.stills) + len(o.missing)
             if progress:
                 progress(done, total)
-    assert tail is not None
-    if len(tail.pts) == 0 and _tail_task(src, info).seek_pts is not None:
-        tail = scene_chunk(_tail_task(src, info, seek_from_start=True))
-    last_ok = int(tail.pts.max()) if len(tail.pts) else None
+    tail = outs.pop(TAIL_ID, None) or outs[tail_id]
+    if tail.last_pts is None and _tail_spec(info).seek_pts is not None:  # the seek failed: from the start
+        tail = decode_batch(batch([_tail_spec(info, seek_from_start=True)]))[0]
+    last_ok = tail.last_pts
     tail_problems = tail.problems
     warnings += [f"decoder: {p}" for p in tail_problems[:5]]
     last_readable = int(info.frame_pts[-1])
@@ -190,14 +207,14 @@ def extract_frames(source: Path, out_dir: Path, params: ExtractParams, *, worker
 
     # A frame that should decode (pts <= last good frame) but did not means the seek landed late: retry from
     # an earlier keyframe, then sequentially from the start. Rare; keeps seeking verified rather than trusted.
-    for c in chunks:
+    for c, spec in zip(chunks, specs, strict=False):
         o = outs[c.id]
         should = [p for p in o.missing if last_ok is not None and p <= last_ok]
         if not should or c.seek_pts is None:
             continue
         g = planmod.gop_of(info.key_pts, c.seek_pts)
         for seek in ([int(info.key_pts[g - 1])] if g >= 1 else []) + [None]:
-            retry = decode_chunk(task(c, seek))
+            retry = decode_batch(batch([dataclasses.replace(spec, seek_pts=seek, to_eof=False)]))[0]
             if len(retry.missing) < len(o.missing):
                 o = retry
             if not [p for p in o.missing if p <= last_ok]:

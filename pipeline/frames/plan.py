@@ -11,13 +11,16 @@ from fractions import Fraction
 
 import numpy as np
 
-# Merge the next GOP into the current chunk when fewer than this many unwanted frames sit between them:
-# decoding a few frames is cheaper than starting another decoder (~30-50 ms).
-MERGE_GAP_FRAMES = 8
+# Merge the next GOP into the current chunk when at most this many unwanted frames sit between them. A seek
+# is an index lookup plus a decoder flush, so decoding through unwanted frames rarely pays; merging only
+# saves the flush when wanted frames run straight into the next keyframe.
+MERGE_GAP_FRAMES = 2
 MAX_WANTED_PER_CHUNK = 48
-MAX_KEYS_PER_CHUNK = 8
-KEY_MERGE_GAP = 3  # keyframe-only chunks may decode up to this many unwanted keyframes between wanted ones
+MAX_KEYS_PER_CHUNK = 4
+KEY_MERGE_GAP = 3  # keyframe-only chunks demux (never decode) up to this many unwanted keyframes between wanted ones
 SCENE_CHUNK_FRAMES = 300
+BATCHES_PER_WORKER = 4  # enough batches to even out uneven chunks and to report progress as they finish
+MAX_CHUNKS_PER_BATCH = 64
 
 
 @dataclass
@@ -154,6 +157,15 @@ def plan_chunks(wanted_pts: list[int], frame_pts: np.ndarray, key_pts: np.ndarra
         cur_last_g = g
     flush()
     return chunks
+
+
+def plan_batches(n_chunks: int, workers: int) -> list[tuple[int, int]]:
+    """Cut chunks into contiguous [start, end) batches, one decoder open per batch. Which batch a chunk lands in
+    never changes its output: each chunk seeks and flushes the decoder before it starts."""
+    if n_chunks <= 0:
+        return []
+    size = max(1, min(MAX_CHUNKS_PER_BATCH, -(-n_chunks // max(1, workers * BATCHES_PER_WORKER))))
+    return [(a, min(a + size, n_chunks)) for a in range(0, n_chunks, size)]
 
 
 def plan_scene_ranges(frame_pts: np.ndarray, key_pts: np.ndarray,

