@@ -204,7 +204,8 @@ def test_metadata_wallclock_versions(clips: dict[str, Path], tmp_path: Path) -> 
     assert calls and calls[-1][0] == calls[-1][1] == len(res.stills)
     assert set(tool_versions()) >= {"opencv", "ffmpeg", "numpy", "python"}
     assert res.params["every_seconds"] == 1
-    assert res.params["png_encoder"] == {"library": "opencv", "compression": 0, "strategy": "default", "filter": "none"}
+    assert res.params["png_encoder"] == {"library": "opencv", "compression": 0, "strategy": "default", "filter": "none",
+                                         "zlib_buffer": 1 << 20}
 
 
 def test_dask_backend_identical(clips: dict[str, Path], tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ Rotation is applied by us (never by the decoder) so it is explicit and recorded.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -81,6 +82,7 @@ class DecodeTask:
     out_dir: str
     png_level: int
     thumb_width: int
+    liveness_only: bool = False  # no stills, only "what decodes": the deblocking filter can be skipped (~20 %)
 
 
 @dataclass
@@ -109,8 +111,9 @@ class DecodeOut:
 class _Input:
     """One opened container; reopened when a chunk must decode from the very start."""
 
-    def __init__(self, src: Source) -> None:
+    def __init__(self, src: Source, liveness_only: bool = False) -> None:
         self.src = src
+        self.liveness_only = liveness_only
         self.container: av.container.InputContainer | None = None
         self.touched = False
 
@@ -119,8 +122,11 @@ class _Input:
             self.close()
             self.container = av.open(self.src.path)
             self.touched = False
+            cc = self.container.streams[self.src.stream_index].codec_context
             # one decoder thread: parallelism comes from chunks side by side, and logs stay with their chunk
-            self.container.streams[self.src.stream_index].codec_context.thread_count = 1
+            cc.thread_count = 1
+            if self.liveness_only:
+                cc.options = {"skip_loop_filter": "all"}
         return self.container, self.container.streams[self.src.stream_index]
 
     def close(self) -> None:
@@ -181,12 +187,28 @@ def _decode(cc: av.CodecContext, pkt: av.Packet | None, problems: list[str]) -> 
         return []
 
 
+WRITE_CHUNK = 1 << 20
+
+
+def write_file(path: Path, data: np.ndarray | bytes) -> None:
+    """Write in 1 MiB pieces: one 6 MB write() measured ~10 ms here against ~1.5 ms in pieces."""
+    view = memoryview(data).cast("B")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        for off in range(0, len(view), WRITE_CHUNK):
+            chunk = view[off:off + WRITE_CHUNK]
+            while chunk:
+                chunk = chunk[os.write(fd, chunk):]
+    finally:
+        os.close(fd)
+
+
 def _write_still(frame: av.VideoFrame, pts: int, stem: str, task: DecodeTask) -> StillOut:
     img = rotate_upright(frame.to_ndarray(format="bgr24"), task.source.rotation)
     png = encode_png(img, task.png_level)
     out_dir = Path(task.out_dir)
-    (out_dir / f"{stem}.png").write_bytes(png)
-    (out_dir / "thumbs" / f"{stem}.jpg").write_bytes(encode_jpeg(thumbnail(img, task.thumb_width)))
+    write_file(out_dir / f"{stem}.png", png)
+    write_file(out_dir / "thumbs" / f"{stem}.jpg", encode_jpeg(thumbnail(img, task.thumb_width)))
     return StillOut(pts=pts, stem=stem, width=img.shape[1], height=img.shape[0], pixel_sha256=pixel_sha256(img),
                     png_sha256=hashlib.sha256(png).hexdigest(), png=f"{stem}.png", thumb=f"thumbs/{stem}.jpg")
 
@@ -266,7 +288,7 @@ def decode_batch(task: DecodeTask) -> list[DecodeOut]:
     import cv2
 
     cv2.setNumThreads(1)
-    inp = _Input(task.source)
+    inp = _Input(task.source, task.liveness_only)
     try:
         return [_decode_chunk(inp, task, spec) for spec in task.chunks]
     finally:

@@ -1,6 +1,6 @@
 """extract_frames: probe, plan, decode GOP-aligned chunks in parallel, assemble a reproducible result.
 
-Pipeline: ffprobe + packet listing -> tail check (where does decoding really stop?) -> optional scene pass
+Pipeline: probe + packet listing -> tail check (where does decoding really stop?) -> optional scene pass
 (every frame, 64x36 grey) -> pure plan of wanted pts -> chunks -> PNG + thumbnail per still -> contact sheets.
 Output bytes depend only on the input and the parameters, never on worker count or backend.
 """
@@ -34,7 +34,7 @@ from pipeline.frames.errors import BadParamsError
 from pipeline.frames.executor import ChunkExecutor, default_workers, open_executor
 from pipeline.frames.models import ExtractionResult, ExtractParams, Still
 from pipeline.frames.png import THUMB_JPEG_QUALITY, png_settings
-from pipeline.frames.probe import VideoInfo, ffmpeg_version, probe
+from pipeline.frames.probe import VideoInfo, probe
 
 ENGINE_VERSION = "2"  # 2: in-process libavcodec decoding (PyAV) instead of an ffmpeg process per chunk
 TAIL_ID = -1
@@ -48,7 +48,7 @@ def tool_versions() -> dict[str, str]:
     libs = {f"{k}": ".".join(map(str, v)) for k, v in av.library_versions.items()
             if k in ("libavcodec", "libavformat", "libswscale")}
     return {"opencv": cv2.__version__, "ffmpeg": av.ffmpeg_version_info, "pyav": av.__version__, **libs,
-            "ffprobe": ffmpeg_version(), "numpy": np.__version__, "python": platform.python_version(),
+            "numpy": np.__version__, "python": platform.python_version(),
             "custody.frames": ENGINE_VERSION}
 
 
@@ -161,7 +161,7 @@ def extract_frames(source: Path, out_dir: Path, params: ExtractParams, *, worker
 
         def batch(items: list[ChunkSpec]) -> DecodeTask:
             return DecodeTask(source=src, chunks=tuple(items), out_dir=str(out_dir), png_level=params.png_compression,
-                              thumb_width=params.thumb_width)
+                              thumb_width=params.thumb_width, liveness_only=not any(c.wanted for c in items))
 
         last_gop = planmod.gop_of(info.key_pts, int(info.frame_pts[-1]))
         specs = [ChunkSpec(chunk_id=c.id, seek_pts=c.seek_pts, wanted=tuple((p, stems[p]) for p in c.wanted),
