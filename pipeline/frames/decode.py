@@ -31,6 +31,7 @@ import av
 import av.logging
 import numpy as np
 
+from pipeline.frames.allocator import keep_frame_buffers_in_heap
 from pipeline.frames.png import encode_jpeg, encode_png, pixel_sha256, rotate_upright, thumbnail
 
 # PyAV forwards libav's log lines only while a level is set; per-thread Capture then attributes them to the
@@ -288,6 +289,7 @@ def decode_batch(task: DecodeTask) -> list[DecodeOut]:
     import cv2
 
     cv2.setNumThreads(1)
+    keep_frame_buffers_in_heap()
     inp = _Input(task.source, task.liveness_only)
     try:
         return [_decode_chunk(inp, task, spec) for spec in task.chunks]

@@ -15,11 +15,15 @@ from typing import Any, Protocol
 
 
 class ChunkExecutor(Protocol):
+    slots: int  # tasks that can run at once: sizes the batches so every slot gets work
+
     def map_unordered(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Any]: ...
 
 
 class InlineExecutor:
     """No pool: used for workers=1, and handy under debuggers."""
+
+    slots = 1
 
     def map_unordered(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Any]:
         for item in items:
@@ -32,6 +36,7 @@ class LocalPoolExecutor:
     (~0.3-1 s per call). `processes=True` gives a real process pool for isolation."""
 
     def __init__(self, workers: int, processes: bool = False) -> None:
+        self.slots = workers
         self.pool: Executor
         if processes:
             # forkserver: safe when the caller (e.g. a Prefect flow) already runs threads; cheaper than spawn.
@@ -56,6 +61,7 @@ class LocalPoolExecutor:
 class DaskExecutor:
     def __init__(self, client: Any) -> None:
         self.client = client
+        self.slots = max(1, sum(client.nthreads().values()))
 
     def map_unordered(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Any]:
         from distributed import as_completed as dask_completed

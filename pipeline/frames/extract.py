@@ -179,7 +179,7 @@ def extract_frames(source: Path, out_dir: Path, params: ExtractParams, *, worker
 
         outs: dict[int, DecodeOut] = {}
         done, total = 0, len(wanted)
-        tasks = tail_batch + [batch(specs[a:b]) for a, b in planmod.plan_batches(len(specs), n_workers)]
+        tasks = tail_batch + [batch(specs[a:b]) for a, b in planmod.plan_batches(len(specs), ex.slots)]
         for batch_out in ex.map_unordered(run_task, tasks):
             for o in batch_out:
                 outs[o.chunk_id] = o
