@@ -32,7 +32,7 @@ import av.logging
 import numpy as np
 
 from pipeline.frames.allocator import keep_frame_buffers_in_heap
-from pipeline.frames.png import encode_jpeg, encode_png, pixel_sha256, rotate_upright, thumbnail
+from pipeline.frames.png import encode_jpeg, encode_png, pixel_sha256, rotate_upright, thumb_size
 
 # PyAV forwards libav's log lines only while a level is set; per-thread Capture then attributes them to the
 # chunk that caused them. Repeat-suppression is process-wide state, so it is off to keep warnings per chunk
@@ -54,6 +54,7 @@ class Source:
     stream_index: int
     codec: str
     rotation: int
+    reorder_depth: int = 0  # from the probe's full stream analysis; a quick open must find the same
 
 
 @dataclass(frozen=True)
@@ -121,14 +122,25 @@ class _Input:
     def stream(self, from_start: bool) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
         if self.container is None or (from_start and self.touched):
             self.close()
-            self.container = av.open(self.src.path)
+            self.container = self._open()
             self.touched = False
-            cc = self.container.streams[self.src.stream_index].codec_context
-            # one decoder thread: parallelism comes from chunks side by side, and logs stay with their chunk
-            cc.thread_count = 1
-            if self.liveness_only:
-                cc.options = {"skip_loop_filter": "all"}
         return self.container, self.container.streams[self.src.stream_index]
+
+    def _open(self) -> av.container.InputContainer:
+        """Open without stream analysis decoding frames (~13 ms for 1080p MP4, ~30 ms for MPEG-TS) when that
+        loses nothing: the probe already analysed the stream, and the one fact our decoder takes from the
+        analysis, its reordering depth, must come out the same; otherwise open with the full analysis."""
+        quick = av.open(self.src.path, options={"skip_frame": "all"})  # applies to the analysis decoder only
+        if quick.streams[self.src.stream_index].codec_context.reorder_depth == self.src.reorder_depth:
+            container = quick
+        else:
+            quick.close()
+            container = av.open(self.src.path)
+        cc = container.streams[self.src.stream_index].codec_context
+        cc.thread_count = 1  # parallelism comes from chunks side by side, and logs stay with their chunk
+        if self.liveness_only:
+            cc.options = {"skip_loop_filter": "all"}
+        return container
 
     def close(self) -> None:
         if self.container is not None:
@@ -204,12 +216,22 @@ def write_file(path: Path, data: np.ndarray | bytes) -> None:
         os.close(fd)
 
 
+def _thumbnail(frame: av.VideoFrame, upright: np.ndarray, task: DecodeTask) -> np.ndarray:
+    """Scaled straight from the decoded planes by swscale (area averaging): ~0.5 ms against ~2 ms for
+    resizing the full BGR image; then turned upright like the still."""
+    tw, th = thumb_size(upright.shape[1], upright.shape[0], task.thumb_width)
+    if task.source.rotation in (90, 270):
+        tw, th = th, tw
+    small = frame.to_ndarray(width=tw, height=th, format="bgr24", interpolation="AREA")
+    return rotate_upright(small, task.source.rotation)
+
+
 def _write_still(frame: av.VideoFrame, pts: int, stem: str, task: DecodeTask) -> StillOut:
     img = rotate_upright(frame.to_ndarray(format="bgr24"), task.source.rotation)
     png = encode_png(img, task.png_level)
     out_dir = Path(task.out_dir)
     write_file(out_dir / f"{stem}.png", png)
-    write_file(out_dir / "thumbs" / f"{stem}.jpg", encode_jpeg(thumbnail(img, task.thumb_width)))
+    write_file(out_dir / "thumbs" / f"{stem}.jpg", encode_jpeg(_thumbnail(frame, img, task)))
     return StillOut(pts=pts, stem=stem, width=img.shape[1], height=img.shape[0], pixel_sha256=pixel_sha256(img),
                     png_sha256=hashlib.sha256(png).hexdigest(), png=f"{stem}.png", thumb=f"thumbs/{stem}.jpg")
 

@@ -57,7 +57,7 @@ def engine_params(params: ExtractParams) -> dict[str, Any]:
     return {**params.model_dump(mode="json"),
             "png_encoder": {"library": "opencv", **png_settings(params.png_compression)},
             "thumb": {"format": "jpeg", "quality": THUMB_JPEG_QUALITY, "width": params.thumb_width,
-                      "interpolation": "area"},
+                      "scaler": "swscale area, from the decoded frame"},
             "decode": {"library": "libavcodec via PyAV", "decoder_threads": 1, "pix_fmt": "bgr24 (swscale)",
                        "autorotate": False, "frame_select": "exact pts", "seek": "keyframe, then decoder flush",
                        "skip_unreferenced": sorted(SKIP_NONREF_CODECS), "keyframe_only": "wanted keyframes only"},
@@ -66,7 +66,8 @@ def engine_params(params: ExtractParams) -> dict[str, Any]:
 
 
 def _source(info: VideoInfo) -> Source:
-    return Source(path=info.path, stream_index=info.stream_index, codec=info.codec, rotation=info.rotation)
+    return Source(path=info.path, stream_index=info.stream_index, codec=info.codec, rotation=info.rotation,
+                  reorder_depth=info.reorder_depth)
 
 
 def _tail_spec(info: VideoInfo, seek_from_start: bool = False) -> ChunkSpec:

@@ -52,11 +52,11 @@ def encode_png(img: np.ndarray, level: int) -> np.ndarray:
     return buf
 
 
-def thumbnail(img: np.ndarray, width: int) -> np.ndarray:
-    h, w = img.shape[:2]
-    tw = min(width, w)
-    th = max(1, round(h * tw / w))
-    return cv2.resize(img, (tw, th), interpolation=cv2.INTER_AREA)
+def thumb_size(upright_w: int, upright_h: int, width: int) -> tuple[int, int]:
+    """(w, h) of an upright thumbnail `width` wide (never upscaled), keeping the aspect ratio."""
+    tw = min(width, upright_w)
+    return tw, max(1, round(upright_h * tw / upright_w))
+
 
 
 def encode_jpeg(img: np.ndarray) -> bytes:

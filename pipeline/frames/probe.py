@@ -48,6 +48,7 @@ class VideoInfo:
     frames_in_index: int
     warnings: tuple[str, ...] = field(default_factory=tuple)
     moov_missing: bool = False
+    reorder_depth: int = 0  # frames the decoder holds back for reordering, as a full stream probe finds it
 
     @property
     def first_pts(self) -> int:
@@ -108,7 +109,8 @@ def probe(source: Path) -> VideoInfo:
                         container=container.format.name, width=st.codec_context.width,
                         height=st.codec_context.height, time_base=Fraction(st.time_base),
                         format_start=(container.start_time or 0) / av.time_base, rotation=rotation,
-                        avg_fps=float(st.average_rate or st.guessed_rate or 0), frames_in_index=int(st.frames or 0))
+                        avg_fps=float(st.average_rate or st.guessed_rate or 0), frames_in_index=int(st.frames or 0),
+                        reorder_depth=int(st.codec_context.reorder_depth))
     warnings = [f"probe: {line}" for line in _log_lines(list(logs))] + pw
     if len(frame_pts) == 0:
         raise NotVideoError(f"{source}: the video stream has no readable frames")
