@@ -180,7 +180,10 @@ def extract_frames(source: Path, out_dir: Path, params: ExtractParams, *, worker
 
         outs: dict[int, DecodeOut] = {}
         done, total = 0, len(wanted)
-        tasks = tail_batch + [batch(specs[a:b]) for a, b in planmod.plan_batches(len(specs), ex.slots)]
+        batches = [batch(specs[a:b]) for a, b in planmod.plan_batches(len(specs), ex.slots)]
+        # the batch that decodes to the end of the file is the longest: start it first, not last
+        batches.sort(key=lambda t: not any(c.to_eof for c in t.chunks))
+        tasks = tail_batch + batches
         for batch_out in ex.map_unordered(run_task, tasks):
             for o in batch_out:
                 outs[o.chunk_id] = o

@@ -19,7 +19,7 @@ MAX_WANTED_PER_CHUNK = 48
 MAX_KEYS_PER_CHUNK = 4
 KEY_MERGE_GAP = 3  # keyframe-only chunks demux (never decode) up to this many unwanted keyframes between wanted ones
 SCENE_CHUNK_FRAMES = 300
-BATCHES_PER_WORKER = 4  # enough batches to even out uneven chunks and to report progress as they finish
+BATCH_SHARE = 2
 MAX_CHUNKS_PER_BATCH = 64
 
 
@@ -160,12 +160,17 @@ def plan_chunks(wanted_pts: list[int], frame_pts: np.ndarray, key_pts: np.ndarra
 
 
 def plan_batches(n_chunks: int, workers: int) -> list[tuple[int, int]]:
-    """Cut chunks into contiguous [start, end) batches, one decoder open per batch. Which batch a chunk lands in
-    never changes its output: each chunk seeks and flushes the decoder before it starts."""
-    if n_chunks <= 0:
-        return []
-    size = max(1, min(MAX_CHUNKS_PER_BATCH, -(-n_chunks // max(1, workers * BATCHES_PER_WORKER))))
-    return [(a, min(a + size, n_chunks)) for a in range(0, n_chunks, size)]
+    """Cut chunks into contiguous [start, end) batches, one decoder open per batch, shrinking as the work runs
+    out (guided self-scheduling: each takes 1/(BATCH_SHARE x workers) of what is left), so big batches keep
+    overheads low early and single chunks even out the finish. Which batch a chunk lands in never changes
+    its output: each chunk seeks and flushes the decoder before it starts."""
+    out: list[tuple[int, int]] = []
+    start = 0
+    while start < n_chunks:
+        size = max(1, min(MAX_CHUNKS_PER_BATCH, -(-(n_chunks - start) // max(1, workers * BATCH_SHARE))))
+        out.append((start, start + size))
+        start += size
+    return out
 
 
 def plan_scene_ranges(frame_pts: np.ndarray, key_pts: np.ndarray,
