@@ -107,7 +107,6 @@ class DecodeOut:
     problems: list[str] = field(default_factory=list)
     seek_overshoot: bool = False
     last_pts: int | None = None  # highest pts decoded (meaningful for to_eof chunks)
-    decoded: int = 0  # frames that went through the decoder, for benchmarks and capacity figures
 
 
 class _Input:
@@ -253,7 +252,6 @@ def _decode_chunk(inp: _Input, task: DecodeTask, spec: ChunkSpec) -> DecodeOut:
     def take(frames: list[av.VideoFrame]) -> bool:
         """Keep wanted frames; True once nothing more is needed from this chunk."""
         for fr in frames:
-            out.decoded += 1
             p = _frame_pts(fr)
             if p is None:
                 continue

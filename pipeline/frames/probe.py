@@ -40,7 +40,6 @@ class VideoInfo:
     width: int
     height: int
     time_base: Fraction
-    format_start: float
     rotation: int  # clockwise degrees to apply for upright display
     avg_fps: float
     frame_pts: np.ndarray  # int64, sorted presentation order, readable frames only
@@ -108,7 +107,7 @@ def probe(source: Path) -> VideoInfo:
             info = dict(path=str(source), stream_index=st.index, codec=st.codec_context.name,
                         container=container.format.name, width=st.codec_context.width,
                         height=st.codec_context.height, time_base=Fraction(st.time_base),
-                        format_start=(container.start_time or 0) / av.time_base, rotation=rotation,
+                        rotation=rotation,
                         avg_fps=float(st.average_rate or st.guessed_rate or 0), frames_in_index=int(st.frames or 0),
                         reorder_depth=int(st.codec_context.reorder_depth))
     warnings = [f"probe: {line}" for line in _log_lines(list(logs))] + pw
@@ -142,7 +141,7 @@ def _moov_missing(source: Path, err: str) -> VideoInfo:
            "file); no frame can be located without it. Try an index-rebuild tool (e.g. untrunc) with a reference "
            "file from the same camera, on a copy, and ingest the result as a derived exhibit.")
     return VideoInfo(path=str(source), stream_index=-1, codec="?", container="mov,mp4", width=0, height=0,
-                     time_base=Fraction(1, 1), format_start=0.0, rotation=0, avg_fps=0.0, frame_pts=empty,
+                     time_base=Fraction(1, 1), rotation=0, avg_fps=0.0, frame_pts=empty,
                      key_pts=empty, frames_in_index=0, warnings=(msg, f"probe: {_clean(err)}"), moov_missing=True)
 
 
