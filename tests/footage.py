@@ -78,33 +78,29 @@ def rotated_mp4(path: Path, degrees: int = 90, seconds: float = 2, *, size: str 
     return path
 
 
-def truncated_mp4_no_moov(path: Path, seconds: float = 3, *, keep: float = 0.6) -> Path:
-    """A camera that lost power mid-recording: moov is written last, so cutting the tail loses it."""
-    full = path.with_name(path.stem + "_full.mp4")
-    h264(full, seconds)
+def _cut(path: Path, seconds: float, keep: float, extra: list[str] | None = None) -> Path:
+    """Encode a whole clip beside `path`, then keep only its first `keep` fraction as `path`."""
+    full = path.with_name(path.stem + "_full" + path.suffix)
+    h264(full, seconds, extra=extra)
     data = full.read_bytes()
     full.unlink()
     path.write_bytes(data[: int(len(data) * keep)])
     return path
+
+
+def truncated_mp4_no_moov(path: Path, seconds: float = 3, *, keep: float = 0.6) -> Path:
+    """A camera that lost power mid-recording: moov is written last, so cutting the tail loses it."""
+    return _cut(path, seconds, keep)
 
 
 def truncated_mp4_faststart(path: Path, seconds: float = 4, *, keep: float = 0.6) -> Path:
     """moov at the front (faststart) but mdat cut: the index promises frames the file no longer holds."""
-    full = path.with_name(path.stem + "_full.mp4")
-    h264(full, seconds, extra=["-movflags", "+faststart"])
-    data = full.read_bytes()
-    full.unlink()
-    path.write_bytes(data[: int(len(data) * keep)])
-    return path
+    return _cut(path, seconds, keep, ["-movflags", "+faststart"])
 
 
 def truncated_ts(path: Path, seconds: float = 4, *, keep: float = 0.6) -> Path:
-    full = path.with_name(path.stem + "_full.ts")
-    h264(full, seconds)
-    data = full.read_bytes()
-    full.unlink()
-    path.write_bytes(data[: int(len(data) * keep)])
-    return path
+    """An MPEG-TS segment cut mid-write: the last packets are partial."""
+    return _cut(path, seconds, keep)
 
 
 def two_scenes_mp4(path: Path, *, size: str = "320x240", fps: float = 25) -> Path:
