@@ -15,7 +15,7 @@ Decoding no more than the kept frames need:
 - Keyframe-only chunks send the decoder nothing but the wanted keyframes' packets.
 - Colour conversion (swscale to bgr24, which gives the same bytes as the ffmpeg CLI's `-pix_fmt bgr24`)
   runs only for kept frames.
-Rotation is applied by us (never by the decoder) so it is explicit and recorded.
+Rotation is applied by us (never by the decoder), per frame from its display matrix, and recorded per still.
 """
 
 from __future__ import annotations
@@ -54,7 +54,6 @@ class Source:
     path: str
     stream_index: int
     codec: str
-    rotation: int
     reorder_depth: int = 0  # from the probe's full stream analysis; a quick open must find the same
 
 
@@ -94,6 +93,7 @@ class StillOut:
     stem: str
     width: int
     height: int
+    rotation: int
     pixel_sha256: str
     png_sha256: str
     png: str
@@ -240,22 +240,32 @@ class _Scalers:
     thumb: Scaler = field(default_factory=lambda: Scaler("bgr24", "AREA"))
 
 
-def _thumbnail(frame: av.VideoFrame, upright: np.ndarray, task: DecodeTask, scale: Scaler) -> np.ndarray:
+def rotation_cw(frame: av.VideoFrame) -> int:
+    """Clockwise degrees to rotate stored pixels for display, mirroring ffmpeg's autorotate. The frame's
+    display matrix (from the container's track matrix or the stream's orientation SEI) gives the angle
+    counter-clockwise, as ffprobe prints it."""
+    return int(round(-float(frame.rotation) / 90.0)) * 90 % 360
+
+
+def _thumbnail(frame: av.VideoFrame, upright: np.ndarray, rotation: int, width: int, scale: Scaler) -> np.ndarray:
     """Scaled straight from the decoded planes by swscale (area averaging): ~0.5 ms against ~2 ms for
     resizing the full BGR image; then turned upright like the still."""
-    tw, th = thumb_size(upright.shape[1], upright.shape[0], task.thumb_width)
-    if task.source.rotation in (90, 270):
+    tw, th = thumb_size(upright.shape[1], upright.shape[0], width)
+    if rotation in (90, 270):
         tw, th = th, tw
-    return rotate_upright(scale(frame, tw, th), task.source.rotation)
+    return rotate_upright(scale(frame, tw, th), rotation)
 
 
 def _write_still(frame: av.VideoFrame, pts: int, stem: str, task: DecodeTask, scalers: _Scalers) -> StillOut:
-    img = rotate_upright(scalers.full(frame), task.source.rotation)
+    rotation = rotation_cw(frame)
+    img = rotate_upright(scalers.full(frame), rotation)
     png = encode_png(img, task.png_level)
     out_dir = Path(task.out_dir)
     write_file(out_dir / f"{stem}.png", png)
-    write_file(out_dir / "thumbs" / f"{stem}.jpg", encode_jpeg(_thumbnail(frame, img, task, scalers.thumb)))
-    return StillOut(pts=pts, stem=stem, width=img.shape[1], height=img.shape[0], pixel_sha256=pixel_sha256(img),
+    thumb = _thumbnail(frame, img, rotation, task.thumb_width, scalers.thumb)
+    write_file(out_dir / "thumbs" / f"{stem}.jpg", encode_jpeg(thumb))
+    return StillOut(pts=pts, stem=stem, width=img.shape[1], height=img.shape[0], rotation=rotation,
+                    pixel_sha256=pixel_sha256(img),
                     png_sha256=hashlib.sha256(png).hexdigest(), png=f"{stem}.png", thumb=f"thumbs/{stem}.jpg")
 
 

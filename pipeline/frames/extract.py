@@ -66,7 +66,7 @@ def engine_params(params: ExtractParams) -> dict[str, Any]:
 
 
 def _source(info: VideoInfo) -> Source:
-    return Source(path=info.path, stream_index=info.stream_index, codec=info.codec, rotation=info.rotation,
+    return Source(path=info.path, stream_index=info.stream_index, codec=info.codec,
                   reorder_depth=info.reorder_depth)
 
 
@@ -238,7 +238,7 @@ def extract_frames(source: Path, out_dir: Path, params: ExtractParams, *, worker
             off = info.offset_of(s.pts)
             stills.append(Still(index=w.index, pts=s.pts, time_base=tb, pts_time=info.pts_time(s.pts), offset=off,
                                 reasons=sorted(w.reasons), requested_times=sorted(w.requested), width=s.width,
-                                height=s.height, rotation=info.rotation, pixel_sha256=s.pixel_sha256, png=s.png,
+                                height=s.height, rotation=s.rotation, pixel_sha256=s.pixel_sha256, png=s.png,
                                 png_sha256=s.png_sha256, thumb=s.thumb,
                                 wallclock=wallclock_start + timedelta(seconds=off) if wallclock_start else None))
     stills.sort(key=lambda s: s.pts)
@@ -249,7 +249,9 @@ def extract_frames(source: Path, out_dir: Path, params: ExtractParams, *, worker
     return ExtractionResult(**base, stills=stills, contact_sheets=sheets, frames_in_index=info.frames_in_index,
                             frames_readable=len(info.frame_pts), duration=duration, complete=complete,
                             decode_stopped_at=info.offset_of(last_ok) if last_ok is not None else None,
-                            warnings=_dedupe(warnings), probe=info.summary(), chunks=len(chunks))
+                            warnings=_dedupe(warnings), chunks=len(chunks),
+                            # rotation comes with each decoded frame; the probe does not decode one for it
+                            probe={**info.summary(), "rotation": stills[0].rotation if stills else None})
 
 
 def _dedupe(items: list[str]) -> list[str]:

@@ -9,9 +9,12 @@ started (~0.1 s of dynamic linking each time here).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import TypeVar
 
 import av
 import av.logging
@@ -19,6 +22,7 @@ import numpy as np
 
 from pipeline.frames.errors import ExtractionError, NotVideoError
 
+T = TypeVar("T")
 _TRUNCATION_HINTS = ("moov atom not found",)
 _ADDR = re.compile(r" @ 0x[0-9a-f]+")
 _ATTACHED_PIC = 0x0400  # AV_DISPOSITION_ATTACHED_PIC: cover art, not footage
@@ -40,7 +44,6 @@ class VideoInfo:
     width: int
     height: int
     time_base: Fraction
-    rotation: int  # clockwise degrees to apply for upright display
     avg_fps: float
     frame_pts: np.ndarray  # int64, sorted presentation order, readable frames only
     key_pts: np.ndarray  # int64, sorted, subset of frame_pts
@@ -61,18 +64,9 @@ class VideoInfo:
 
     def summary(self) -> dict:
         return {"codec": self.codec, "container": self.container, "width": self.width, "height": self.height,
-                "time_base": f"{self.time_base.numerator}/{self.time_base.denominator}", "rotation": self.rotation,
+                "time_base": f"{self.time_base.numerator}/{self.time_base.denominator}",
                 "avg_fps": self.avg_fps, "stream_index": self.stream_index, "keyframes": int(len(self.key_pts)),
                 "first_pts": self.first_pts}
-
-
-def _rotation_cw(frame: av.VideoFrame | None) -> int:
-    """Clockwise degrees to rotate stored pixels for display, mirroring ffmpeg's autorotate. The display
-    matrix angle is counter-clockwise (as ffprobe prints it); it is read from a decoded frame because PyAV
-    exposes no stream side data."""
-    if frame is None:
-        return 0
-    return int(round(-float(frame.rotation) / 90.0)) * 90 % 360
 
 
 def _log_lines(logs: list[tuple[int, str, str]]) -> list[str]:
@@ -80,52 +74,90 @@ def _log_lines(logs: list[tuple[int, str, str]]) -> list[str]:
 
 
 def probe(source: Path) -> VideoInfo:
-    """Probe `source`; raises NotVideoError when there is no video stream to decode."""
+    """Probe `source`; raises NotVideoError when there is no video stream to decode.
+
+    Two opens run side by side: this thread's full open (stream analysis, errors, stream facts) and a
+    quick open that lists every packet; every extraction waits on the probe before anything else runs in
+    parallel. Rotation is not probed: each decoded frame carries its own display matrix.
+    """
     source = Path(source)
     if not source.is_file():
         raise ExtractionError(f"{source}: no such file; check the exhibit path")
-    with av.logging.Capture(local=True) as logs:
-        try:
-            container = av.open(str(source))
-        except av.FFmpegError as e:
-            lines = _log_lines(list(logs))
-            if any(h in line for line in lines for h in _TRUNCATION_HINTS) and _looks_like_mp4(source):
-                return _moov_missing(source, "; ".join(lines))
-            last = lines[-1] if lines else str(e)
-            raise NotVideoError(f"{source}: cannot be read as media ({last}); is this really a video file?") from e
-        with container:
-            streams = [s for s in container.streams.video if not s.disposition & _ATTACHED_PIC]
-            if not streams:
-                kinds = sorted({s.type for s in container.streams}) or ["none"]
-                raise NotVideoError(f"{source}: no video stream (streams: {', '.join(kinds)}); nothing to extract "
-                                    "frames from")
-            st = streams[0]
-            if st.time_base is None or st.time_base <= 0:
-                raise ExtractionError(f"{source}: video stream has no usable time base")
-            frame_pts, key_pts, first_key, pw = _packets(container, st)
-            rotation = _rotation_cw(_decode_one(st, first_key))
-            info = dict(path=str(source), stream_index=st.index, codec=st.codec_context.name,
-                        container=container.format.name, width=st.codec_context.width,
-                        height=st.codec_context.height, time_base=Fraction(st.time_base),
-                        rotation=rotation,
-                        avg_fps=float(st.average_rate or st.guessed_rate or 0), frames_in_index=int(st.frames or 0),
-                        reorder_depth=int(st.codec_context.reorder_depth))
-    warnings = [f"probe: {line}" for line in _log_lines(list(logs))] + pw
+    with ThreadPoolExecutor(1, thread_name_prefix="probe") as pool:
+        listing = pool.submit(_on_quick_open, source, None, _packets)
+        with av.logging.Capture(local=True) as logs:
+            try:
+                container = av.open(str(source))
+            except av.FFmpegError as e:
+                lines = _log_lines(list(logs))
+                if any(h in line for line in lines for h in _TRUNCATION_HINTS) and _looks_like_mp4(source):
+                    return _moov_missing(source, "; ".join(lines))
+                last = lines[-1] if lines else str(e)
+                raise NotVideoError(f"{source}: cannot be read as media ({last}); is this really a video file?") from e
+            with container:
+                st = _video_stream(container, source)
+                if st.time_base is None or st.time_base <= 0:
+                    raise ExtractionError(f"{source}: video stream has no usable time base")
+                info = dict(path=str(source), stream_index=st.index, codec=st.codec_context.name,
+                            container=container.format.name, width=st.codec_context.width,
+                            height=st.codec_context.height, time_base=Fraction(st.time_base),
+                            avg_fps=float(st.average_rate or st.guessed_rate or 0), frames_in_index=int(st.frames or 0),
+                            reorder_depth=int(st.codec_context.reorder_depth))
+        (frame_pts, key_pts, pw), list_logs = _agreed(listing, source, info["stream_index"], _packets)
+    lines = dict.fromkeys(_log_lines(list(logs)) + list_logs)
+    warnings = [f"probe: {line}" for line in lines] + pw
     if len(frame_pts) == 0:
         raise NotVideoError(f"{source}: the video stream has no readable frames")
     info["frames_in_index"] = info["frames_in_index"] or len(frame_pts)
-    return VideoInfo(**info, frame_pts=frame_pts, key_pts=key_pts, warnings=tuple(dict.fromkeys(warnings)))
+    return VideoInfo(**info, frame_pts=frame_pts, key_pts=key_pts,
+                     warnings=tuple(dict.fromkeys(warnings)))
 
 
-def _decode_one(stream: av.video.stream.VideoStream, pkt: av.Packet | None) -> av.VideoFrame | None:
-    """Decode one keyframe packet (for its display matrix); None when it does not decode."""
-    if pkt is None:
-        return None
+_Job = Callable[[av.container.InputContainer, av.video.stream.VideoStream], T]
+
+
+def _on_quick_open(source: Path, stream_index: int | None, job: _Job[T]) -> tuple[int, T, list[str]]:
+    """Run `job` on the video stream of a container opened without analysis decoding (nothing a job here
+    needs comes from it). The open's own log lines repeat the full open's, plus 'could not find codec
+    parameters' for the skipped analysis, so only the job's lines are kept."""
+    with av.logging.Capture(local=True):
+        container = av.open(str(source), options={"skip_frame": "all"})
+    with container, av.logging.Capture(local=True) as logs:
+        stream = container.streams[stream_index] if stream_index is not None else _video_stream(container, source)
+        index = stream.index  # read while open: a closed container's streams are freed memory
+        result = job(container, stream)
+    return index, result, _log_lines(list(logs))
+
+
+def _agreed(future: Future[tuple[int, T, list[str]]], source: Path, stream_index: int, job: _Job[T]
+            ) -> tuple[T, list[str]]:
+    """The side job's result when it chose the full open's stream; otherwise (or when its open failed) the
+    job again on that stream."""
     try:
-        frames = stream.codec_context.decode(pkt) + stream.codec_context.decode(None)
-    except av.FFmpegError:
-        return None
-    return frames[0] if frames else None
+        index, result, lines = future.result()
+        if index == stream_index:
+            return result, lines
+    except (av.FFmpegError, NotVideoError):
+        pass
+    try:
+        _, result, lines = _on_quick_open(source, stream_index, job)
+    except av.FFmpegError as e:
+        raise ExtractionError(f"{source}: the video stream cannot be read ({e})") from e
+    return result, lines
+
+
+def _video_stream(container: av.container.InputContainer, source: Path) -> av.video.stream.VideoStream:
+    streams = [s for s in container.streams.video if not s.disposition & _ATTACHED_PIC]
+    if not streams:
+        kinds = sorted({s.type for s in container.streams}) or ["none"]
+        raise NotVideoError(f"{source}: no video stream (streams: {', '.join(kinds)}); nothing to extract "
+                            "frames from")
+    return streams[0]
+
+
+def _shown(pkt: av.Packet) -> bool:
+    """A packet that becomes a frame someone sees: not the flush marker, not dropped by the edit list."""
+    return bool(pkt.size) and not pkt.is_discard
 
 
 def _looks_like_mp4(source: Path) -> bool:
@@ -141,22 +173,19 @@ def _moov_missing(source: Path, err: str) -> VideoInfo:
            "file); no frame can be located without it. Try an index-rebuild tool (e.g. untrunc) with a reference "
            "file from the same camera, on a copy, and ingest the result as a derived exhibit.")
     return VideoInfo(path=str(source), stream_index=-1, codec="?", container="mov,mp4", width=0, height=0,
-                     time_base=Fraction(1, 1), rotation=0, avg_fps=0.0, frame_pts=empty,
+                     time_base=Fraction(1, 1), avg_fps=0.0, frame_pts=empty,
                      key_pts=empty, frames_in_index=0, warnings=(msg, f"probe: {_clean(err)}"), moov_missing=True)
 
 
 def _packets(container: av.container.InputContainer, stream: av.video.stream.VideoStream
-             ) -> tuple[np.ndarray, np.ndarray, av.Packet | None, list[str]]:
-    """Presentation timestamps of readable frames and of keyframes, from a demux-only pass; plus the first
-    keyframe's packet."""
+             ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     pts: list[int] = []
     keys: list[int] = []
-    first_key: av.Packet | None = None
     no_pts = 0
     warnings: list[str] = []
     try:
         for pkt in container.demux(stream):
-            if not pkt.size or pkt.is_discard:  # flush marker / dropped by the edit list: never shown
+            if not _shown(pkt):
                 continue
             v = pkt.pts if pkt.pts is not None else pkt.dts
             if v is None:
@@ -165,8 +194,6 @@ def _packets(container: av.container.InputContainer, stream: av.video.stream.Vid
             pts.append(v)
             if pkt.is_keyframe:
                 keys.append(v)
-                if first_key is None:
-                    first_key = pkt
     except av.FFmpegError as e:
         warnings.append(f"demuxing stopped early: {e}")
     if no_pts:
@@ -175,4 +202,4 @@ def _packets(container: av.container.InputContainer, stream: av.video.stream.Vid
     if len(frame_pts) != len(pts):
         warnings.append(f"{len(pts) - len(frame_pts)} packets share a pts with another; kept one frame per pts")
     key_pts = np.unique(np.asarray(keys, dtype=np.int64))
-    return frame_pts, key_pts, first_key, warnings
+    return frame_pts, key_pts, warnings
