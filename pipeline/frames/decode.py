@@ -129,13 +129,16 @@ class _Input:
     def _open(self) -> av.container.InputContainer:
         """Open without stream analysis decoding frames (~13 ms for 1080p MP4, ~30 ms for MPEG-TS) when that
         loses nothing: the probe already analysed the stream, and the one fact our decoder takes from the
-        analysis, its reordering depth, must come out the same; otherwise open with the full analysis."""
-        quick = av.open(self.src.path, options={"skip_frame": "all"})  # applies to the analysis decoder only
-        if quick.streams[self.src.stream_index].codec_context.reorder_depth == self.src.reorder_depth:
-            container = quick
-        else:
-            quick.close()
-            container = av.open(self.src.path)
+        analysis, its reordering depth, must come out the same; otherwise open with the full analysis.
+        The opens' log lines are the probe's again (already reported), plus 'could not find codec
+        parameters' for the skipped analysis, so they are not the chunk's problems."""
+        with av.logging.Capture(local=True):
+            quick = av.open(self.src.path, options={"skip_frame": "all"})  # applies to the analysis decoder only
+            if quick.streams[self.src.stream_index].codec_context.reorder_depth == self.src.reorder_depth:
+                container = quick
+            else:
+                quick.close()
+                container = av.open(self.src.path)
         cc = container.streams[self.src.stream_index].codec_context
         cc.thread_count = 1  # parallelism comes from chunks side by side, and logs stay with their chunk
         if self.liveness_only:
