@@ -174,10 +174,11 @@ def peak_rss(video: Path, out: Path, tmp: Path) -> tuple[float, float, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="12 s clips, one repeat, RSS on the short clip (< 60 s)")
+    ap.add_argument("--quick", action="store_true",
+                    help="24 s clips, one repeat, no 720p variant, RSS on the short clip (< 60 s)")
     ap.add_argument("--seconds", type=int, default=None, help="clip length for the ratio timings")
     args = ap.parse_args()
-    seconds = args.seconds or (12 if args.quick else 60)
+    seconds = args.seconds or (24 if args.quick else 60)
     repeats = 1 if args.quick else 2
     con = Console(stderr=True)
     variants = ([("1080p_bf0", "1920x1080", False), ("1080p_bf3", "1920x1080", True)] if args.quick else
