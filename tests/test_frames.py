@@ -155,8 +155,13 @@ def test_rotation_is_applied_and_recorded(clips: dict[str, Path], tmp_path: Path
     res = extract_frames(clips["rot"], tmp_path / "o", ExtractParams(every_seconds=1), workers=1)
     s = res.stills[0]
     assert s.rotation in (90, 270) and (s.width, s.height) == (240, 320)
+    assert {x.rotation for x in res.stills} == {s.rotation} and res.probe["rotation"] == s.rotation
     upright = reference(clips["rot"], autorotate=True)  # ffmpeg's own autorotate as the oracle
     assert all(upright[x.pts] == x.pixel_sha256 for x in res.stills)
+    thumb = cv2.imread(str(tmp_path / "o" / s.thumb))
+    assert thumb.shape[0] > thumb.shape[1]  # the thumbnail is upright too
+    keys = extract_frames(clips["rot"], tmp_path / "k", ExtractParams(keyframes=True), workers=1)
+    assert keys.stills and all(upright[x.pts] == x.pixel_sha256 and x.rotation == s.rotation for x in keys.stills)
 
 
 def test_truncated_without_moov_reports_instead_of_crashing(clips: dict[str, Path], tmp_path: Path) -> None:

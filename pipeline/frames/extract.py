@@ -36,7 +36,9 @@ from pipeline.frames.models import ExtractionResult, ExtractParams, Still
 from pipeline.frames.png import THUMB_JPEG_QUALITY, png_settings
 from pipeline.frames.probe import VideoInfo, probe
 
-ENGINE_VERSION = "2"  # 2: in-process libavcodec decoding (PyAV) instead of an ffmpeg process per chunk
+# 2: in-process libavcodec decoding (PyAV) instead of an ffmpeg process per chunk
+# 3: rotation read from each still's own frame (display matrix), not once from the first keyframe
+ENGINE_VERSION = "3"
 TAIL_ID = -1
 
 
@@ -58,8 +60,9 @@ def engine_params(params: ExtractParams) -> dict[str, Any]:
             "png_encoder": {"library": "opencv", **png_settings(params.png_compression)},
             "thumb": {"format": "jpeg", "quality": THUMB_JPEG_QUALITY, "width": params.thumb_width,
                       "scaler": "swscale area, from the decoded frame"},
-            "decode": {"library": "libavcodec via PyAV", "decoder_threads": 1, "pix_fmt": "bgr24 (swscale)",
-                       "autorotate": False, "frame_select": "exact pts", "seek": "keyframe, then decoder flush",
+            "decode": {"library": "libavcodec via PyAV", "decoder_threads": 1, "pix_fmt": "bgr24 (swscale, 1 thread)",
+                       "autorotate": False, "rotation": "per frame, from its display matrix",
+                       "frame_select": "exact pts", "seek": "keyframe, then decoder flush",
                        "skip_unreferenced": sorted(SKIP_NONREF_CODECS), "keyframe_only": "wanted keyframes only"},
             "scene_metric": "mean abs diff, 64x36 grey (swscale area)", "interval_rule": "last frame with pts <= t",
             "engine_version": ENGINE_VERSION}
