@@ -238,3 +238,19 @@ def test_plan_is_pure_and_gop_aligned() -> None:
     key_only = [c for c in chunks if c.keys_only]
     assert all(set(c.wanted) <= set(kp.tolist()) for c in key_only)
     assert planmod.frame_at(fp, Fraction(299, 10)) == 29
+
+
+def test_probe_lists_again_when_its_side_open_sees_another_stream(clips: dict[str, Path]) -> None:
+    from concurrent.futures import Future
+
+    from pipeline.frames.probe import _agreed, probe
+
+    src = clips["mp4_b"]
+    disagreeing: Future = Future()
+    disagreeing.set_result((7, (np.zeros(0, np.int64), np.zeros(0, np.int64), []), []))
+    failed: Future = Future()
+    failed.set_exception(IndexError("no such stream"))
+    info = probe(src)
+    for side in (disagreeing, failed):
+        (pts, keys, _), _ = _agreed(side, src, info.stream_index)
+        assert np.array_equal(pts, info.frame_pts) and np.array_equal(keys, info.key_pts)

@@ -9,12 +9,10 @@ started (~0.1 s of dynamic linking each time here).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import TypeVar
 
 import av
 import av.logging
@@ -22,7 +20,6 @@ import numpy as np
 
 from pipeline.frames.errors import ExtractionError, NotVideoError
 
-T = TypeVar("T")
 _TRUNCATION_HINTS = ("moov atom not found",)
 _ADDR = re.compile(r" @ 0x[0-9a-f]+")
 _ATTACHED_PIC = 0x0400  # AV_DISPOSITION_ATTACHED_PIC: cover art, not footage
@@ -84,7 +81,7 @@ def probe(source: Path) -> VideoInfo:
     if not source.is_file():
         raise ExtractionError(f"{source}: no such file; check the exhibit path")
     with ThreadPoolExecutor(1, thread_name_prefix="probe") as pool:
-        listing = pool.submit(_on_quick_open, source, None, _packets)
+        listing = pool.submit(_list_on_quick_open, source, None)
         with av.logging.Capture(local=True) as logs:
             try:
                 container = av.open(str(source))
@@ -103,7 +100,7 @@ def probe(source: Path) -> VideoInfo:
                             height=st.codec_context.height, time_base=Fraction(st.time_base),
                             avg_fps=float(st.average_rate or st.guessed_rate or 0), frames_in_index=int(st.frames or 0),
                             reorder_depth=int(st.codec_context.reorder_depth))
-        (frame_pts, key_pts, pw), list_logs = _agreed(listing, source, info["stream_index"], _packets)
+        (frame_pts, key_pts, pw), list_logs = _agreed(listing, source, info["stream_index"])
     lines = dict.fromkeys(_log_lines(list(logs)) + list_logs)
     warnings = [f"probe: {line}" for line in lines] + pw
     if len(frame_pts) == 0:
@@ -113,37 +110,37 @@ def probe(source: Path) -> VideoInfo:
                      warnings=tuple(dict.fromkeys(warnings)))
 
 
-_Job = Callable[[av.container.InputContainer, av.video.stream.VideoStream], T]
+_Listing = tuple[np.ndarray, np.ndarray, list[str]]  # frame pts, keyframe pts, warnings
 
 
-def _on_quick_open(source: Path, stream_index: int | None, job: _Job[T]) -> tuple[int, T, list[str]]:
-    """Run `job` on the video stream of a container opened without analysis decoding (nothing a job here
-    needs comes from it). The open's own log lines repeat the full open's, plus 'could not find codec
-    parameters' for the skipped analysis, so only the job's lines are kept."""
+def _list_on_quick_open(source: Path, stream_index: int | None) -> tuple[int, _Listing, list[str]]:
+    """List the video packets on a container opened without analysis decoding (the listing needs none).
+    The open's own log lines repeat the full open's, plus 'could not find codec parameters' for the
+    skipped analysis, so only the demux pass's lines are kept."""
     with av.logging.Capture(local=True):
         container = av.open(str(source), options={"skip_frame": "all"})
     with container, av.logging.Capture(local=True) as logs:
         stream = container.streams[stream_index] if stream_index is not None else _video_stream(container, source)
         index = stream.index  # read while open: a closed container's streams are freed memory
-        result = job(container, stream)
-    return index, result, _log_lines(list(logs))
+        listing = _packets(container, stream)
+    return index, listing, _log_lines(list(logs))
 
 
-def _agreed(future: Future[tuple[int, T, list[str]]], source: Path, stream_index: int, job: _Job[T]
-            ) -> tuple[T, list[str]]:
-    """The side job's result when it chose the full open's stream; otherwise (or when its open failed) the
-    job again on that stream."""
+def _agreed(future: Future[tuple[int, _Listing, list[str]]], source: Path, stream_index: int
+            ) -> tuple[_Listing, list[str]]:
+    """The side listing when it chose the full open's stream; otherwise (or when its open failed) list
+    that stream again."""
     try:
-        index, result, lines = future.result()
+        index, listing, lines = future.result()
         if index == stream_index:
-            return result, lines
-    except (av.FFmpegError, NotVideoError):
+            return listing, lines
+    except (av.FFmpegError, NotVideoError, IndexError):
         pass
     try:
-        _, result, lines = _on_quick_open(source, stream_index, job)
-    except av.FFmpegError as e:
-        raise ExtractionError(f"{source}: the video stream cannot be read ({e})") from e
-    return result, lines
+        _, listing, lines = _list_on_quick_open(source, stream_index)
+    except (av.FFmpegError, IndexError) as e:
+        raise ExtractionError(f"{source}: video stream {stream_index} cannot be read on its own ({e})") from e
+    return listing, lines
 
 
 def _video_stream(container: av.container.InputContainer, source: Path) -> av.video.stream.VideoStream:
