@@ -119,20 +119,28 @@ def test_store_outage_loses_nothing(cameras, evidence, case_ref):  # type: ignor
     cli = cameras
     settings = _settings()
     out: dict[str, object] = {}
+    # records until told to stop (the duration is only a backstop), so a slow start cannot leave too little
+    # recording after the outage begins
+    stop = threading.Event()
     t = threading.Thread(target=lambda: out.setdefault("r", ingest_camera(
-        settings, camera="cam1", url=_url(cli, "cam1"), case_ref=case_ref, duration=16, segment_seconds=3,
-        stall_timeout=3, drain_interval=0.5)))
+        settings, camera="cam1", url=_url(cli, "cam1"), case_ref=case_ref, duration=180, segment_seconds=3,
+        stall_timeout=3, drain_interval=0.5, stop_event=stop)))
     t.start()
-    ex = exhibit_ref_for("CAM1", datetime.now(UTC))
-    wait_for(lambda: evidence.catalog.find_case(case_ref) and evidence.catalog.find_exhibit(
-        evidence.catalog.get_case(case_ref), ex) and _segment_events(evidence, case_ref, ex), 30, "a stored segment")
-    stop_s3(settings)
-    spool = settings.spool_dir / "cam1"
-    # recording goes on while the store is down: wait until at least two more segments are spooled
-    n0 = len(list(spool.rglob("*.ts")))
-    wait_for(lambda: len(list(spool.rglob("*.ts"))) >= n0 + 2, 30, "segments spooled during the store outage")
-    start_s3(settings)
+    try:
+        ex = exhibit_ref_for("CAM1", datetime.now(UTC))
+        wait_for(lambda: evidence.catalog.find_case(case_ref) and evidence.catalog.find_exhibit(
+            evidence.catalog.get_case(case_ref), ex) and _segment_events(evidence, case_ref, ex), 60,
+            "a stored segment")
+        stop_s3(settings)
+        spool = settings.spool_dir / "cam1"
+        # recording goes on while the store is down: wait until at least two more segments are spooled
+        n0 = len(list(spool.rglob("*.ts")))
+        wait_for(lambda: len(list(spool.rglob("*.ts"))) >= n0 + 2, 60, "segments spooled during the store outage")
+    finally:
+        start_s3(settings)  # the rest of the session shares this store
+        stop.set()
     t.join(timeout=120)
+    assert not t.is_alive(), "the recorder did not stop and drain within 120 s"
     r = out["r"]
     assert r.pending == 0 and not r.errors
     segs = _segment_events(evidence, case_ref, ex)
