@@ -13,12 +13,6 @@ class NotVideoError(ExtractionError):
     """The exhibit has no decodable video stream (not a video, audio only, or unreadable container)."""
 
 
-class ToolMissingError(ExtractionError):
-    """ffmpeg/ffprobe are not on PATH; the pipeline cannot decode anything without them."""
-
-    exit_code = 3
-
-
 class BadParamsError(ExtractionError, UsageError):
     """The extraction parameters ask for nothing, or for something impossible."""
 
