@@ -61,7 +61,8 @@ def extract_object(ev: Evidence, case: Case, exhibit: Exhibit, obj: ExhibitObjec
         local = work / f"source{ext if ext.isascii() and len(ext) <= 6 else ''}"
         ev.store.download_verified(obj.bucket, obj.key, obj.version_id, obj.sha256, local)
         wc = _wallclock_start(events, obj)
-        kwargs: dict[str, Any] = {"workers": workers, "progress": progress}
+        kwargs: dict[str, Any] = {"workers": workers, "progress": progress,
+                                  "memory_mb": ev.settings.frames_memory_mb}
         if dask is not None:
             kwargs["dask"] = dask  # a distributed.Client or scheduler address: same bytes as local
         if wc:

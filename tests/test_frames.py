@@ -254,3 +254,12 @@ def test_probe_lists_again_when_its_side_open_sees_another_stream(clips: dict[st
     for side in (disagreeing, failed):
         (pts, keys, _), _ = _agreed(side, src, info.stream_index)
         assert np.array_equal(pts, info.frame_pts) and np.array_equal(keys, info.key_pts)
+
+
+def test_default_workers_fit_the_memory_budget() -> None:
+    from pipeline.frames.executor import cores, default_workers
+
+    assert default_workers() == cores()  # frame size unknown: one per core
+    assert default_workers(1920, 1080, 400) == min(cores(), 4)  # ~55 MB per 1080p worker, measured
+    assert default_workers(1280, 720, 400) == min(cores(), 10)
+    assert default_workers(3840, 2160, 200) == 1  # never fewer than one

@@ -37,7 +37,8 @@ def extract(exhibit: Annotated[str, typer.Argument(help="Exhibit reference, e.g.
             scenes: Annotated[bool, typer.Option("--scenes", help="A still at every scene/motion change.")] = False,
             scene_threshold: Annotated[float, typer.Option(help="Mean abs. difference (0-255) on 64x36 grey.")] = 30.0,
             at: Annotated[str, typer.Option("--at", help="Comma-separated times in seconds, e.g. 12.5,30.")] = "",
-            workers: Annotated[int | None, typer.Option(help="Worker processes (default: all cores).")] = None,
+            workers: Annotated[int | None, typer.Option(
+                help="Workers (default: one per core, as many as fit in CUSTODY_FRAMES_MEMORY_MB).")] = None,
             json_out: JsonOpt = False) -> None:
     """Extract lossless stills and record them as derived evidence."""
     from pipeline.derive_frames import extract_object, footage_objects

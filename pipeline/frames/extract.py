@@ -31,7 +31,7 @@ from pipeline.frames.decode import (
     scene_chunk,
 )
 from pipeline.frames.errors import BadParamsError
-from pipeline.frames.executor import ChunkExecutor, default_workers, open_executor
+from pipeline.frames.executor import DEFAULT_MEMORY_MB, ChunkExecutor, default_workers, open_executor
 from pipeline.frames.models import ExtractionResult, ExtractParams, Still
 from pipeline.frames.png import THUMB_JPEG_QUALITY, png_settings
 from pipeline.frames.probe import VideoInfo, probe
@@ -128,11 +128,12 @@ def _stems(wanted: dict[int, planmod.Wanted], info: VideoInfo, prefix: str) -> d
 
 def extract_frames(source: Path, out_dir: Path, params: ExtractParams, *, workers: int | None = None,
                    progress: Callable[[int, int], None] | None = None, wallclock_start: datetime | None = None,
-                   dask: Any = None, processes: bool = False) -> ExtractionResult:
+                   dask: Any = None, processes: bool = False, memory_mb: int = DEFAULT_MEMORY_MB) -> ExtractionResult:
     """Extract the stills `params` asks for from `source` into `out_dir` (PNGs, thumbs/, contact sheets).
 
-    `source` is only read. `workers` (default: CPU count) chunks run at once, in threads driving ffmpeg
-    decoders (`processes=True` for a process pool); `dask` (a distributed.Client or scheduler address) runs
+    `source` is only read. `workers` chunks run at once (default: one per core, as many as fit in
+    `memory_mb` for this frame size), in threads driving libavcodec decoders (`processes=True` for a
+    process pool); `dask` (a distributed.Client or scheduler address) runs
     chunks on a cluster instead. Output is byte-identical whichever is used. `progress(done, total)` is called
     with still counts. Truncated input never raises: `complete`, `decode_stopped_at` and `warnings` say what
     happened. Raises NotVideoError / ExtractionError / BadParamsError.
@@ -141,7 +142,7 @@ def extract_frames(source: Path, out_dir: Path, params: ExtractParams, *, worker
         raise BadParamsError("nothing to extract: set every_seconds, keyframes, scenes or timestamps")
     source, out_dir = Path(source), Path(out_dir)
     info = probe(source)
-    n_workers = max(1, workers or default_workers())
+    n_workers = max(1, workers or default_workers(info.width, info.height, memory_mb))
     base = dict(source=str(source), out_dir=str(out_dir), params=engine_params(params), tool_versions=tool_versions())
     if info.moov_missing:
         return ExtractionResult(**base, stills=[], contact_sheets=[], frames_in_index=0, frames_readable=0,
