@@ -66,7 +66,8 @@ class Settings(BaseSettings):
     actor: str | None = None
     trusted_keys: list[Path] = Field(default_factory=list)
     spool_cap_gb: float = 50.0
-    # memory for one frame extraction's local workers; caps the default worker count (not footage length)
+    # memory for one frame extraction's local workers; caps the default worker count (not footage length).
+    # Same default as pipeline.frames.executor.DEFAULT_MEMORY_MB, which stays importable without settings.
     frames_memory_mb: int = Field(default=400, ge=200)
     prefect_api_url: str | None = None
 

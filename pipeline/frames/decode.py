@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +33,7 @@ from av.video.reformatter import VideoReformatter
 
 from pipeline.frames.allocator import keep_frame_buffers_in_heap
 from pipeline.frames.png import encode_jpeg, encode_png, pixel_sha256, rotate_upright, thumb_size
+from pipeline.frames.probe import clean_log_line, presentation_ts
 
 # PyAV forwards libav's log lines only while a level is set; per-thread Capture then attributes them to the
 # chunk that caused them. Repeat-suppression is process-wide state, so it is off to keep warnings per chunk
@@ -41,7 +41,6 @@ from pipeline.frames.png import encode_jpeg, encode_png, pixel_sha256, rotate_up
 av.logging.set_level(av.logging.WARNING)
 av.logging.set_skip_repeated(False)
 
-_ADDR = re.compile(r" @ 0x[0-9a-f]+")
 _LEVELS = {av.logging.PANIC: "panic", av.logging.FATAL: "fatal", av.logging.ERROR: "error",
            av.logging.WARNING: "warning"}
 SKIP_NONREF_CODECS = frozenset({"h264"})
@@ -106,7 +105,6 @@ class DecodeOut:
     stills: list[StillOut] = field(default_factory=list)
     missing: list[int] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
-    seek_overshoot: bool = False
     last_pts: int | None = None  # highest pts decoded (meaningful for to_eof chunks)
 
 
@@ -157,13 +155,8 @@ def _problems(logs: list[tuple[int, str, str]]) -> list[str]:
         tag = _LEVELS.get(level)
         if tag is None or "deprecated pixel format" in message:
             continue
-        out.add(_ADDR.sub("", f"[{name}] [{tag}] {message}").strip())
+        out.add(clean_log_line(f"[{name}] [{tag}] {message}"))
     return sorted(out)[:MAX_PROBLEMS]  # log interleaving is not part of the evidence
-
-
-def _key(pkt: av.Packet) -> int | None:
-    """The pts the probe listed for this packet (dts when the container gives no pts)."""
-    return pkt.pts if pkt.pts is not None else pkt.dts
 
 
 def _frames(inp: _Input, seek_pts: int | None, problems: list[str]) -> Iterator[tuple[av.Packet, av.CodecContext]]:
@@ -272,10 +265,6 @@ def _write_still(frame: av.VideoFrame, pts: int, stem: str, task: DecodeTask, sc
                     png_sha256=hashlib.sha256(png).hexdigest(), png=f"{stem}.png", thumb=f"thumbs/{stem}.jpg")
 
 
-def _frame_pts(frame: av.VideoFrame) -> int | None:
-    return frame.pts if frame.pts is not None else frame.dts
-
-
 def _decode_chunk(inp: _Input, task: DecodeTask, spec: ChunkSpec, scalers: _Scalers) -> DecodeOut:
     out = DecodeOut(chunk_id=spec.chunk_id)
     stems = dict(spec.wanted)
@@ -284,18 +273,16 @@ def _decode_chunk(inp: _Input, task: DecodeTask, spec: ChunkSpec, scalers: _Scal
     hi = max(stems) if stems else None
     skip_nonref = task.source.codec in SKIP_NONREF_CODECS
     problems: list[str] = []
-    seen: set[int] = set()
 
     def take(frames: list[av.VideoFrame]) -> bool:
         """Keep wanted frames; True once nothing more is needed from this chunk."""
         for fr in frames:
-            p = _frame_pts(fr)
+            p = presentation_ts(fr)
             if p is None:
                 continue
             out.last_pts = p if out.last_pts is None else max(out.last_pts, p)
             if p in remaining:
                 remaining.discard(p)
-                seen.add(p)
                 out.stills.append(_write_still(fr, p, stems[p], task, scalers))
             if spec.to_eof:
                 continue
@@ -308,7 +295,7 @@ def _decode_chunk(inp: _Input, task: DecodeTask, spec: ChunkSpec, scalers: _Scal
         n_pkt = 0
         cc: av.CodecContext | None = None
         for pkt, cc in _frames(inp, spec.seek_pts, problems):
-            k = _key(pkt)
+            k = presentation_ts(pkt)
             if not pkt.size:  # end of file: drain what the decoder holds back
                 cc.skip_frame = "DEFAULT"
                 flushed = True
@@ -336,8 +323,6 @@ def _decode_chunk(inp: _Input, task: DecodeTask, spec: ChunkSpec, scalers: _Scal
                 take(_decode(cc, None, problems))
     out.problems = _problems(list(logs)) + sorted(set(problems))
     out.missing = sorted(remaining)
-    if out.missing and seen and min(out.missing) < min(seen):
-        out.seek_overshoot = True
     return out
 
 
@@ -393,7 +378,7 @@ def scene_chunk(task: SceneTask) -> SceneOut:
     def take(frames: list[av.VideoFrame]) -> bool:
         nonlocal prev, first
         for fr in frames:
-            p = _frame_pts(fr)
+            p = presentation_ts(fr)
             if p is None or (task.lo is not None and p < task.lo):
                 continue
             if task.hi is not None and p >= task.hi:

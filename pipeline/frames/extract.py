@@ -215,7 +215,7 @@ def extract_frames(source: Path, out_dir: Path, params: ExtractParams, *, worker
 
     # A frame that should decode (pts <= last good frame) but did not means the seek landed late: retry from
     # an earlier keyframe, then sequentially from the start. Rare; keeps seeking verified rather than trusted.
-    for c, spec in zip(chunks, specs, strict=False):
+    for c, spec in zip(chunks, specs, strict=True):
         o = outs[c.id]
         should = [p for p in o.missing if last_ok is not None and p <= last_ok]
         if not should or c.seek_pts is None:

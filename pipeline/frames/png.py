@@ -58,7 +58,6 @@ def thumb_size(upright_w: int, upright_h: int, width: int) -> tuple[int, int]:
     return tw, max(1, round(upright_h * tw / upright_w))
 
 
-
 def encode_jpeg(img: np.ndarray) -> bytes:
     ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, THUMB_JPEG_QUALITY, cv2.IMWRITE_JPEG_OPTIMIZE, 0])
     if not ok:

@@ -25,9 +25,14 @@ _ADDR = re.compile(r" @ 0x[0-9a-f]+")
 _ATTACHED_PIC = 0x0400  # AV_DISPOSITION_ATTACHED_PIC: cover art, not footage
 
 
-def _clean(line: str) -> str:
+def clean_log_line(line: str) -> str:
     """Drop heap addresses from libav log lines so recorded warnings are identical run to run."""
-    return _ADDR.sub("", line.strip())
+    return _ADDR.sub("", line).strip()
+
+
+def presentation_ts(item: av.Packet | av.VideoFrame) -> int | None:
+    """The pts frames are planned and selected by; the dts when the container gives no pts."""
+    return item.pts if item.pts is not None else item.dts
 
 
 @dataclass(frozen=True)
@@ -67,7 +72,7 @@ class VideoInfo:
 
 
 def _log_lines(logs: list[tuple[int, str, str]]) -> list[str]:
-    return [_clean(f"[{name}] {msg}") for level, name, msg in logs if level <= av.logging.WARNING]
+    return [clean_log_line(f"[{name}] {msg}") for level, name, msg in logs if level <= av.logging.WARNING]
 
 
 def probe(source: Path) -> VideoInfo:
@@ -170,8 +175,8 @@ def _moov_missing(source: Path, err: str) -> VideoInfo:
            "file); no frame can be located without it. Try an index-rebuild tool (e.g. untrunc) with a reference "
            "file from the same camera, on a copy, and ingest the result as a derived exhibit.")
     return VideoInfo(path=str(source), stream_index=-1, codec="?", container="mov,mp4", width=0, height=0,
-                     time_base=Fraction(1, 1), avg_fps=0.0, frame_pts=empty,
-                     key_pts=empty, frames_in_index=0, warnings=(msg, f"probe: {_clean(err)}"), moov_missing=True)
+                     time_base=Fraction(1, 1), avg_fps=0.0, frame_pts=empty, key_pts=empty, frames_in_index=0,
+                     warnings=(msg, f"probe: {clean_log_line(err)}"), moov_missing=True)
 
 
 def _packets(container: av.container.InputContainer, stream: av.video.stream.VideoStream
@@ -184,7 +189,7 @@ def _packets(container: av.container.InputContainer, stream: av.video.stream.Vid
         for pkt in container.demux(stream):
             if not _shown(pkt):
                 continue
-            v = pkt.pts if pkt.pts is not None else pkt.dts
+            v = presentation_ts(pkt)
             if v is None:
                 no_pts += 1
                 continue
