@@ -14,6 +14,7 @@ APT_PACKAGES=(
   python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp   # camera emulator
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools
+  gstreamer1.0-x              # pango overlays (clockoverlay, timeoverlay) in the emulator launch lines
   postgresql                  # Prefect server database in the scale test (initdb/pg_ctl, never the system service)
 )
 missing=()
