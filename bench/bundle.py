@@ -32,8 +32,8 @@ CHILD = """
 import json, sys
 from pathlib import Path
 sys.path.insert(0, sys.argv[3])
-from pipeline.bundle import build_bundle
-from pipeline.custody import Actor
+from pipeline.export.bundle import build_bundle
+from pipeline.custody.actor import Actor
 from pipeline.evidence import Evidence
 r = build_bundle(Evidence(), sys.argv[1], None, Path(sys.argv[2]), actor=Actor("bench"), store_bundle=False)
 print(json.dumps({"build_seconds": r.build_seconds, "payload_bytes": r.payload_bytes, "size": r.size}))
@@ -57,8 +57,11 @@ def main() -> None:
     con = Console(stderr=True)
 
     with temp_stack() as home:
-        from pipeline.custody import Actor
+        from pipeline.custody.actor import Actor
         from pipeline.evidence import Evidence
+        from pipeline.intake.mediainfo import MediaReport
+        from pipeline.intake.originals import Offer
+        from pipeline.intake.upload import store_original
 
         ev = Evidence()
         actor = Actor("bench")
@@ -73,7 +76,8 @@ def main() -> None:
             p = src / f"cam{i:02d}.ts"
             con.print(f"writing + ingesting {p.name} ({total // nfiles >> 20} MiB)")
             write_random(p, total // nfiles)
-            ev.add_original(case, ex, p, actor=actor, original_name=p.name, action="segment_recorded")
+            store_original(ev, case, ex, p, Offer(p.name, action="segment_recorded", index=False), actor=actor,
+                           media=MediaReport("ok", "camera segment", "video", "mpeg-ts"))
             p.unlink()
         ingest_s = time.perf_counter() - t
         # the baseline zips local files: download them first (verified against custody)

@@ -87,7 +87,7 @@ def main() -> int:
             py_cpu = cpu(resource.RUSAGE_SELF) - s0
             # phase 2: one camera through the whole custody path (spool -> S3 -> signed event)
             from bench._common import temp_stack
-            from pipeline.camera_ingest import ingest_camera
+            from pipeline.capture.ingest import ingest_camera
             from pipeline.settings import load_settings
 
             with temp_stack():

@@ -36,7 +36,7 @@ def main() -> None:
 
     with temp_stack() as home:
         from pipeline.settings import load_settings
-        from pipeline.store import EvidenceStore
+        from pipeline.storage.store import EvidenceStore
 
         settings = load_settings()
         store = EvidenceStore.connect(settings)

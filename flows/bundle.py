@@ -1,7 +1,7 @@
 """Prefect flow `build_bundle`: the same bundle build, schedulable and observable.
 
 Kept thin on purpose: all logic (streaming, integrity checks, custody events)
-lives in `pipeline.bundle` so the CLI, API and flow can't drift apart.
+lives in `pipeline.export.bundle` so the CLI, API and flow can't drift apart.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from prefect import flow
 def build_bundle(case: str, out: str, exhibits: list[str] | None = None, working_copies: bool = False,
                  recipient: str = "", reason: str = "", actor: str | None = None) -> dict[str, Any]:
     """Build, lock and record an evidence bundle; returns its summary (hash, location, events)."""
-    from pipeline.bundle import build_bundle as _build
-    from pipeline.custody import Actor
+    from pipeline.custody.actor import Actor
     from pipeline.evidence import Evidence
+    from pipeline.export.bundle import build_bundle as _build
 
     ev = Evidence()
     who = Actor(actor) if actor else Actor.default(ev.settings)

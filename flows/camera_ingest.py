@@ -14,7 +14,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task
 
-from pipeline.camera_ingest import ingest_camera
+from pipeline.capture.ingest import ingest_camera
 from pipeline.settings import load_settings
 
 

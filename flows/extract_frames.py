@@ -13,9 +13,9 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task
 
-from pipeline.custody import Actor
-from pipeline.derive_frames import extract_object, footage_objects
+from pipeline.custody.actor import Actor
 from pipeline.evidence import Evidence
+from pipeline.frames.derive import extract_object, footage_objects
 
 
 @task(name="extract-one-original", retries=1, retry_delay_seconds=5)

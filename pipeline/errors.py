@@ -47,3 +47,20 @@ class VerificationFailed(CustodyError):
     """Raised by callers that want an exception instead of a report."""
 
     exit_code = 1
+
+
+class StorageError(InfrastructureError):
+    """The S3 server answered with an error we did not expect; `code` is the S3 error code.
+
+    Raised at the storage seam so that no module above it needs the SDK's own exception types.
+    """
+
+    def __init__(self, message: str, code: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class ObjectNotFound(StorageError, NotFoundError):
+    """The key or version does not exist (or a delete marker hides it)."""
+
+    exit_code = 2

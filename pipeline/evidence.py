@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import mimetypes
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
-from pipeline.catalog import Case, Catalog, Exhibit
-from pipeline.custody import Actor, CustodyLog
+from pipeline.custody.actor import Actor
+from pipeline.custody.catalog import Case, Catalog, Exhibit
+from pipeline.custody.log import CustodyLog
+from pipeline.custody.signing import Signer
+from pipeline.errors import NotFoundError, UsageError
 from pipeline.settings import Settings, load_settings
-from pipeline.signing import Signer
-from pipeline.store import EvidenceStore, StoredObject
+from pipeline.storage.store import EvidenceStore, StoredObject
 
 
 @dataclass
@@ -77,33 +78,21 @@ class Evidence:
         case = self.catalog.get_case(case_ref)
         return case, self.catalog.get_exhibit(case, exhibit_ref)
 
+    def find_exhibit(self, exhibit_ref: str, case_ref: str | None) -> tuple[Case, Exhibit]:
+        """An exhibit by reference; without a case reference it must be unique across cases."""
+        if case_ref:
+            return self.get(case_ref, exhibit_ref)
+        hits = [(c, e) for c in self.catalog.list_cases() if (e := self.catalog.find_exhibit(c, exhibit_ref))]
+        if not hits:
+            raise NotFoundError(f"no exhibit {exhibit_ref!r} in any case")
+        if len(hits) > 1:
+            raise UsageError(f"exhibit {exhibit_ref!r} exists in several cases "
+                             f"({', '.join(c.ref for c, _ in hits)}); add --case")
+        return hits[0]
+
     # ---- writes --------------------------------------------------------
     def _object_key(self, exhibit: Exhibit) -> str:
         return f"{exhibit.case_id}/{exhibit.id}/{uuid.uuid4().hex}"
-
-    def add_original(self, case: Case, exhibit: Exhibit, source: Path | BinaryIO, *, actor: Actor,
-                     original_name: str | None = None, action: str = "ingested", status: str = "ok",
-                     info: dict[str, Any] | None = None, parameters: dict[str, Any] | None = None,
-                     tools: dict[str, str] | None = None, expected_sha256: str | None = None,
-                     algorithms: tuple[str, ...] = ("sha256",), progress: Callable[[int], None] | None = None,
-                     content_type: str | None = None) -> tuple[StoredObject, dict[str, Any]]:
-        """Store bytes as a locked original and record the `ingested` event."""
-        name = safe_display_name(original_name or (source.name if isinstance(source, Path) else "stream"))
-        ctype = content_type or mimetypes.guess_type(name)[0] or "application/octet-stream"
-        key = self._object_key(exhibit)
-        meta = {"exhibit-id": exhibit.id, "case-id": exhibit.case_id, "original-name": name}
-        kwargs: dict[str, Any] = dict(content_type=ctype, metadata=meta, lock=True, expected_sha256=expected_sha256,
-                                      algorithms=algorithms, progress=progress)
-        bucket = self.store.buckets["originals"]
-        if isinstance(source, Path):
-            obj = self.store.put_file(bucket, key, source, **kwargs)
-        else:
-            obj = self.store.put_stream(bucket, key, source, **kwargs)
-        ref = {**obj.ref(), "role": "original", "status": status, "original_name": name,
-               "digests": obj.digests, "content_type": ctype, **({"info": info} if info else {})}
-        ev = self.log.append(case.brief(), exhibit.brief(), actor=actor, action=action, objects=[ref],
-                             tools=tools, parameters=parameters)
-        return obj, ev
 
     def add_derived(self, case: Case, exhibit: Exhibit, path: Path, *, source: dict[str, Any], kind: str,
                     actor: Actor, content_type: str | None = None) -> tuple[StoredObject, dict[str, Any]]:

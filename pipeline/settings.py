@@ -70,6 +70,10 @@ class Settings(BaseSettings):
     # Same default as pipeline.frames.executor.DEFAULT_MEMORY_MB, which stays importable without settings.
     frames_memory_mb: int = Field(default=400, ge=200)
     prefect_api_url: str | None = None
+    # chunk size the portal offers browsers for resumable uploads (small enough to resend cheaply after a drop)
+    portal_chunk_kb: int = Field(default=4096, ge=16, le=65536)
+    # PostgreSQL server binaries for a local Prefect database (Debian keeps initdb/pg_ctl off PATH)
+    pg_bin: Path | None = None
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
@@ -135,6 +139,11 @@ def split_endpoint(endpoint: str) -> tuple[str, bool | None]:
             raise UsageError(f"S3 endpoint {endpoint!r} must be scheme://host[:port] with no path")
         return parts.netloc, parts.scheme == "https"
     return endpoint, None
+
+
+def debug_enabled() -> bool:
+    """CUSTODY_DEBUG=1 shows tracebacks; read from the environment alone, since it must work when settings fail."""
+    return os.environ.get("CUSTODY_DEBUG", "") not in ("", "0")
 
 
 def load_settings(**overrides: Any) -> Settings:

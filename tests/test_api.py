@@ -99,7 +99,7 @@ class World:
 
 @pytest.fixture(scope="module")
 def world(cli: Cli, api_server: ApiServer, evidence: Any, tmp_path_factory: pytest.TempPathFactory) -> World:
-    from pipeline.auth import AuthStore
+    from pipeline.access.auth import AuthStore
 
     ref = f"OP-API/{uuid.uuid4().hex[:8]}"
     case = cli.json("case", "create", "--ref", ref)
@@ -182,7 +182,7 @@ def _expected(endpoint: str, principal: str) -> int:
 
 
 def audit_entry(evidence: Any, request_id: str) -> dict[str, Any]:
-    from pipeline.audit import AuditTrail
+    from pipeline.access.audit import AuditTrail
 
     (entry,) = AuditTrail(evidence.store).read(request_id=request_id)
     return entry

@@ -119,7 +119,7 @@ def test_cli_upload_keeps_bytes_and_flags_status(cli: Cli, case_ref: str, tmp_pa
 
 
 def test_metadata_fields(tmp_path: Path) -> None:
-    from pipeline.mediainfo import inspect_file
+    from pipeline.intake.mediainfo import inspect_file
 
     v = inspect_file(make_ok_mp4(tmp_path))
     assert v.status == "ok" and v.kind == "video"
@@ -137,7 +137,7 @@ def test_enormous_sparse_file_is_classified_without_reading_it(tmp_path: Path) -
     """Classification reads a bounded head, so a huge input costs no time or memory before upload."""
     import resource
 
-    from pipeline.mediainfo import inspect_file
+    from pipeline.intake.mediainfo import inspect_file
 
     p = tmp_path / "huge.mp4"
     with open(p, "wb") as f:

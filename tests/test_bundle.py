@@ -34,7 +34,10 @@ def _sha(data: bytes) -> str:
 @pytest.fixture(scope="module")
 def bundle_case(cli, evidence, tmp_path_factory):  # type: ignore[no-untyped-def]
     """A case with CAM/1 (3 recorded TS segments + thumbnail + metadata JSON) and UP/1 (an uploaded MP4)."""
-    from pipeline.custody import Actor
+    from pipeline.custody.actor import Actor
+    from pipeline.intake.mediainfo import MediaReport
+    from pipeline.intake.originals import Offer
+    from pipeline.intake.upload import store_original
 
     d = tmp_path_factory.mktemp("bundle-src")
     subprocess.run([*FF, *SRC, "-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-f", "segment",
@@ -49,10 +52,12 @@ def bundle_case(cli, evidence, tmp_path_factory):  # type: ignore[no-untyped-def
     case, cam = evidence.ensure_exhibit(ref, "CAM/1", "DC Cam", actor, "covert camera 1")
     objs = []
     for i, seg in enumerate(segments):
-        obj, _ = evidence.add_original(case, cam, seg, actor=actor, original_name=seg.name, action="segment_recorded",
-                                       content_type="video/mp2t", parameters={"camera": "cam01", "segment": i})
-        objs.append(obj)
-    src = {**objs[0].ref(), "role": "original"}
+        offer = Offer(seg.name, {"camera": "cam01", "segment": i}, action="segment_recorded", index=False)
+        objs.append(store_original(evidence, case, cam, seg, offer, actor=actor,
+                                   media=MediaReport("ok", "camera segment", "video", "mpeg-ts")))
+    o0 = objs[0]
+    src = {"bucket": o0.bucket, "key": o0.key, "version_id": o0.version_id, "sha256": o0.sha256, "size": o0.size,
+           "role": "original"}
     meta_p = d / "cam01_000.json"
     meta_p.write_text(json.dumps({"duration": "1.0", "codec": "h264"}))
     _, thumb_ref = evidence.add_derived(case, cam, d / "thumb.jpg", source=src, kind="thumbnail", actor=actor)
@@ -247,7 +252,7 @@ def _fix_manifests(z: Path, changes: dict[str, bytes | None]) -> dict[str, bytes
 
 def test_edited_event_with_fixed_manifests_is_named(cli, bundle_case, tmp_path):  # type: ignore[no-untyped-def]
     """Re-hashing the event and the manifests doesn't help: the signature no longer verifies."""
-    from pipeline.events import event_hash
+    from pipeline.custody.events import event_hash
 
     z = bundle_case["zip"]
     target = _find(z, "data/exhibits/CAM_1/custody/events/", "00000001")
@@ -298,7 +303,7 @@ def test_added_file_is_named(cli, bundle_case, tmp_path, where):  # type: ignore
 def test_trusted_key_option(cli, bundle_case, tmp_path):  # type: ignore[no-untyped-def]
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from pipeline.signing import key_id, load_public_pem, public_pem
+    from pipeline.custody.signing import key_id, load_public_pem, public_pem
 
     z = bundle_case["zip"]
     ours = cli.home / "keys" / "signing-ed25519.pub"
@@ -359,9 +364,9 @@ def test_never_overwrites_and_rejects_bad_requests(cli, bundle_case, tmp_path): 
 
 
 def test_hash_mismatch_while_copying_aborts(evidence, bundle_case, tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
-    from pipeline.bundle import build_bundle
-    from pipeline.custody import Actor
+    from pipeline.custody.actor import Actor
     from pipeline.errors import IntegrityError
+    from pipeline.export.bundle import build_bundle
 
     real = evidence.store.stream_object
     victim = {}
@@ -382,8 +387,8 @@ def test_hash_mismatch_while_copying_aborts(evidence, bundle_case, tmp_path, mon
 
 
 def test_presigned_download_is_recorded(cli, evidence, bundle_case):  # type: ignore[no-untyped-def]
-    from pipeline.bundle import presign_bundle_download
-    from pipeline.custody import Actor
+    from pipeline.custody.actor import Actor
+    from pipeline.export.links import presign_bundle_download
 
     stored = bundle_case["res"]["stored"]
     obj = {**stored, "sha256": bundle_case["res"]["sha256"], "size": bundle_case["res"]["size"]}

@@ -55,7 +55,7 @@ def _url(cli, cam: str) -> str:  # type: ignore[no-untyped-def]
 
 
 def test_two_cameras_with_an_outage(cameras, evidence, case_ref, tmp_path):  # type: ignore[no-untyped-def]
-    from pipeline.camera_ingest import exhibit_ref_for, ingest_camera
+    from pipeline.capture.ingest import exhibit_ref_for, ingest_camera
 
     cli = cameras
     reports: dict[str, object] = {}
@@ -113,8 +113,8 @@ def test_two_cameras_with_an_outage(cameras, evidence, case_ref, tmp_path):  # t
 
 
 def test_store_outage_loses_nothing(cameras, evidence, case_ref):  # type: ignore[no-untyped-def]
-    from pipeline.camera_ingest import exhibit_ref_for, ingest_camera
-    from pipeline.stack import start_s3, stop_s3
+    from pipeline.capture.ingest import exhibit_ref_for, ingest_camera
+    from pipeline.ops.stack import start_s3, stop_s3
 
     cli = cameras
     settings = _settings()
@@ -150,7 +150,7 @@ def test_store_outage_loses_nothing(cameras, evidence, case_ref):  # type: ignor
 
 
 def test_kill9_then_new_run_uploads_leftovers_once(cameras, evidence, case_ref):  # type: ignore[no-untyped-def]
-    from pipeline.camera_ingest import exhibit_ref_for
+    from pipeline.capture.ingest import exhibit_ref_for
 
     cli = cameras
     spool = Path(_settings().spool_dir) / "cam2"

@@ -4,9 +4,9 @@ import json
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from pipeline.chain import Slot, check_chain
-from pipeline.events import GENESIS, build_event, canonical, envelope, event_hash
-from pipeline.signing import Signer
+from pipeline.custody.chain import Slot, check_chain
+from pipeline.custody.events import GENESIS, build_event, canonical, envelope, event_hash
+from pipeline.custody.signing import Signer
 
 
 def make_chain(signer: Signer, n: int = 4) -> list[Slot]:

@@ -8,7 +8,7 @@ import os
 
 def _append(home: str, case_ref: str, worker: int, n: int) -> int:
     os.environ["CUSTODY_HOME"] = home
-    from pipeline.custody import Actor
+    from pipeline.custody.actor import Actor
     from pipeline.evidence import Evidence
 
     ev = Evidence()
@@ -19,7 +19,7 @@ def _append(home: str, case_ref: str, worker: int, n: int) -> int:
 
 
 def test_eight_concurrent_appenders(cli, case_ref, evidence):
-    from pipeline.custody import Actor
+    from pipeline.custody.actor import Actor
 
     case, ex = evidence.ensure_exhibit(case_ref, "CC/1", "DC Test", Actor("pytest"))
     per = 5

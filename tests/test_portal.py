@@ -180,7 +180,7 @@ def test_2_investigator_sees_stills_and_downloads_a_verified_bundle(browser: Any
                                                                     tmp_path: Path) -> None:
     assert "exhibit_url" in portal.state, "needs the upload test"
     portal.cli.run("extract", "PT/1", "--case", portal.case_ref, "--every", "1s", "--workers", "1")
-    from pipeline.custody import Actor
+    from pipeline.custody.actor import Actor
 
     c, e = evidence.get(portal.case_ref, "PT/1")
     evidence.record(c, e, "gap", actor=Actor("recorder cam1", "system"),
@@ -201,7 +201,7 @@ def test_2_investigator_sees_stills_and_downloads_a_verified_bundle(browser: Any
     for img in (stills.first, sheet):  # really decoded, i.e. served and hash-checked, not a broken image
         img.scroll_into_view_if_needed()
         page.wait_for_function("el => el.complete && el.naturalWidth > 0", arg=img.element_handle())
-    from pipeline.auth import PERMISSIONS
+    from pipeline.access.auth import PERMISSIONS
 
     if "investigator" in PERMISSIONS["custody.read"]:
         expect(page.locator("tr.gap")).to_contain_text("Recording gap 12:00:03–12:00:09")
@@ -258,7 +258,7 @@ def test_4_officer_refused_another_cases_exhibit_and_it_is_audited(browser: Any,
     expect(page.get_by_text("not assigned to this case")).to_be_visible()
     page.screenshot(path=str(portal.shots / "07-refused.png"), full_page=True)
     rid = resp.headers["x-request-id"]
-    from pipeline.audit import AuditTrail
+    from pipeline.access.audit import AuditTrail
 
     (entry,) = AuditTrail(evidence.store).read(request_id=rid)
     assert entry["outcome"] == "refused" and entry["status"] == 403

@@ -33,7 +33,7 @@ class ScaleStack:
 @pytest.fixture(scope="module")
 def scale(cli, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ScaleStack]:  # type: ignore[no-untyped-def]
     from pipeline.capture import stop_emulator
-    from pipeline.scale import (
+    from pipeline.ops.scale import (
         create_process_pool,
         deploy_flows,
         local_dask,
@@ -89,11 +89,11 @@ def test_ingest_and_extract_through_deployments_match_local(scale: ScaleStack, c
                                                             case_ref: str) -> None:
     from distributed import Client, get_task_stream
 
-    from pipeline.camera_ingest import exhibit_ref_for, ingest_camera
-    from pipeline.custody import Actor
-    from pipeline.derive_frames import extract_object, footage_objects
+    from pipeline.capture.ingest import exhibit_ref_for, ingest_camera
+    from pipeline.custody.actor import Actor
     from pipeline.frames import ExtractParams
-    from pipeline.scale import count_flow_runs, run_deployment_sync
+    from pipeline.frames.derive import extract_object, footage_objects
+    from pipeline.ops.scale import count_flow_runs, run_deployment_sync
     from pipeline.settings import load_settings
 
     t0 = time.monotonic()

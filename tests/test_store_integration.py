@@ -64,23 +64,28 @@ def test_locked_original_cannot_be_deleted_or_overwritten(cli, case_ref, tmp_pat
 
 
 def test_declared_hash_mismatch_stores_nothing(evidence, case_ref):
-    from pipeline.custody import Actor
+    from pipeline.custody.actor import Actor
     from pipeline.errors import IntegrityError
+    from pipeline.intake.originals import Offer
+    from pipeline.intake.upload import store_stream
 
     case, ex = evidence.ensure_exhibit(case_ref, "AB/3", "DC Test", Actor("pytest"))
     with pytest.raises(IntegrityError, match="mismatch"):
-        evidence.add_original(case, ex, io.BytesIO(b"hello"), actor=Actor("pytest"), original_name="x",
-                              expected_sha256="0" * 64)
+        store_stream(evidence, case, ex, io.BytesIO(b"hello"), Offer("x"), actor=Actor("pytest"),
+                     expected_sha256="0" * 64)
     assert [e["action"] for e in evidence.log.events(ex.id)] == ["exhibit_created"]
 
 
 def test_multipart_upload_is_verified(evidence, case_ref, tmp_path):
-    from pipeline.custody import Actor
+    from pipeline.custody.actor import Actor
+    from pipeline.intake.originals import Offer
+    from pipeline.intake.upload import store_original
 
     f = tmp_path / "m.bin"
     sha = _write_big(f, 40 * 1024 * 1024 + 123)  # several parts
     case, ex = evidence.ensure_exhibit(case_ref, "AB/4", "DC Test", Actor("pytest"))
-    obj, ev = evidence.add_original(case, ex, f, actor=Actor("pytest"), expected_sha256=sha)
+    obj = store_original(evidence, case, ex, f, Offer(f.name), actor=Actor("pytest"), expected_sha256=sha,
+                         resumable=False)
     assert obj.sha256 == sha
     st = evidence.store.client.stat_object(obj.bucket, obj.key, version_id=obj.version_id)
     assert st.metadata["x-amz-meta-sha256"] == sha

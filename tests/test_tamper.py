@@ -9,8 +9,8 @@ import os
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from pipeline.events import canonical, event_hash
-from pipeline.signing import Signer
+from pipeline.custody.events import canonical, event_hash
+from pipeline.custody.signing import Signer
 
 
 @pytest.fixture

@@ -106,25 +106,25 @@ def test_same_bytes_twice_are_linked_not_stored_again(cli: Cli, case_ref: str, t
 
 def test_changed_file_restarts_instead_of_splicing(cli: Cli, case_ref: str, tmp_path: Path, evidence: Any) -> None:
     """A journal whose server parts no longer match the file is discarded, never continued."""
-    from pipeline.catalog import Case
-    from pipeline.upload import Journal, _journal_id, journal_dir
+    from pipeline.custody.catalog import Case
+    from pipeline.intake.resumable import Journal, journal_dir, journal_id
 
     f = tmp_path / "f.bin"
     f.write_bytes(os.urandom(12 * 1024 * 1024))
     ev = evidence
     case: Case = ev.catalog.get_case(case_ref)
-    from pipeline.custody import Actor
+    from pipeline.custody.actor import Actor
 
     _c, ex = ev.ensure_exhibit(case_ref, "CHG/1", "O", Actor("pytest"))
     store = ev.store
     st = f.stat()
-    jid = _journal_id(f, st, ex)
+    jid = journal_id(f, st, ex)
     bucket = store.buckets["originals"]
     key = f"{case.id}/{ex.id}/{'ab' * 16}"
-    j = Journal(journal_dir(ev) / f"{jid}.json", str(f.resolve()), st.st_size, st.st_mtime_ns, bucket, key,
-                5 * 1024 * 1024)
-    headers = store._base_headers("application/octet-stream", {}, True, False)
-    j.upload_id = store.client._create_multipart_upload(bucket, key, headers)
+    jdir = journal_dir(ev.settings.home)
+    j = Journal(jdir / f"{jid}.json", str(f.resolve()), st.st_size, st.st_mtime_ns, bucket, key, 5 * 1024 * 1024)
+    headers = store.object_headers("application/octet-stream", {}, True, False)
+    j.upload_id = store.multipart(bucket, key, headers).start()
     store.client._upload_part(bucket, key, os.urandom(5 * 1024 * 1024), {}, j.upload_id, 1)  # not the file's bytes
     j.save()
     out = cli.json("upload", str(f), "--case", case_ref, "--exhibit", "CHG/1", "--officer", "O",
@@ -137,17 +137,17 @@ def test_changed_file_restarts_instead_of_splicing(cli: Cli, case_ref: str, tmp_
 def test_upload_completed_but_not_recorded_is_adopted(cli: Cli, case_ref: str, tmp_path: Path, evidence: Any,
                                                       raw_client: Any) -> None:
     """Killed between completing the multipart upload and writing the event: the rerun records that object."""
-    from pipeline.custody import Actor
-    from pipeline.upload import _journal_id, _load_journal, journal_dir, resumable_put
+    from pipeline.custody.actor import Actor
+    from pipeline.intake.resumable import journal_dir, journal_id, load_journal, resumable_put
 
     f = tmp_path / "done.bin"
     f.write_bytes(os.urandom(11 * 1024 * 1024))
     _c, ex = evidence.ensure_exhibit(case_ref, "ADOPT/1", "O", Actor("pytest"))
     st = f.stat()
     store = evidence.store
-    j = _load_journal(journal_dir(evidence) / f"{_journal_id(f, st, ex)}.json", f, st, store.buckets["originals"],
-                      5 * 1024 * 1024, ex)
-    obj, _ = resumable_put(store, j, f, store._base_headers("application/octet-stream", {}, True, False))
+    jpath = journal_dir(evidence.settings.home) / f"{journal_id(f, st, ex)}.json"
+    j = load_journal(jpath, f, st, store.buckets["originals"], 5 * 1024 * 1024, ex)
+    obj, _ = resumable_put(store, j, f, store.object_headers("application/octet-stream", {}, True, False))
     out = cli.json("upload", str(f), "--case", case_ref, "--exhibit", "ADOPT/1", "--officer", "O",
                    env={"CUSTODY_PART_SIZE_MB": "5"})
     (rec,) = out["objects"]  # type: ignore[index]

@@ -7,8 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, Field
 
+from pipeline.access.auth import ROLES, USER_NAME
 from pipeline.api.deps import CASE_ID, SvcDep, UserDep, authorize, load_case, note
-from pipeline.auth import ROLES, USER_NAME
 
 router = APIRouter(prefix="/api")
 UserName = Annotated[str, Path(pattern=f"^{USER_NAME.pattern}$", description="User name")]

@@ -16,54 +16,20 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from minio.error import S3Error
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pipeline import __version__
 from pipeline.api import admin, cases
-from pipeline.auth import AccessDenied, Unauthenticated
+from pipeline.api.statuses import outcome, status_for
 from pipeline.errors import (
-    ChainConflict,
     CustodyError,
-    InfrastructureError,
-    IntegrityError,
-    NotFoundError,
-    UsageError,
 )
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
 
 UNAUDITED = ("/api/health", "/api/openapi.json", "/api/docs", "/api/docs/oauth2-redirect")
-
-# most specific first
-_STATUS: tuple[tuple[type[Exception], int], ...] = (
-    (Unauthenticated, 401),
-    (AccessDenied, 403),
-    (NotFoundError, 404),
-    (IntegrityError, 422),
-    (ChainConflict, 409),
-    (UsageError, 400),
-    (InfrastructureError, 503),
-    (CustodyError, 503),
-)
-
-
-def status_for(exc: Exception) -> int:
-    for cls, code in _STATUS:
-        if isinstance(exc, cls):
-            return code
-    return 500
-
-
-def _outcome(status: int) -> str:
-    if status in (401, 403):
-        return "refused"
-    if status < 400:
-        return "allowed"
-    return "failed"
-
 
 class AuditMiddleware:
     """Pure ASGI (no body buffering, so uploads stay streamed); see the module docstring."""
@@ -91,7 +57,7 @@ class AuditMiddleware:
                 client = scope.get("client")
                 entry = {"request_id": rid, "method": scope.get("method"), "path": path,
                          "query": (scope.get("query_string") or b"").decode("latin-1")[:1000],
-                         "status": status, "outcome": _outcome(status),
+                         "status": status, "outcome": outcome(status),
                          "client": client[0] if client else None, **facts}
                 entry.setdefault("user", None)
                 try:
@@ -173,14 +139,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(CustodyError)
     async def custody_error(request: Request, exc: CustodyError) -> JSONResponse:
         return _error_response(request, exc)
-
-    @app.exception_handler(S3Error)
-    async def s3_error(request: Request, exc: S3Error) -> JSONResponse:
-        log.warning("S3 error %s on %s", exc.code, request.url.path)
-        from pipeline.api.deps import note
-
-        note(request, reason=f"storage error {exc.code}")
-        return JSONResponse({"detail": f"storage error ({exc.code})"}, status_code=503)
 
     @app.exception_handler(Exception)
     async def unhandled(request: Request, exc: Exception) -> JSONResponse:

@@ -18,6 +18,7 @@ from anyio import from_thread
 from fastapi import APIRouter, Body, Header, Path, Query, Request
 from pydantic import BaseModel, Field
 
+from pipeline.access.auth import ALL_CASES, AccessDenied
 from pipeline.api.deps import (
     CASE_ID,
     EXHIBIT_ID,
@@ -32,12 +33,13 @@ from pipeline.api.deps import (
     exhibit_for,
     note,
 )
-from pipeline.auth import ALL_CASES, AccessDenied
-from pipeline.catalog import Case, Exhibit
-from pipeline.cli.commands_core import exhibit_view
+from pipeline.custody.catalog import Case, Exhibit
 from pipeline.errors import NotFoundError, UsageError
-from pipeline.mediainfo import CLOCK_ACTION, clock_parameters
-from pipeline.upload import exhibit_metadata, seizure_parameters, upload_stream
+from pipeline.frames.models import Selection
+from pipeline.intake.clock import CLOCK_ACTION, clock_parameters
+from pipeline.intake.seizure import seizure_parameters
+from pipeline.intake.upload import offer, store_stream
+from pipeline.review.views import exhibit_metadata, exhibit_view
 
 router = APIRouter(prefix="/api")
 
@@ -64,11 +66,10 @@ class ClockIn(BaseModel):
     note: str = Field(default="", max_length=500)
 
 
-class FramesIn(BaseModel):
+class FramesIn(Selection):
+    """A frame request speaks the extractor's own vocabulary (the mode registry's fields); none chosen: 1 per s."""
+
     object_id: str | None = Field(default=None, pattern=OBJECT_ID)
-    start_seconds: int = Field(default=0, ge=0)
-    end_seconds: int | None = Field(default=None, ge=0)
-    every_seconds: int = Field(default=1, ge=1, le=3600)
     note: str = Field(default="", max_length=500)
 
 
@@ -240,9 +241,9 @@ async def upload(request: Request, svc: SvcDep, user: UserDep, case_id: CaseId, 
     reader = _BodyReader(request)
 
     def work() -> dict[str, Any]:
-        r = upload_stream(svc.ev, c, e, reader, name=name, actor=actor(user),  # type: ignore[arg-type]
-                          parameters={**params, "request_id": getattr(request.state, "request_id", None)},
-                          expected_sha256=x_content_sha256, content_type=content_type)
+        o = offer(name, "api-upload", {**params, "request_id": getattr(request.state, "request_id", None)})
+        r = store_stream(svc.ev, c, e, reader, o, actor=actor(user),  # type: ignore[arg-type]
+                         expected_sha256=x_content_sha256, declared_type=content_type)
         return {**r.as_dict(), "object_id": object_id(r.bucket, r.key)}
 
     result = await anyio.to_thread.run_sync(work)
@@ -284,8 +285,8 @@ def _store_request(svc: Services, kind: str, doc: dict[str, Any]) -> str:
 def request_frames(request: Request, svc: SvcDep, user: UserDep, case_id: CaseId, exhibit_id: ExhibitId,
                    body: FramesIn) -> Accepted:
     c, e = exhibit_for(request, svc, user, case_id, exhibit_id, "frames.request")
-    if body.end_seconds is not None and body.end_seconds < body.start_seconds:
-        raise UsageError("end_seconds must not be before start_seconds")
+    if not body.wants_anything():
+        body = body.model_copy(update={"every_seconds": 1.0})
     if body.object_id is not None:
         objs = svc.ev.objects(svc.ev.log.events(e.id), roles=("original",))
         if not any(object_id(o.bucket, o.key) == body.object_id for o in objs):

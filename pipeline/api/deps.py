@@ -14,10 +14,10 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from pipeline.audit import AuditTrail
-from pipeline.auth import AccessDenied, AuthStore, User
-from pipeline.catalog import Case, Exhibit
-from pipeline.custody import Actor
+from pipeline.access.audit import AuditTrail
+from pipeline.access.auth import AccessDenied, AuthStore, User
+from pipeline.custody.actor import Actor
+from pipeline.custody.catalog import Case, Exhibit
 from pipeline.errors import NotFoundError
 from pipeline.evidence import Evidence
 from pipeline.settings import Settings

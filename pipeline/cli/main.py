@@ -6,32 +6,28 @@ to see one when diagnosing a bug.
 
 from __future__ import annotations
 
-import os
 import sys
 
 import typer
 from typer._click.exceptions import ClickException  # typer vendors its own click
 from typer.exceptions import Abort, Exit
 
-from pipeline.cli import (
-    commands_bundle,
-    commands_cameras,
-    commands_core,
-    commands_extract,
-    commands_stack,
-    commands_upload,
-)
+from pipeline.cli import bundle, cameras, cases, clock, extract, intake, serve, stack, users, verify
 from pipeline.cli.output import err
 from pipeline.errors import CustodyError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="custody: evidence ingestion with a tamper-evident chain of custody.")
-app.add_typer(commands_stack.app, name="stack")
-app.add_typer(commands_cameras.app, name="cameras")
-commands_core.register(app)
-commands_bundle.register(app)
-commands_upload.register(app)
-app.command("extract")(commands_extract.extract)
+app.add_typer(stack.app, name="stack")
+app.add_typer(cameras.app, name="cameras")
+cases.register(app)
+clock.register(cases.exhibit_app)
+intake.register(app)
+verify.register(app)
+bundle.register(app)
+extract.register(app)
+users.register(app)
+serve.register(app)
 
 
 def main() -> None:
@@ -52,7 +48,9 @@ def main() -> None:
         err.print("interrupted")
         sys.exit(130)
     except Exception as exc:  # noqa: BLE001 - last resort: a message, not a traceback
-        if os.environ.get("CUSTODY_DEBUG"):
+        from pipeline.settings import debug_enabled
+
+        if debug_enabled():
             raise
         err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc} (set CUSTODY_DEBUG=1 for details)")
         sys.exit(1)

@@ -2,12 +2,28 @@
 
 Public API for flows: `extract_frames`, `ExtractParams`, `ExtractionResult`, `Still`, `tool_versions`,
 `engine_params`, and the exceptions `NotVideoError`, `ExtractionError`, `BadParamsError`.
+Names resolve lazily, so importing `pipeline.frames.modes` (the mode registry the CLI and API read)
+does not load OpenCV or libav.
 """
 
-from pipeline.frames.errors import BadParamsError, ExtractionError, NotVideoError
-from pipeline.frames.extract import engine_params, extract_frames, tool_versions
-from pipeline.frames.models import ExtractionResult, ExtractParams, Still
-from pipeline.frames.probe import VideoInfo, probe
+from __future__ import annotations
 
-__all__ = ["extract_frames", "tool_versions", "engine_params", "ExtractParams", "ExtractionResult", "Still",
-           "NotVideoError", "ExtractionError", "BadParamsError", "probe", "VideoInfo"]
+import importlib
+from typing import Any
+
+_NAMES = {
+    "BadParamsError": "pipeline.frames.errors", "ExtractionError": "pipeline.frames.errors",
+    "NotVideoError": "pipeline.frames.errors", "engine_params": "pipeline.frames.extract",
+    "extract_frames": "pipeline.frames.extract", "tool_versions": "pipeline.frames.extract",
+    "ExtractionResult": "pipeline.frames.models", "ExtractParams": "pipeline.frames.models",
+    "Still": "pipeline.frames.models", "VideoInfo": "pipeline.frames.probe", "probe": "pipeline.frames.probe",
+}
+
+__all__ = sorted(_NAMES)
+
+
+def __getattr__(name: str) -> Any:
+    module = _NAMES.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pipeline.frames' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

@@ -21,7 +21,6 @@ Rotation is applied by us (never by the decoder), per frame from its display mat
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,10 +28,10 @@ from pathlib import Path
 import av
 import av.logging
 import numpy as np
-from av.video.reformatter import VideoReformatter
 
 from pipeline.frames.allocator import keep_frame_buffers_in_heap
-from pipeline.frames.png import encode_jpeg, encode_png, pixel_sha256, rotate_upright, thumb_size
+from pipeline.frames.pixels import Scaler, Scalers, rotation_cw, thumbnail, write_file
+from pipeline.frames.png import encode_jpeg, encode_png, pixel_sha256, rotate_upright
 from pipeline.frames.probe import clean_log_line, presentation_ts
 
 # PyAV forwards libav's log lines only while a level is set; per-thread Capture then attributes them to the
@@ -196,76 +195,20 @@ def _decode(cc: av.CodecContext, pkt: av.Packet | None, problems: list[str]) -> 
         return []
 
 
-WRITE_CHUNK = 1 << 20
-
-
-def write_file(path: Path, data: np.ndarray | bytes) -> None:
-    """Write in 1 MiB pieces: one 6 MB write() measured ~10 ms here against ~1.5 ms in pieces."""
-    view = memoryview(data).cast("B")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-    try:
-        for off in range(0, len(view), WRITE_CHUNK):
-            chunk = view[off:off + WRITE_CHUNK]
-            while chunk:
-                chunk = chunk[os.write(fd, chunk):]
-    finally:
-        os.close(fd)
-
-
-class Scaler:
-    """One swscale context kept for a run of same-shaped conversions, on the calling thread only.
-
-    `frame.to_ndarray(...)` builds a fresh context (and, by PyAV's default, a thread pool) for every frame:
-    ~0.6 ms per 1080p conversion, as much as the conversion itself. Parallelism comes from chunks side by
-    side, so swscale runs single-threaded (the output is the same either way).
-    """
-
-    def __init__(self, fmt: str, interpolation: str | None = None) -> None:
-        self._sws = VideoReformatter()
-        self._fmt = fmt
-        self._interpolation = interpolation
-
-    def __call__(self, frame: av.VideoFrame, width: int | None = None, height: int | None = None) -> np.ndarray:
-        return self._sws.reformat(frame, width=width, height=height, format=self._fmt,
-                                  interpolation=self._interpolation, threads=1).to_ndarray()
-
-
-@dataclass
-class _Scalers:
-    full: Scaler = field(default_factory=lambda: Scaler("bgr24"))
-    thumb: Scaler = field(default_factory=lambda: Scaler("bgr24", "AREA"))
-
-
-def rotation_cw(frame: av.VideoFrame) -> int:
-    """Clockwise degrees to rotate stored pixels for display, mirroring ffmpeg's autorotate. The frame's
-    display matrix (from the container's track matrix or the stream's orientation SEI) gives the angle
-    counter-clockwise, as ffprobe prints it."""
-    return int(round(-float(frame.rotation) / 90.0)) * 90 % 360
-
-
-def _thumbnail(frame: av.VideoFrame, upright: np.ndarray, rotation: int, width: int, scale: Scaler) -> np.ndarray:
-    """Scaled straight from the decoded planes by swscale (area averaging): ~0.5 ms against ~2 ms for
-    resizing the full BGR image; then turned upright like the still."""
-    tw, th = thumb_size(upright.shape[1], upright.shape[0], width)
-    if rotation in (90, 270):
-        tw, th = th, tw
-    return rotate_upright(scale(frame, tw, th), rotation)
-
-
-def _write_still(frame: av.VideoFrame, pts: int, stem: str, task: DecodeTask, scalers: _Scalers) -> StillOut:
+def _write_still(frame: av.VideoFrame, pts: int, stem: str, task: DecodeTask, scalers: Scalers) -> StillOut:
     rotation = rotation_cw(frame)
     img = rotate_upright(scalers.full(frame), rotation)
     png = encode_png(img, task.png_level)
     out_dir = Path(task.out_dir)
     write_file(out_dir / f"{stem}.png", png)
-    thumb = _thumbnail(frame, img, rotation, task.thumb_width, scalers.thumb)
+    thumb = thumbnail(frame, img, rotation, task.thumb_width, scalers.thumb)
     write_file(out_dir / "thumbs" / f"{stem}.jpg", encode_jpeg(thumb))
     return StillOut(pts=pts, stem=stem, width=img.shape[1], height=img.shape[0], rotation=rotation,
                     pixel_sha256=pixel_sha256(img),
                     png_sha256=hashlib.sha256(png).hexdigest(), png=f"{stem}.png", thumb=f"thumbs/{stem}.jpg")
 
 
-def _decode_chunk(inp: _Input, task: DecodeTask, spec: ChunkSpec, scalers: _Scalers) -> DecodeOut:
+def _decode_chunk(inp: _Input, task: DecodeTask, spec: ChunkSpec, scalers: Scalers) -> DecodeOut:
     out = DecodeOut(chunk_id=spec.chunk_id)
     stems = dict(spec.wanted)
     remaining = set(stems)
@@ -333,7 +276,7 @@ def decode_batch(task: DecodeTask) -> list[DecodeOut]:
     cv2.setNumThreads(1)
     keep_frame_buffers_in_heap()
     inp = _Input(task.source, task.liveness_only)
-    scalers = _Scalers()
+    scalers = Scalers()
     try:
         return [_decode_chunk(inp, task, spec, scalers) for spec in task.chunks]
     finally:

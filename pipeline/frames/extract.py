@@ -33,6 +33,7 @@ from pipeline.frames.decode import (
 from pipeline.frames.errors import BadParamsError
 from pipeline.frames.executor import DEFAULT_MEMORY_MB, ChunkExecutor, default_workers, open_executor
 from pipeline.frames.models import ExtractionResult, ExtractParams, Still
+from pipeline.frames.modes import MODES, active
 from pipeline.frames.png import THUMB_JPEG_QUALITY, png_settings
 from pipeline.frames.probe import VideoInfo, probe
 
@@ -139,7 +140,7 @@ def extract_frames(source: Path, out_dir: Path, params: ExtractParams, *, worker
     happened. Raises NotVideoError / ExtractionError / BadParamsError.
     """
     if not params.wants_anything():
-        raise BadParamsError("nothing to extract: set every_seconds, keyframes, scenes or timestamps")
+        raise BadParamsError(f"nothing to extract: set one of {', '.join(m.field for m in MODES.values())}")
     source, out_dir = Path(source), Path(out_dir)
     info = probe(source)
     n_workers = max(1, workers or default_workers(info.width, info.height, memory_mb))
@@ -154,12 +155,11 @@ def extract_frames(source: Path, out_dir: Path, params: ExtractParams, *, worker
     warnings = list(info.warnings)
     with open_executor(n_workers, dask, processes) as ex:
         cuts: tuple[int, ...] = ()
-        if params.scenes:
+        if any(m.needs_scene_pass for m, _ in active(params)):
             cuts, sw = _scene_pass(ex, src, info, params.scene_threshold)
             warnings += sw
-        wanted, pw = planmod.plan_wanted(info.frame_pts, info.key_pts, info.time_base,
-                                         every_seconds=params.every_seconds, keyframes=params.keyframes,
-                                         timestamps=params.timestamps, scene_cuts=cuts, scenes=params.scenes)
+        wanted, pw = planmod.plan_wanted(info.frame_pts, info.key_pts, info.time_base, scene_cuts=cuts,
+                                         params=params)
         warnings += pw
         stems = _stems(wanted, info, params.name_prefix)
         chunks = planmod.plan_chunks(list(wanted), info.frame_pts, info.key_pts)

@@ -14,20 +14,41 @@ def sanitise_prefix(label: str) -> str:
     return cleaned or "frame"
 
 
-class ExtractParams(BaseModel):
-    """Which stills to take. Modes combine; a frame picked by several modes is written once with all reasons.
+class Selection(BaseModel):
+    """Which frames to take: the fields the mode registry (`modes.py`) switches on.
 
+    Shared by `ExtractParams`, the CLI and the API's frame requests, so every interface speaks one
+    vocabulary. Modes combine; a frame picked by several modes is written once with all reasons.
     Times (`every_seconds`, `timestamps`) are media time in seconds from the first frame's presentation time,
     not container pts, so that 0.0 is always the first picture whatever the container's start offset.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(extra="forbid")
 
     every_seconds: float | None = Field(default=None, gt=0)
     keyframes: bool = False
     scenes: bool = False
     scene_threshold: float = Field(default=30.0, gt=0, le=255)
     timestamps: tuple[float, ...] = ()
+
+    @field_validator("timestamps", mode="before")
+    @classmethod
+    def _sorted_unique(cls, v: object) -> object:
+        if isinstance(v, list | tuple):
+            return tuple(sorted({float(x) for x in v}))
+        return v
+
+    def wants_anything(self) -> bool:
+        from pipeline.frames.modes import active
+
+        return bool(active(self))
+
+
+class ExtractParams(Selection):
+    """Which stills to take and how to write them; what the custody event records."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
     name_prefix: str = "frame"
     png_compression: int = Field(default=0, ge=0, le=9)
     thumb_width: int = Field(default=160, ge=16, le=1024)
@@ -38,16 +59,6 @@ class ExtractParams(BaseModel):
     @classmethod
     def _clean_prefix(cls, v: str) -> str:
         return sanitise_prefix(v)
-
-    @field_validator("timestamps", mode="before")
-    @classmethod
-    def _sorted_unique(cls, v: object) -> object:
-        if isinstance(v, list | tuple):
-            return tuple(sorted({float(x) for x in v}))
-        return v
-
-    def wants_anything(self) -> bool:
-        return bool(self.every_seconds or self.keyframes or self.scenes or self.timestamps)
 
 
 class Still(BaseModel):

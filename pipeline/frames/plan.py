@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from fractions import Fraction
+from typing import Any
 
 import numpy as np
+
+from pipeline.frames.modes import MODES, Footage, frame_at, typical_frame_duration  # noqa: F401 - re-exported
 
 # Merge the next GOP into the current chunk when at most this many unwanted frames sit between them. A seek
 # is an index lookup plus a decoder flush, so decoding through unwanted frames rarely pays; merging only
@@ -52,62 +55,28 @@ class RangeChunk:
     expected: int
 
 
-def _exact(x: float) -> Fraction:
-    return Fraction(repr(float(x)))
+def plan_wanted(frame_pts: np.ndarray, key_pts: np.ndarray, time_base: Fraction, *, scene_cuts: tuple[int, ...] = (),
+                params: Any = None, **values: Any) -> tuple[dict[int, Wanted], list[str]]:
+    """Map pts -> Wanted for every frame some mode asks for. Times are offsets from the first frame.
 
-
-def frame_at(frame_pts: np.ndarray, target_pts: Fraction) -> int:
-    """Index of the frame on screen at `target_pts`: the last one with pts <= target (-1 if none)."""
-    return int(np.searchsorted(frame_pts, int(np.floor(target_pts)), side="right")) - 1
-
-
-def typical_frame_duration(frame_pts: np.ndarray) -> int:
-    if len(frame_pts) < 2:
-        return 1
-    return max(1, int(np.median(np.diff(frame_pts))))
-
-
-def plan_wanted(frame_pts: np.ndarray, key_pts: np.ndarray, time_base: Fraction, *, every_seconds: float | None,
-                keyframes: bool, timestamps: tuple[float, ...], scene_cuts: tuple[int, ...] = (),
-                scenes: bool = False) -> tuple[dict[int, Wanted], list[str]]:
-    """Map pts -> Wanted for every frame some mode asks for. Times are offsets from the first frame."""
+    Modes come from the registry (`modes.py`); their values from `params` (an ExtractParams) or keywords
+    named like its fields (`every_seconds=3.0, keyframes=True`).
+    """
     wanted: dict[int, Wanted] = {}
     warnings: list[str] = []
     if len(frame_pts) == 0:
         return wanted, warnings
-    first = int(frame_pts[0])
-    last_offset = Fraction(int(frame_pts[-1]) - first) * time_base
-    end_offset = last_offset + typical_frame_duration(frame_pts) * time_base
-
-    def add(i: int, reason: str, t: float | None = None) -> None:
-        p = int(frame_pts[i])
-        w = wanted.setdefault(p, Wanted(pts=p, index=i))
-        w.reasons.add(reason)
-        if t is not None:
-            w.requested.append(t)
-
-    if every_seconds:
-        step = _exact(every_seconds)
-        k = 0
-        while k * step <= last_offset:
-            t = k * step
-            add(frame_at(frame_pts, first + t / time_base), "interval", float(t))
-            k += 1
-    for t in timestamps:
-        ft = _exact(t)
-        if ft < 0 or ft >= end_offset:
-            warnings.append(f"timestamp {t}s is outside the footage (0 .. {float(end_offset):.3f}s); skipped")
+    footage = Footage(frame_pts, key_pts, time_base, tuple(scene_cuts))
+    for mode in MODES.values():
+        value = getattr(params, mode.field) if params is not None else values.get(mode.field)
+        if not value:
             continue
-        add(frame_at(frame_pts, first + ft / time_base), "timestamp", float(ft))
-    if keyframes:
-        for p in key_pts:
-            add(int(np.searchsorted(frame_pts, p)), "keyframe")
-    if scenes:
-        add(0, "scene")
-        for p in scene_cuts:
-            i = int(np.searchsorted(frame_pts, p))
-            if i < len(frame_pts) and int(frame_pts[i]) == p:
-                add(i, "scene")
+        for i, t in mode.select(footage, value, warnings):
+            p = int(frame_pts[i])
+            w = wanted.setdefault(p, Wanted(pts=p, index=i))
+            w.reasons.add(mode.name)
+            if t is not None:
+                w.requested.append(t)
     return wanted, warnings
 
 

@@ -25,11 +25,12 @@ from typing import Annotated, Any
 from fastapi import Path, Request
 from fastapi.responses import RedirectResponse, Response
 
+from pipeline.access.auth import User
 from pipeline.api.deps import EXHIBIT_ID, Services, actor, case_for, load_exhibit, note
-from pipeline.auth import User
-from pipeline.catalog import Case
+from pipeline.custody.catalog import Case
 from pipeline.errors import CustodyError, NotFoundError
-from pipeline.web.routes import CaseId, _perms, router
+from pipeline.web.perms import perms_for
+from pipeline.web.routes import CaseId, router
 from pipeline.web.session import FormDep, check_csrf, current, render
 
 JOB_ID = r"^job-[0-9a-f]{32}$"
@@ -65,7 +66,7 @@ class BundleJob:
 
 
 def _build(job: BundleJob, svc: Services, c: Case, refs: list[str], user: User) -> None:
-    from pipeline.bundle import build_bundle
+    from pipeline.export.bundle import build_bundle
 
     def plan(phase: str, total: int) -> None:
         job.phase, job.total, job.done = phase, total, 0
@@ -127,7 +128,7 @@ def bundle_page(request: Request, case_id: CaseId, job_id: Annotated[str, Path(p
     svc, user, _ = current(request)
     c = case_for(request, svc, user, case_id, "bundle.request")
     job = _job(job_id, c)
-    return render(request, "bundle.html", case=c, job=job.as_dict(), perms=_perms(svc, user, c))
+    return render(request, "bundle.html", case=c, job=job.as_dict(), perms=perms_for(svc, user, c))
 
 
 @router.get("/cases/{case_id}/bundles/{job_id}/status")
@@ -146,7 +147,7 @@ def bundle_download(request: Request, case_id: CaseId, job_id: Annotated[str, Pa
     job = _job(job_id, c)
     if job.state != "done":
         raise NotFoundError("the bundle is not ready yet")
-    from pipeline.bundle import presign_bundle_download
+    from pipeline.export.links import presign_bundle_download
 
     obj = job.result["object"]
     url = presign_bundle_download(svc.ev, c, obj, actor(user), LINK_TTL)

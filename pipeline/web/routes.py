@@ -17,13 +17,13 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 
+from pipeline.access.auth import Unauthenticated, User
 from pipeline.api.cases import DOWNLOAD_TTL, list_cases, object_id
 from pipeline.api.deps import CASE_ID, EXHIBIT_ID, OBJECT_ID, Services, actor, case_for, exhibit_for, note, services
-from pipeline.auth import Unauthenticated, User
-from pipeline.catalog import Case, Exhibit
-from pipeline.cli.commands_core import exhibit_view
+from pipeline.custody.catalog import Case, Exhibit
 from pipeline.errors import IntegrityError, NotFoundError
-from pipeline.upload import exhibit_metadata
+from pipeline.review.views import exhibit_metadata, exhibit_view
+from pipeline.web.perms import perms_for
 from pipeline.web.session import (
     COOKIE,
     PRE_COOKIE,
@@ -45,11 +45,6 @@ INLINE_KINDS = ("thumbnail", "contact_sheet", "still")
 CaseId = Annotated[str, Path(pattern=CASE_ID)]
 ExhibitId = Annotated[str, Path(pattern=EXHIBIT_ID)]
 ObjectId = Annotated[str, Path(pattern=OBJECT_ID)]
-
-
-def can(svc: Services, user: User, permission: str, case_id: str | None = None) -> bool:
-    """The API's own decision, used to choose what a page shows (never a rule of the portal's own)."""
-    return svc.auth.allowed(user, permission, case_id)[0]
 
 
 # ---- static files and sign-in -----------------------------------------------------
@@ -132,13 +127,7 @@ def case_page(request: Request, case_id: CaseId) -> Response:
     svc, user, _ = current(request)
     c = case_for(request, svc, user, case_id, "case.read")
     exhibits = svc.ev.catalog.list_exhibits(c)
-    return render(request, "case.html", case=c, exhibits=exhibits, perms=_perms(svc, user, c))
-
-
-def _perms(svc: Services, user: User, c: Case) -> dict[str, bool]:
-    return {p.replace(".", "_"): can(svc, user, p, c.id) for p in
-            ("evidence.read", "evidence.download", "custody.read", "evidence.upload", "exhibit.create",
-             "bundle.request")}
+    return render(request, "case.html", case=c, exhibits=exhibits, perms=perms_for(svc, user, c))
 
 
 # ---- exhibit --------------------------------------------------------------------
@@ -211,7 +200,7 @@ def exhibit_page(request: Request, case_id: CaseId, exhibit_id: ExhibitId) -> Re
     """Exhibit header for anyone on the case; contents, stills and timeline each by their API permission."""
     svc, user, _ = current(request)
     c, e = exhibit_for(request, svc, user, case_id, exhibit_id, "case.read")
-    perms = _perms(svc, user, c)
+    perms = perms_for(svc, user, c)
     ctx: dict[str, Any] = {"case": c, "exhibit": e, "perms": perms, "view": None, "timeline": None,
                            "metadata": None, "gallery": None, "chain": None}
     if perms["evidence_read"]:

@@ -32,8 +32,9 @@ from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
+from pipeline.access.auth import AccessDenied, Unauthenticated, User
 from pipeline.api.deps import Services, note, services
-from pipeline.auth import AccessDenied, Unauthenticated, User
+from pipeline.api.statuses import outcome, status_for
 from pipeline.errors import CustodyError, UsageError
 
 log = logging.getLogger(__name__)
@@ -169,7 +170,6 @@ def _wants_json(request: Request) -> bool:
 
 def error_response(request: Request, exc: Exception) -> Response:
     """HTML error page (or JSON for script calls) with the API's status mapping; never a traceback."""
-    from pipeline.api.app import status_for
 
     if isinstance(exc, SignInRequired):
         if _wants_json(request):
@@ -193,12 +193,6 @@ def error_response(request: Request, exc: Exception) -> Response:
                   detail=detail)
 
 
-def _outcome(status: int) -> str:
-    if status in (401, 403):
-        return "refused"
-    return "allowed" if status < 400 else "failed"
-
-
 class PortalRoute(APIRoute):
     """A route whose requests are written to the access audit trail before the answer leaves."""
 
@@ -218,7 +212,7 @@ class PortalRoute(APIRoute):
             client = request.client
             entry = {"request_id": rid, "method": request.method, "path": request.url.path,
                      "query": request.url.query[:1000], "status": response.status_code,
-                     "outcome": _outcome(response.status_code), "client": client.host if client else None,
+                     "outcome": outcome(response.status_code), "client": client.host if client else None,
                      "via": "portal", **facts}
             entry.setdefault("user", None)
             try:

@@ -6,7 +6,7 @@ session; the server appends each chunk only at the offset it has confirmed
 dropped connection the page asks for the confirmed offset and continues from
 there. Chunks are spooled under `$CUSTODY_HOME/uploads/portal/` (the same
 place the CLI journals its resumable uploads); once every byte is in, the
-file goes through `pipeline.upload.upload_file` — the same hashing,
+file goes through `pipeline.intake.upload.store_original` — the same hashing,
 classification, duplicate check and `ingested` event as `custody upload`.
 """
 
@@ -27,13 +27,15 @@ from fastapi import Header, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
+from pipeline.access.auth import AccessDenied, User
 from pipeline.api.cases import object_id
 from pipeline.api.deps import Services, actor, case_for, exhibit_for, note
-from pipeline.auth import AccessDenied, User
 from pipeline.errors import ChainConflict, NotFoundError, UsageError
 from pipeline.evidence import safe_display_name
-from pipeline.upload import seizure_parameters, upload_file
-from pipeline.web.routes import CaseId, ExhibitId, _perms, router
+from pipeline.intake.seizure import seizure_parameters
+from pipeline.intake.upload import offer, store_original
+from pipeline.web.perms import perms_for
+from pipeline.web.routes import CaseId, ExhibitId, router
 from pipeline.web.session import check_csrf, current, render
 
 MAX_FILE = 256 * 1024**3
@@ -46,8 +48,9 @@ _locks_guard = threading.Lock()
 
 def chunk_bytes() -> int:
     """Chunk size offered to browsers: small enough to resend cheaply after a drop."""
-    kb = int(os.environ.get("CUSTODY_PORTAL_CHUNK_KB", "4096"))
-    return max(16, min(kb, MAX_CHUNK // 1024)) * 1024
+    from pipeline.settings import load_settings
+
+    return min(load_settings().portal_chunk_kb, MAX_CHUNK // 1024) * 1024
 
 
 class ExhibitIn(BaseModel):
@@ -72,7 +75,7 @@ def _root(svc: Services) -> FsPath:
 
 
 def _fs_name(name: str) -> str:
-    """The original name as a single safe file name (upload_file records it from the path)."""
+    """The original name as a single safe file name (store_original records it from the path)."""
     n = safe_display_name(name).replace("\x00", "")
     if n in (".", "..") or not n:
         n = "unnamed"
@@ -118,7 +121,7 @@ def upload_page(request: Request, case_id: CaseId) -> Response:
     svc, user, _ = current(request)
     c = case_for(request, svc, user, case_id, "evidence.upload")
     return render(request, "upload.html", case=c, exhibits=svc.ev.catalog.list_exhibits(c),
-                  perms=_perms(svc, user, c), chunk=chunk_bytes())
+                  perms=perms_for(svc, user, c), chunk=chunk_bytes())
 
 
 @router.post("/cases/{case_id}/upload/exhibit")
@@ -222,7 +225,7 @@ def complete(request: Request, case_id: CaseId, exhibit_id: ExhibitId,
                              f"{meta['size']} bytes received")
         params = {**meta["parameters"], "via": "portal", "upload_session": sid,
                   "request_id": getattr(request.state, "request_id", None)}
-        r = upload_file(svc.ev, c, e, data, actor=actor(user), parameters=params)
+        r = store_original(svc.ev, c, e, data, offer(data.name, "field-upload", params), actor=actor(user))
         shutil.rmtree(data.parent.parent, ignore_errors=True)
     with _locks_guard:
         _locks.pop(sid, None)

@@ -1,0 +1,1 @@
+"""Access: users, roles, tokens and case assignments; the access audit trail."""

@@ -1,0 +1,66 @@
+"""`custody extract`: stills from an exhibit's footage, recorded in custody."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from pipeline.cli.common import JsonOpt, actor_for, evidence
+from pipeline.cli.output import emit_json, err, say
+from pipeline.durations import parse_duration
+from pipeline.errors import UsageError
+
+
+def extract(exhibit: Annotated[str, typer.Argument(help="Exhibit reference, e.g. JB/1.")],
+            case: Annotated[str | None, typer.Option("--case", help="Case reference (needed if ambiguous).")] = None,
+            every: Annotated[str | None, typer.Option("--every", help="One still every interval, e.g. 1s.")] = None,
+            keyframes: Annotated[bool, typer.Option("--keyframes", help="A still of every keyframe.")] = False,
+            scenes: Annotated[bool, typer.Option("--scenes", help="A still at every scene/motion change.")] = False,
+            scene_threshold: Annotated[float, typer.Option(help="Mean abs. difference (0-255) on 64x36 grey.")] = 30.0,
+            at: Annotated[str, typer.Option("--at", help="Comma-separated times in seconds, e.g. 12.5,30.")] = "",
+            workers: Annotated[int | None, typer.Option(
+                help="Workers (default: one per core, as many as fit in CUSTODY_FRAMES_MEMORY_MB).")] = None,
+            json_out: JsonOpt = False) -> None:
+    """Extract lossless stills and record them as derived evidence."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from pipeline.frames import ExtractParams
+    from pipeline.frames.derive import extract_object, footage_objects
+
+    try:
+        times = [float(t) for t in at.split(",") if t.strip()]
+    except ValueError:
+        raise UsageError(f"--at {at!r}: give seconds separated by commas") from None
+    ev = evidence()
+    c, e = ev.find_exhibit(exhibit, case)
+    params = ExtractParams(every_seconds=parse_duration(every) if every else None, keyframes=keyframes,
+                           scenes=scenes, scene_threshold=scene_threshold, timestamps=tuple(times),
+                           name_prefix=e.ref)
+    if not params.wants_anything():
+        raise UsageError("choose at least one of --every, --keyframes, --scenes, --at")
+    objs, _ = footage_objects(ev, e)
+    if not objs:
+        raise UsageError(f"exhibit {e.ref} has no footage originals to extract from")
+    actor = actor_for(ev, role="examiner")
+    done = []
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err) as prog:
+        for o in objs:
+            task = prog.add_task((o.original_name or o.key)[:40], total=None)
+
+            def cb(n: int, total: int, task=task) -> None:  # type: ignore[no-untyped-def]
+                prog.update(task, completed=n, total=total)
+
+            event = extract_object(ev, c, e, o, params, actor=actor, workers=workers, progress=cb)
+            done.append({"source": o.original_name, "source_sha256": o.sha256, "event_seq": event["seq"],
+                         "action": event["action"], **event.get("details", {})})
+    if json_out:
+        emit_json({"case": c.ref, "exhibit": e.ref, "params": params.model_dump(mode="json"), "results": done})
+    else:
+        for d in done:
+            say(f"{d['source']}: {d.get('stills', 0)} stills (event #{d['event_seq']} {d['action']})")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("extract")(extract)

@@ -1,0 +1,92 @@
+"""`custody verify`: the store (re-hash everything, check every chain) or a bundle, offline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pipeline.cli.common import JsonOpt, evidence
+from pipeline.cli.output import emit_json, err, say
+from pipeline.errors import UsageError
+
+
+def verify(target: Annotated[Path | None, typer.Argument(help="A bundle .zip to verify offline.")] = None,
+           case: Annotated[str | None, typer.Option("--case")] = None,
+           exhibit: Annotated[str | None, typer.Option("--exhibit")] = None,
+           trusted_key: Annotated[list[Path] | None, typer.Option(
+               "--trusted-key", help="Bundle only: public key (PEM) the sender gave you out of band.")] = None,
+           json_out: JsonOpt = False) -> None:
+    """Re-hash every object and check every link and signature; PASS or what failed."""
+    if target is not None:
+        raise typer.Exit(verify_bundle_cli(target, json_out, trusted_key or None))
+    if not case and not exhibit:
+        raise UsageError("give --case C [--exhibit E], --exhibit E, or a bundle file")
+    from pipeline.custody.verify import verify_exhibit
+
+    ev = evidence()
+    if case:
+        c = ev.catalog.get_case(case)
+        exhibits = [ev.catalog.get_exhibit(c, exhibit)] if exhibit else ev.catalog.list_exhibits(c)
+    else:
+        c, e1 = ev.find_exhibit(exhibit, None)
+        exhibits = [e1]
+    reports = []
+    with err.status("verifying") as status:
+        for e in exhibits:
+            reports.append(verify_exhibit(ev, c, e, progress=lambda s: status.update(f"re-hashing {s[:80]}")))
+    ok = all(r.ok for r in reports)
+    if json_out:
+        emit_json({"result": "PASS" if ok else "FAIL", "case": c.ref, "exhibits": [r.as_dict() for r in reports]})
+    else:
+        for r in reports:
+            if r.ok:
+                say(f"[green]PASS[/] {c.ref} {r.exhibit_ref}: {r.events} events, {r.objects} objects, "
+                    f"{r.bytes_hashed} bytes re-hashed")
+            else:
+                say(f"[red]FAIL[/] {c.ref} {r.exhibit_ref}:")
+                for f in r.findings:
+                    say(f"  - {f}")
+        print("PASS" if ok else "FAIL")
+    if not ok:
+        raise typer.Exit(1)
+
+
+
+def verify_bundle(target: Annotated[Path, typer.Argument(help="Bundle .zip (or unzipped bag directory).")],
+                  trusted_key: Annotated[list[Path] | None, typer.Option(
+                      "--trusted-key", help="PEM of a key you trust (repeatable); default: the key(s) inside the "
+                                            "bundle, whose ids are printed for out-of-band comparison.")] = None,
+                  json_out: JsonOpt = False) -> None:
+    """Verify a bundle offline (same as `custody verify FILE`, plus --trusted-key)."""
+    raise typer.Exit(verify_bundle_cli(target, json_out, trusted_key or None))
+
+
+
+def verify_bundle_cli(target: Path, json_out: bool, trusted_keys: list[Path] | None = None) -> int:
+    """Print PASS or every failing file; 0 on PASS, 1 on failure."""
+    from pipeline.export.verify import verify_bundle
+
+    if not Path(target).exists():
+        raise UsageError(f"{target}: no such file")
+    with err.status(f"verifying {Path(target).name}"):
+        rep = verify_bundle(Path(target), trusted_keys)
+    if json_out:
+        emit_json(rep.as_dict())
+    else:
+        for k in rep.keys:
+            say(f"signing key {k['source']}: [bold]{k['key_id']}[/]  (compare with the sender out of band)")
+        for x in rep.exhibits:
+            say(f"exhibit {x['exhibit']}: {x['events']} events, head {x['head']}, "
+                f"{x['objects_checked']} files matched to custody records")
+        say(f"{rep.files_checked} files, {rep.bytes_hashed} bytes hashed")
+        for f in rep.findings:
+            say(f"[red]  - {f}[/]")
+        print("PASS" if rep.ok else "FAIL")
+    return 0 if rep.ok else 1
+
+
+def register(app: typer.Typer) -> None:
+    app.command("verify")(verify)
+    app.command("verify-bundle")(verify_bundle)

@@ -1,0 +1,1 @@
+"""Export: evidence bundles (BagIt in zip), their report and their offline verification."""

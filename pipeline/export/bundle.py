@@ -1,0 +1,299 @@
+"""Evidence bundles: a BagIt bag (RFC 8493) inside a zip, streamed from S3.
+
+A recipient must be able to check a bundle without this software, so the
+bag follows the `bagit` library's conventions and its manifests are also
+`sha256sum -c` input. Footage can be many GB: each object is streamed from
+S3 straight into the zip and hashed in the same pass (never staged on disk,
+never held in memory), and the hash must equal the custody record or the
+build aborts. Manifests are just files, so they go at the end of the zip.
+The finished bundle is stored under Object Lock and its hash recorded as an
+`exported` custody event on every exhibit in it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pipeline import __version__
+from pipeline.custody.actor import Actor
+from pipeline.custody.catalog import Case, Exhibit
+from pipeline.custody.chain import check_chain
+from pipeline.custody.events import iso
+from pipeline.custody.signing import key_id, load_public_pem, public_pem
+from pipeline.errors import IntegrityError, UsageError
+from pipeline.evidence import Evidence, ExhibitObject
+from pipeline.export.bagzip import BagZip, prefetch
+from pipeline.export.format import (
+    BAG_VERSION,
+    BUNDLE_SCHEMA,
+    CHUNK,
+    INDEX_NAME,
+    THUMB_BUDGET,
+    THUMB_KINDS,
+    THUMB_MAX,
+    BundleFile,
+    Plan,
+    Progress,
+    safe_part,
+    tag_value,
+)
+from pipeline.export.readme import readme_text
+from pipeline.export.report import MAX_THUMBS, ReportData, render_html, render_pdf
+
+
+@dataclass
+class BundledExhibit:
+    exhibit: Exhibit
+    folder: str
+    events: list[dict[str, Any]]
+    raw_events: list[tuple[str, bytes]]  # (file name, bytes exactly as stored)
+    keys: dict[str, bytes]  # key id -> PEM
+    head: str
+    objects: list[ExhibitObject]
+    files: list[BundleFile] = field(default_factory=list)
+    thumbnails: list[tuple[str, str, bytes]] = field(default_factory=list)  # (label, bag path, bytes)
+
+
+@dataclass
+class BundleResult:
+    """What was built, stored and recorded."""
+
+    bundle_id: str
+    path: Path
+    bag_name: str
+    case: Case
+    exhibits: list[str]
+    sha256: str
+    size: int
+    payload_bytes: int
+    payload_files: int
+    bucket: str | None = None
+    key: str | None = None
+    version_id: str | None = None
+    events: dict[str, int] = field(default_factory=dict)  # exhibit ref -> seq of its `exported` event
+    key_ids: list[str] = field(default_factory=list)
+    seconds: float = 0.0  # whole operation
+    build_seconds: float = 0.0  # until the zip is complete on disk (before storing it)
+
+    def object_ref(self) -> dict[str, Any]:
+        return {"bucket": self.bucket, "key": self.key, "version_id": self.version_id, "sha256": self.sha256,
+                "size": self.size}
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"bundle_id": self.bundle_id, "path": str(self.path), "bag": self.bag_name, "case": self.case.ref,
+                "case_id": self.case.id, "exhibits": self.exhibits, "sha256": self.sha256, "size": self.size,
+                "payload_bytes": self.payload_bytes, "payload_files": self.payload_files,
+                "stored": {"bucket": self.bucket, "key": self.key, "version_id": self.version_id},
+                "exported_events": self.events, "signing_key_ids": self.key_ids, "seconds": round(self.seconds, 3),
+                "build_seconds": round(self.build_seconds, 3)}
+
+
+# ---- snapshot of the custody record ------------------------------------------
+def _snapshot(ev: Evidence, exhibit: Exhibit, folder: str) -> BundledExhibit:
+    """Read and check one exhibit's chain; refuse to export evidence whose custody is broken."""
+    slots = ev.log.slots(exhibit.id)
+    trusted = ev.log.trusted_keys()
+    rep = check_chain(slots, trusted, exhibit.id, ev.log.witnessed_length(exhibit.id))
+    if not rep.ok:
+        raise IntegrityError(f"exhibit {exhibit.ref}: custody chain does not verify, not exporting it: "
+                             + "; ".join(str(f) for f in rep.findings))
+    raw = [(s.name.rsplit("/", 1)[-1], s.data or b"") for s in sorted(slots, key=lambda s: s.seq_from_name)]
+    # only the keys that signed this chain (all trusted, or check_chain would have failed): a key merely
+    # planted beside the log must not become something the recipient is asked to trust
+    signers = {json.loads(d)["signature"]["key_id"] for _, d in raw}
+    bucket = ev.store.buckets["custody"]
+    keys: dict[str, bytes] = {}
+    for kid in sorted(signers):
+        pem = ev.store.try_get_bytes(bucket, f"exhibits/{exhibit.id}/keys/{kid}.pem")
+        try:
+            ok = pem is not None and key_id(load_public_pem(pem)) == kid
+        except ValueError:
+            ok = False
+        keys[kid] = pem if ok and pem else public_pem(trusted[kid])
+    objects = ev.objects(rep.events, roles=("original", "derived"))
+    return BundledExhibit(exhibit, folder, rep.events, raw, keys, rep.head_hash, objects)
+
+
+def _member_name(bx: BundledExhibit, i: int, obj: ExhibitObject, working_copies: bool) -> tuple[str, bool]:
+    name = safe_part(obj.original_name or obj.key.rsplit("/", 1)[-1], 80)
+    base = f"data/exhibits/{bx.folder}"
+    if obj.role == "original":
+        if working_copies:
+            return f"{base}/working-copies/{i:03d}_WORKING-COPY_{name}", True
+        return f"{base}/originals/{i:03d}_{name}", False
+    kind = safe_part(str(obj.info.get("kind") or "derived"), 30)
+    return f"{base}/derived/{i:03d}_{kind}_{name}", False
+
+
+def build_bundle(ev: Evidence, case_ref: str, exhibit_refs: list[str] | None, out: Path, *, actor: Actor,
+                 working_copies: bool = False, recipient: str = "", reason: str = "",
+                 progress: Progress | None = None, plan: Plan | None = None,
+                 store_bundle: bool = True) -> BundleResult:
+    """Build, store (Object Lock) and record a bundle of a case's exhibits."""
+    t0 = time.perf_counter()
+    case = ev.catalog.get_case(case_ref)
+    exhibits = ([ev.catalog.get_exhibit(case, r) for r in dict.fromkeys(exhibit_refs)] if exhibit_refs
+                else ev.catalog.list_exhibits(case))
+    if not exhibits:
+        raise UsageError(f"case {case.ref!r} has no exhibits to bundle")
+    out = Path(out)
+    if out.suffix.lower() != ".zip":
+        raise UsageError(f"--out must name a .zip file, not {out}")
+    if out.exists():
+        raise UsageError(f"{out} already exists; bundles are never overwritten, choose another name")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    now = datetime.now(UTC)
+    bundle_id = f"bundle-{uuid.uuid4().hex}"
+    bag = f"{safe_part(case.ref, 60)}_{now.strftime('%Y%m%dT%H%M%SZ')}"
+
+    folders: set[str] = set()
+    snaps: list[BundledExhibit] = []
+    for e in exhibits:
+        folder = safe_part(e.ref, 40)
+        while folder in folders:
+            folder += "_"
+        folders.add(folder)
+        snaps.append(_snapshot(ev, e, folder))
+
+    if plan:
+        plan("copying evidence", sum(o.size for bx in snaps for o in bx.objects))
+    tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.part")
+    z = BagZip(tmp, bag, now)
+    thumb_bytes = 0
+    try:
+        for bx in snaps:
+            for i, obj in enumerate(bx.objects):
+                name, wc = _member_name(bx, i, obj, working_copies)
+                label = f"{bx.exhibit.ref} {obj.original_name or name.rsplit('/', 1)[-1]}"[:60]
+                is_thumb = (obj.role == "derived" and str(obj.info.get("kind", "")).lower() in THUMB_KINDS
+                            and obj.size <= THUMB_MAX and thumb_bytes + obj.size <= THUMB_BUDGET
+                            and len(bx.thumbnails) < MAX_THUMBS)
+                tee = io.BytesIO() if is_thumb else None
+                adv = (lambda n, _l=label: progress(_l, n)) if progress else None
+                chunks = prefetch(ev.store.stream_object(obj.bucket, obj.key, obj.version_id, CHUNK))
+                sha, size = z.write_stream(name, chunks, stored=True, progress=adv, tee=tee)
+                if sha != obj.sha256 or size != obj.size:
+                    raise IntegrityError(
+                        f"object {obj.bucket}/{obj.key} version {obj.version_id} ({obj.original_name or obj.role}) of "
+                        f"exhibit {bx.exhibit.ref} read as sha256 {sha} size {size}, custody record says "
+                        f"{obj.sha256} size {obj.size}: bundle aborted (run `custody verify`)")
+                bx.files.append(BundleFile(name, obj.role, sha, size, obj.bucket, obj.key, obj.version_id,
+                                           obj.event_seq, obj.info.get("kind"), obj.original_name, obj.status, wc))
+                if tee is not None and tee.tell() == size:
+                    bx.thumbnails.append((obj.original_name or name.rsplit("/", 1)[-1], name, tee.getvalue()))
+                    thumb_bytes += size
+            for fname, data in bx.raw_events:
+                name = f"data/exhibits/{bx.folder}/custody/events/{fname}"
+                bx.files.append(BundleFile(name, "custody-event", z.write_bytes(name, data), len(data)))
+            for kid, pem in sorted(bx.keys.items()):
+                name = f"data/exhibits/{bx.folder}/custody/keys/{kid}.pem"
+                bx.files.append(BundleFile(name, "public-key", z.write_bytes(name, pem), len(pem)))
+
+        key_ids = sorted({k for bx in snaps for k in bx.keys})
+        heads = [(bx.exhibit.ref, len(bx.events), bx.head) for bx in snaps]
+        meta = {
+            "schema": BUNDLE_SCHEMA, "bundle_id": bundle_id, "bag": bag, "created": iso(now),
+            "case": case.brief(), "prepared_by": actor.as_dict(), "recipient": recipient, "reason": reason,
+            "working_copies": working_copies, "signing_key_ids": key_ids, "tool": f"custody {__version__}",
+            "exhibits": [{"id": bx.exhibit.id, "ref": bx.exhibit.ref, "officer": bx.exhibit.officer,
+                          "description": bx.exhibit.description, "folder": f"data/exhibits/{bx.folder}",
+                          "chain": {"length": len(bx.events), "head": bx.head},
+                          "files": [f.as_dict() for f in bx.files]} for bx in snaps],
+        }
+
+        rd = ReportData(meta=meta, exhibits=[(bx.exhibit, bx.events, bx.files, bx.thumbnails) for bx in snaps])
+        if progress:
+            progress("report", 0)
+        z.write_bytes("data/report/report.html", render_html(rd))
+        z.write_bytes("data/report/report.pdf", render_pdf(rd))
+        z.write_bytes(INDEX_NAME, json.dumps(meta, indent=1, sort_keys=True, ensure_ascii=False).encode())
+
+        # tag files, then the manifests that cover them: order inside a zip does not matter
+        payload_bytes = sum(s for _, _, s in z.payload)
+        info: list[tuple[str, str]] = [
+            ("Bag-Software-Agent", f"custody {__version__} (streamed BagIt writer, bagit.py conventions)"),
+            ("Bagging-Date", now.strftime("%Y-%m-%d")),
+            ("Bagging-Timestamp", iso(now)),
+            ("External-Identifier", bundle_id),
+            ("Internal-Sender-Identifier", case.ref),
+            ("Case-Reference", case.ref),
+            ("Case-Id", case.id),
+            *[("Exhibit-Reference", f"{bx.exhibit.ref} (id {bx.exhibit.id}, officer {bx.exhibit.officer})")
+              for bx in snaps],
+            ("Prepared-By", f"{actor.name} ({actor.role})"),
+            ("Prepared-At", iso(now)),
+            ("Recipient", recipient or "(not stated)"),
+            ("Reason", reason or "(not stated)"),
+            ("Content", "working copies (byte-identical) of the originals" if working_copies else "originals"),
+            *[("Custody-Signing-Key-Id", k) for k in key_ids],
+            *[("Custody-Chain-Head", f"{ref} length {n} last-event-sha256 {h}") for ref, n, h in heads],
+            ("Payload-Oxum", f"{payload_bytes}.{len(z.payload)}"),
+        ]
+        tags = {
+            "bagit.txt": f"BagIt-Version: {BAG_VERSION}\nTag-File-Character-Encoding: UTF-8\n".encode(),
+            "bag-info.txt": "".join(f"{k}: {tag_value(v)}\n" for k, v in info).encode(),
+            "README.txt": readme_text(bag, working_copies, key_ids, heads).encode(),
+            "manifest-sha256.txt": "".join(f"{h}  {p}\n" for h, p, _ in sorted(z.payload, key=lambda x: x[1]))
+            .encode(),
+        }
+        tagman = []
+        for name, data in tags.items():
+            tagman.append(f"{z.write_bytes(name, data)}  {name}\n")
+        z.write_bytes("tagmanifest-sha256.txt", "".join(tagman).encode())
+        z.close()
+        try:
+            os.link(tmp, out)  # fails rather than replace a file that appeared meanwhile
+            tmp.unlink()
+        except FileExistsError:
+            raise UsageError(f"{out} appeared while the bundle was built; not overwriting it") from None
+        except OSError:  # no hard links (e.g. exFAT media): plain rename
+            tmp.replace(out)
+        built = time.perf_counter() - t0
+    except BaseException:
+        z.zf.close()
+        tmp.unlink(missing_ok=True)
+        raise
+
+    result = BundleResult(bundle_id, out, bag, case, [bx.exhibit.ref for bx in snaps], "", out.stat().st_size,
+                          payload_bytes, len(z.payload), key_ids=key_ids, build_seconds=built)
+    if store_bundle:
+        if plan:
+            plan("storing bundle", result.size)
+        _store_and_record(ev, result, snaps, actor, working_copies, recipient, reason, progress)
+    else:
+        from hashing.stream import hash_file
+
+        result.sha256 = hash_file(out).sha256
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def _store_and_record(ev: Evidence, result: BundleResult, snaps: list[BundledExhibit], actor: Actor,
+                      working_copies: bool, recipient: str, reason: str, progress: Progress | None) -> None:
+    """Lock the bundle in the bundles bucket and record `exported` on every exhibit."""
+    key = f"{result.case.id}/bundles/{result.bundle_id}.zip"
+    adv = (lambda n: progress("storing bundle", n)) if progress else None
+    obj = ev.store.put_file(ev.store.buckets["bundles"], key, result.path, content_type="application/zip", lock=True,
+                            metadata={"case-id": result.case.id, "bundle-id": result.bundle_id,
+                                      "exhibit-ids": ",".join(bx.exhibit.id for bx in snaps)}, progress=adv)
+    result.sha256, result.bucket, result.key, result.version_id = obj.sha256, obj.bucket, obj.key, obj.version_id
+    ref = {**obj.ref(), "role": "bundle", "status": "ok", "original_name": result.path.name,
+           "content_type": "application/zip"}
+    params = {"recipient": recipient, "reason": reason, "working_copies": working_copies,
+              "bundle_id": result.bundle_id, "bag": result.bag_name, "exhibits": result.exhibits,
+              "format": f"BagIt {BAG_VERSION} in zip"}
+    for bx in snaps:
+        e = ev.record(result.case, bx.exhibit, "exported", actor=actor, objects=[ref], parameters=params,
+                      details={"payload_files": result.payload_files, "payload_bytes": result.payload_bytes,
+                               "chain_length_in_bundle": len(bx.events), "chain_head_in_bundle": bx.head})
+        result.events[bx.exhibit.ref] = e["seq"]
+
+

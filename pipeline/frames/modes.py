@@ -1,0 +1,133 @@
+"""Frame-selection modes: one registry that the planner, the CLI, the API and the portal all read.
+
+A mode says which frames it wants (as frame indices into the probed presentation
+order), under which `ExtractParams` field it is switched on, and how people name
+it (CLI option, portal label, help). Adding a mode is one `register()` call here
+plus, if it needs a new parameter, one field on `ExtractParams`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any, Literal
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Footage:
+    """What a mode may look at: presentation timestamps of every frame and of the keyframes."""
+
+    frame_pts: np.ndarray
+    key_pts: np.ndarray
+    time_base: Fraction
+    scene_cuts: tuple[int, ...] = ()
+
+    @property
+    def first(self) -> int:
+        return int(self.frame_pts[0])
+
+    @property
+    def last_offset(self) -> Fraction:
+        return Fraction(int(self.frame_pts[-1]) - self.first) * self.time_base
+
+    @property
+    def end_offset(self) -> Fraction:
+        return self.last_offset + typical_frame_duration(self.frame_pts) * self.time_base
+
+    def index_at(self, offset: Fraction) -> int:
+        """The frame on screen `offset` seconds after the first frame."""
+        return frame_at(self.frame_pts, self.first + offset / self.time_base)
+
+    def index_of(self, pts: int) -> int:
+        return int(np.searchsorted(self.frame_pts, pts))
+
+
+#: (frame index, requested time or None); warnings go to the list
+Selector = Callable[[Footage, Any, list[str]], Iterable[tuple[int, float | None]]]
+
+
+@dataclass(frozen=True)
+class FrameMode:
+    name: str  # reason recorded on each still it picks
+    field: str  # the ExtractParams field that switches it on
+    value: Literal["seconds", "flag", "times"]
+    cli_option: str
+    label: str
+    help: str
+    select: Selector
+    needs_scene_pass: bool = False
+
+
+MODES: dict[str, FrameMode] = {}
+
+
+def register(mode: FrameMode) -> FrameMode:
+    if mode.name in MODES:
+        raise ValueError(f"frame mode {mode.name!r} registered twice")
+    MODES[mode.name] = mode
+    return mode
+
+
+def active(params: Any) -> list[tuple[FrameMode, Any]]:
+    """The modes `params` switches on, with their values, in registry order."""
+    return [(m, getattr(params, m.field)) for m in MODES.values() if getattr(params, m.field)]
+
+
+def exact(x: float) -> Fraction:
+    return Fraction(repr(float(x)))
+
+
+def frame_at(frame_pts: np.ndarray, target_pts: Fraction) -> int:
+    """Index of the frame on screen at `target_pts`: the last one with pts <= target (-1 if none)."""
+    return int(np.searchsorted(frame_pts, int(np.floor(target_pts)), side="right")) - 1
+
+
+def typical_frame_duration(frame_pts: np.ndarray) -> int:
+    if len(frame_pts) < 2:
+        return 1
+    return max(1, int(np.median(np.diff(frame_pts))))
+
+
+def _interval(f: Footage, every: float, _w: list[str]) -> Iterable[tuple[int, float | None]]:
+    step = exact(every)
+    k = 0
+    while k * step <= f.last_offset:
+        t = k * step
+        yield f.index_at(t), float(t)
+        k += 1
+
+
+def _timestamps(f: Footage, times: tuple[float, ...], warnings: list[str]) -> Iterable[tuple[int, float | None]]:
+    for t in times:
+        ft = exact(t)
+        if ft < 0 or ft >= f.end_offset:
+            warnings.append(f"timestamp {t}s is outside the footage (0 .. {float(f.end_offset):.3f}s); skipped")
+            continue
+        yield f.index_at(ft), float(ft)
+
+
+def _keyframes(f: Footage, _on: bool, _w: list[str]) -> Iterable[tuple[int, float | None]]:
+    for p in f.key_pts:
+        yield f.index_of(int(p)), None
+
+
+def _scenes(f: Footage, _on: bool, _w: list[str]) -> Iterable[tuple[int, float | None]]:
+    yield 0, None
+    for p in f.scene_cuts:
+        i = f.index_of(p)
+        if i < len(f.frame_pts) and int(f.frame_pts[i]) == p:
+            yield i, None
+
+
+register(FrameMode("interval", "every_seconds", "seconds", "--every", "Every N seconds",
+                   "One still every interval of media time, e.g. 1s.", _interval))
+register(FrameMode("timestamp", "timestamps", "times", "--at", "At these times",
+                   "Stills at the given media times in seconds, e.g. 12.5,30.", _timestamps))
+register(FrameMode("keyframe", "keyframes", "flag", "--keyframes", "Every keyframe",
+                   "A still of every keyframe (intra-coded picture).", _keyframes))
+register(FrameMode("scene", "scenes", "flag", "--scenes", "Scene / motion changes",
+                   "A still at every scene or motion change (mean absolute difference of 64x36 grey frames).",
+                   _scenes, needs_scene_pass=True))

@@ -1,0 +1,136 @@
+"""Storing an original from a local file or a request body: resumable, classified, deduplicated, recorded.
+
+Both entry points end in `originals.record_original`, so every door makes the
+same object and the same events.
+
+Duplicates: local files up to PREHASH_MAX_BYTES are hashed before sending
+(cheap, and a duplicate then costs no upload: a `duplicate_linked` event points
+at the existing object). An API upload declaring `X-Content-SHA256` of bytes
+already held is hashed without being stored and linked the same way (a
+mismatch stores nothing: 422). Larger files and streams without a declared hash
+are stored first and the duplicate noted afterwards (`details.duplicate_of` on
+the `ingested` event), because reading a large file twice would halve
+throughput. Either way nothing offered is discarded unrecorded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from hashing.stream import Digests, hash_file
+from pipeline.custody.actor import Actor
+from pipeline.custody.catalog import Case, Exhibit
+from pipeline.errors import IntegrityError
+from pipeline.evidence import Evidence
+from pipeline.intake.dedupe import HashIndex
+from pipeline.intake.mediainfo import HEAD_BYTES, MediaReport, content_type_of, inspect_file, inspect_media
+from pipeline.intake.originals import (
+    Offer,
+    UploadResult,
+    link_duplicate,
+    object_metadata,
+    put_original,
+    record_original,
+)
+from pipeline.intake.resumable import RateLimiter, exclusive, journal_dir, journal_id, load_journal, resumable_put
+
+PREHASH_MAX_BYTES = 32 * 1024 * 1024
+Progress = Callable[[int], None]
+
+
+def offer(name: str, source: str, parameters: dict[str, Any] | None = None) -> Offer:
+    """The usual offer: the submitted name, and which door (`local-file`, `field-upload`, `api-upload`)."""
+    return Offer(name, {"source": source, "submitted_name": name, **(parameters or {})})
+
+
+def store_original(ev: Evidence, case: Case, exhibit: Exhibit, path: Path, offer: Offer, *, actor: Actor,
+                   algorithms: tuple[str, ...] = ("sha256",), progress: Progress | None = None,
+                   limit_mb_s: float | None = None, expected_sha256: str | None = None,
+                   media: MediaReport | None = None, resumable: bool = True) -> UploadResult:
+    """Store one local file as an original (the path every local intake takes).
+
+    `media` skips the probe when the caller already knows what the file is (a camera segment, hashed
+    and classified at first contact); `expected_sha256` is a hash taken at first contact, checked
+    while sending. Files of a part or more are resumable through a journal unless `resumable=False`.
+    """
+    st = path.stat()
+    media = media or inspect_file(path)
+    expected = expected_sha256
+    if expected is None and offer.index and st.st_size <= PREHASH_MAX_BYTES:
+        expected = hash_file(path).sha256
+    if expected and offer.index:
+        existing = HashIndex(ev.store).lookup(expected)
+        if existing:
+            if progress:
+                progress(st.st_size)
+            return link_duplicate(ev, case, exhibit, existing, offer, media, actor)
+    part_size = ev.store.settings.part_size_mb * 1024 * 1024
+    if st.st_size < part_size or not resumable or offer.key:
+        obj = put_original(ev, exhibit, path, offer, expected_sha256=expected, algorithms=algorithms,
+                           progress=progress)
+        return record_original(ev, case, exhibit, obj, offer, media, actor)
+    jdir = journal_dir(ev.settings.home)
+    jid = journal_id(path, st, exhibit)
+    jpath = jdir / f"{jid}.json"
+    with exclusive(jdir / f"{jid}.lock"):
+        journal = load_journal(jpath, path, st, ev.store.buckets["originals"], part_size, exhibit)
+        meta = object_metadata(exhibit, offer)
+        if expected:
+            meta["sha256"] = expected
+        with open(path, "rb") as f:
+            ctype = content_type_of(f.read(HEAD_BYTES))
+        headers = ev.store.object_headers(ctype, meta, lock=True)
+        obj, reused = resumable_put(ev.store, journal, path, headers, algorithms=algorithms, progress=progress,
+                                    expected_sha256=expected, limiter=RateLimiter(limit_mb_s))
+        result = record_original(ev, case, exhibit, obj, offer, media, actor, reused)
+        jpath.unlink(missing_ok=True)
+    (jdir / f"{jid}.lock").unlink(missing_ok=True)
+    return result
+
+
+class HeadCapture:
+    """File-like pass-through that keeps the first bytes for classification."""
+
+    def __init__(self, raw: BinaryIO, keep: int = HEAD_BYTES) -> None:
+        self._raw = raw
+        self._keep = keep
+        self.head = bytearray()
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._raw.read(n)
+        if data and len(self.head) < self._keep:
+            self.head += data[: self._keep - len(self.head)]
+        return data
+
+
+def store_stream(ev: Evidence, case: Case, exhibit: Exhibit, stream: BinaryIO, offer: Offer, *, actor: Actor,
+                 expected_sha256: str | None = None, declared_type: str | None = None) -> UploadResult:
+    """Store a request body as an original in one hashed pass, then classify it from the stored copy.
+
+    The declared Content-Type is recorded as a claim (`declared_content_type`) but never used: the stored
+    type comes from the bytes, like every other door.
+    """
+    if declared_type:
+        offer.parameters = {**offer.parameters, "declared_content_type": declared_type[:100]}
+    cap = HeadCapture(stream)
+    if expected_sha256 and offer.index:
+        existing = HashIndex(ev.store).lookup(expected_sha256)
+        if existing:  # hash the body without storing it: identical bytes are linked, a mismatch refused
+            d = Digests(("sha256",))
+            while chunk := cap.read(1024 * 1024):
+                d.update(chunk)
+            if d.sha256 != expected_sha256.lower():
+                raise IntegrityError(f"SHA-256 mismatch: declared {expected_sha256.lower()}, received {d.sha256}; "
+                                     "nothing was stored — re-send the file")
+            media = inspect_media(bytes(cap.head), d.size, _presigned(ev, existing))
+            return link_duplicate(ev, case, exhibit, existing, offer, media, actor)
+    obj = put_original(ev, exhibit, cap, offer, expected_sha256=expected_sha256)  # type: ignore[arg-type]
+    media = inspect_media(bytes(cap.head), obj.size, _presigned(ev, obj.ref()))
+    return record_original(ev, case, exhibit, obj, offer, media, actor)
+
+
+def _presigned(ev: Evidence, ref: dict[str, Any]) -> str:
+    return ev.store.presigned_get(ref["bucket"], ref["key"], ref.get("version_id"), timedelta(minutes=15))

@@ -1,0 +1,1 @@
+"""Operations: the embedded stack, the Prefect server and scale-out helpers."""

@@ -1,0 +1,81 @@
+"""What the store hands back (object versions, their hashes, HEAD answers) and small byte helpers."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+from hashing.stream import HashingReader
+
+META_SHA256 = "x-amz-meta-sha256"
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """Where an object version lives and what its bytes hash to."""
+
+    bucket: str
+    key: str
+    version_id: str | None
+    sha256: str
+    size: int
+    digests: dict[str, str] = field(default_factory=dict)
+    content_type: str = "application/octet-stream"
+
+    def ref(self) -> dict[str, Any]:
+        return {"bucket": self.bucket, "key": self.key, "version_id": self.version_id,
+                "sha256": self.sha256, "size": self.size}
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    version_id: str | None
+    is_latest: bool
+    is_delete_marker: bool
+    size: int | None
+    last_modified: datetime | None
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What a HEAD of one object version says."""
+
+    version_id: str | None
+    size: int
+    etag: str
+    metadata: dict[str, str]
+
+    @property
+    def sha256(self) -> str | None:
+        """The SHA-256 recorded in the object's metadata at creation, if any."""
+        md = {k.lower(): v for k, v in self.metadata.items()}
+        return md.get(META_SHA256)
+
+
+def b64md5(data: bytes | bytearray | memoryview) -> tuple[str, bytes]:
+    d = hashlib.md5(data, usedforsecurity=False).digest()
+    return base64.b64encode(d).decode(), d
+
+
+def read_full(reader: HashingReader, n: int) -> bytearray:
+    """Read exactly n bytes unless EOF comes first (pipes return short reads), into one buffer, no extra copy."""
+    buf = bytearray(n)
+    view = memoryview(buf)
+    got = 0
+    while got < n:
+        k = reader.readinto(view[got:])
+        if not k:
+            break
+        got += k
+    view.release()
+    del buf[got:]
+    return buf
+
+
+def header_safe(value: str) -> str:
+    """S3 metadata must be ASCII; percent-encode anything else (original names keep their bytes)."""
+    return quote(str(value), safe=" !#$&'()*+,-./:;=?@[]^_`{|}~")

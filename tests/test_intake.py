@@ -1,0 +1,57 @@
+"""Every door into the store is the same door: ingest, upload and camera segments share one intake path."""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import Cli
+from tests.test_bad_input import _jpeg
+
+
+def _ts(path: Path, seconds: int = 4) -> None:
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=160x90:rate=25",
+                    "-t", str(seconds), "-c:v", "libx264", "-g", "25", "-bf", "0", "-pix_fmt", "yuv420p",
+                    "-metadata", f"service_name={uuid.uuid4().hex}", "-f", "mpegts", str(path)], check=True)
+
+
+def test_ingest_of_a_jpeg_records_its_exif(cli: Cli, case_ref: str, tmp_path: Path) -> None:
+    img = tmp_path / "IMG_0001.JPG"
+    _jpeg(img)
+    out: Any = cli.json("ingest", str(img), "--case", case_ref, "--exhibit", "EX/1", "--officer", "DC Exif")
+    (obj,) = out["objects"]
+    assert obj["status"] == "ok" and obj["content_type"] == "image/jpeg"
+    assert obj["metadata"]["make"] == "Acme" and obj["metadata"]["serial"] == "SN42"
+    view: Any = cli.json("exhibit", "show", "--case", case_ref, "--exhibit", "EX/1")
+    (meta,) = [e for e in view["events"] if e["action"] == "metadata_extracted"]
+    assert meta["details"]["metadata"]["capture_time"] == "2026:01:02 03:04:05"
+    assert "exifread" in meta["tools"]
+
+
+def test_ts_ingested_or_uploaded_by_hand_is_typed_from_content_and_extracted(cli: Cli, case_ref: str,
+                                                                             tmp_path: Path) -> None:
+    for verb, ref in (("ingest", "TS/1"), ("upload", "TS/2")):
+        seg = tmp_path / f"{verb}-cam.ts"
+        _ts(seg)
+        out: Any = cli.json(verb, str(seg), "--case", case_ref, "--exhibit", ref, "--officer", "DC Ts")
+        (obj,) = out["objects"]
+        assert obj["content_type"] == "video/mp2t", obj  # not text/vnd.trolltech.linguist from the name
+        res: Any = cli.json("extract", ref, "--case", case_ref, "--every", "1s")
+        (r,) = res["results"]
+        assert r["action"] == "frames_extracted" and r["stills"] == 4, r
+
+
+def test_bytes_ingested_then_uploaded_to_the_same_case_are_linked(cli: Cli, case_ref: str, tmp_path: Path) -> None:
+    clip = tmp_path / "card.ts"
+    _ts(clip, 2)
+    first: Any = cli.json("ingest", str(clip), "--case", case_ref, "--exhibit", "DUPI/1", "--officer", "DC A")
+    copy = tmp_path / "copy-from-the-card.ts"
+    copy.write_bytes(clip.read_bytes())
+    second: Any = cli.json("upload", str(copy), "--case", case_ref, "--exhibit", "DUPI/2", "--officer", "DC B")
+    (f,), (s,) = first["objects"], second["objects"]
+    assert not f["linked"] and s["linked"] and s["key"] == f["key"]
+    view: Any = cli.json("exhibit", "show", "--case", case_ref, "--exhibit", "DUPI/2")
+    (link,) = [e for e in view["events"] if e["action"] == "duplicate_linked"]
+    assert link["details"]["duplicate_of"]["key"] == f["key"]
