@@ -62,6 +62,11 @@ class TreeHead:
         return canonical(self.document())
 
     @property
+    def sha256(self) -> bytes:
+        """The digest a TSA time-stamps for this head (`treehead_sha256` as bytes)."""
+        return hashlib.sha256(self.signed_bytes()).digest()
+
+    @property
     def root_bytes(self) -> bytes:
         return bytes.fromhex(self.root)
 

@@ -65,7 +65,7 @@ class _Handler(BaseHTTPRequestHandler):
     directory: Path
     lock: threading.Lock
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class names it so
+    def log_message(self, format: str, *args: Any) -> None:
         sys.stderr.write(f"{self.log_date_time_string()} {self.address_string()} {format % args}\n")
 
     def _reply(self, code: int, body: bytes, ctype: str = "text/plain; charset=utf-8") -> None:
@@ -75,13 +75,13 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         if self.path == "/health":
             self._reply(200, b"ok\n")
         else:
             self._reply(404, b"POST an application/timestamp-query to /\n")
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         if self.headers.get("Content-Type", "").split(";")[0].strip() != "application/timestamp-query":
             self._reply(415, b"Content-Type must be application/timestamp-query\n")
             return
@@ -95,8 +95,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         query = self.rfile.read(length)
         reply, err = _sign(self.directory, query, self.lock)
-        if reply is None:
-            self._reply(400, f"time-stamp request rejected: {err}\n".encode())
+        if reply is None:  # openssl answers a malformed query itself, with a rejection reply: this is our fault
+            self._reply(500, f"local TSA failed to sign: {err}\n".encode())
         else:
             self._reply(200, reply, "application/timestamp-reply")
 
