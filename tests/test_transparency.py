@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 
 from pipeline.events import canonical
 from pipeline.signing import Signer
-from pipeline.transparency import merkle, treehead, tsa, tsa_server
+from pipeline.transparency import der, merkle, treehead, tsa, tsa_server
 from pipeline.transparency.merkle import MerkleTree, leaf_hash, verify_consistency, verify_inclusion
 from pipeline.transparency.tsa_authority import ensure_authority
 
@@ -424,6 +424,23 @@ def test_token_for_another_digest_or_another_ca_fails(local_tsa, tmp_path):
         tsa.verify_token(bytes(broken), digest, roots_of(local_tsa))
     with pytest.raises(tsa.TimestampInvalid, match="not an RFC 3161"):
         tsa.verify_token(b"\x30\x03junk", digest, roots_of(local_tsa))
+
+
+def test_token_with_a_certificate_chain_in_chain_order_verifies(tmp_path):
+    """OpenSSL-based TSAs write SignedData.certificates in chain order, not DER SET OF order; still accepted."""
+    files = ensure_authority(tmp_path / "chain-tsa")
+    files.config.write_text(files.config.read_text().replace("signer_key =", "certs = ./ca.pem\nsigner_key ="))
+    server = tsa_server.start(files.directory)
+    try:
+        digest = hashlib.sha256(b"chain").digest()
+        stamp = tsa.request_timestamp(digest, [server.url], roots_of(server))
+    finally:
+        assert tsa_server.stop(files.directory)
+    assert der.sort_token_certificates(stamp.token) != stamp.token  # the TSA's order is not DER's
+    assert tsa.verify_token(stamp.token, digest, roots_of(server)) == stamp.gen_time
+    token = tmp_path / "token.tsr"
+    token.write_bytes(stamp.token)  # stored as the TSA sent it
+    assert openssl_verify(digest, token, server.ca_cert, server.tsa_cert).returncode == 0
 
 
 def test_tsa_certificate_and_keys(local_tsa):

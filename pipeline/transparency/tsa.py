@@ -6,8 +6,10 @@ and accepts the first answer that fully verifies; `verify_token` is the same che
 with no network: status granted, SHA-256 message imprint equal to the digest, nonce (when known) equal to
 the one sent, CMS signature valid, signer certificate chaining to a trusted CA at genTime and carrying the
 critical extendedKeyUsage id-kp-timeStamping. Parsing and the signature check are `rfc3161-client`'s
-(Trail of Bits, used by sigstore); the request is built here because that library only time-stamps a
-message it hashes itself, and we hold just the digest.
+(Trail of Bits, used by sigstore); the request is built here (`der`) because that library only time-stamps
+a message it hashes itself and we hold just the digest, and `der` puts a token's certificates in DER order
+before that library's strict parser sees them (see der.py for why that is safe).
+Every certificate given as a root is a trust anchor: list a TSA's intermediate CA there only if you trust it.
 
 Checking a token by hand (token.tsr is the DER TimeStampToken, ca.pem the TSA's root, tsa.pem its
 certificate; the digest is the hex SHA-256 that was time-stamped):
@@ -30,6 +32,7 @@ import rfc3161_client
 from cryptography import x509
 
 from pipeline.errors import InfrastructureError, IntegrityError, UsageError
+from pipeline.transparency import der
 
 QUERY_TYPE = "application/timestamp-query"
 REPLY_TYPE = "application/timestamp-reply"
@@ -55,45 +58,30 @@ class Timestamp:
     tsa_url: str
 
 
-def _der(tag: int, body: bytes) -> bytes:
-    n = len(body)
-    if n < 0x80:
-        return bytes([tag, n]) + body
-    size = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes([tag, 0x80 | len(size)]) + size + body
-
-
-def _der_int(v: int) -> bytes:
-    return _der(0x02, v.to_bytes(v.bit_length() // 8 + 1, "big"))  # +1 byte keeps the sign bit clear
-
-
-def _der_oid(dotted: str) -> bytes:
-    first, second, *rest = (int(p) for p in dotted.split("."))
-    out = bytearray()
-    for arc in [first * 40 + second, *rest]:
-        chunk = [arc & 0x7F]
-        arc >>= 7
-        while arc:
-            chunk.append(0x80 | (arc & 0x7F))
-            arc >>= 7
-        out += bytes(reversed(chunk))
-    return _der(0x06, bytes(out))
-
-
 def build_request(digest: bytes, nonce: int) -> bytes:
     """DER TimeStampReq (RFC 3161 §2.4.1): v1, SHA-256 imprint, nonce, certReq TRUE, no policy or extensions."""
     if len(digest) != 32:
         raise UsageError(f"a SHA-256 digest is 32 bytes, got {len(digest)}")
     if nonce < 0:
         raise UsageError("nonce must be non-negative")
-    algorithm = _der(0x30, _der_oid(SHA256_OID) + b"\x05\x00")
-    imprint = _der(0x30, algorithm + _der(0x04, digest))
-    return _der(0x30, _der_int(1) + imprint + _der_int(nonce) + b"\x01\x01\xff")
+    algorithm = der.tlv(0x30, der.oid(SHA256_OID) + b"\x05\x00")
+    imprint = der.tlv(0x30, algorithm + der.tlv(0x04, digest))
+    return der.tlv(0x30, der.integer(1) + imprint + der.integer(nonce) + b"\x01\x01\xff")
 
 
 def _response_from_token(token: bytes) -> bytes:
     """Wrap a bare token as a granted TimeStampResp, the form rfc3161-client parses: the status is not signed."""
-    return _der(0x30, bytes.fromhex("3003020100") + token)
+    return der.tlv(0x30, bytes.fromhex("3003020100") + der.sort_token_certificates(token))
+
+
+def _split_response(reply: bytes) -> tuple[bytes, bytes | None]:
+    """(status bytes, token bytes or None) of a TimeStampResp, to sort the token's certificates before parsing."""
+    tag, body, end = der.read_element(reply, 0, len(reply))
+    kids = der.children(reply, body, end)
+    if tag != 0x30 or len(kids) not in (1, 2) or end != len(reply):
+        raise ValueError("not a TimeStampResp")
+    status = reply[kids[0][1]:kids[0][3]]
+    return status, (reply[kids[1][1]:kids[1][3]] if len(kids) == 2 else None)
 
 
 def load_certificates(pem: bytes | Path) -> list[x509.Certificate]:
@@ -170,7 +158,9 @@ def request_timestamp(digest: bytes, urls: Sequence[str], roots: Sequence[x509.C
                 failures.append(f"{url}: answer is not an {REPLY_TYPE}")
                 continue
             try:
-                resp = rfc3161_client.decode_timestamp_response(r.content)
+                status, token = _split_response(r.content)
+                resp = rfc3161_client.decode_timestamp_response(
+                    r.content if token is None else der.tlv(0x30, status + der.sort_token_certificates(token)))
                 gen_time = _check(resp, digest, roots, nonce)
             except ValueError as exc:
                 failures.append(f"{url}: unreadable time-stamp reply: {exc}")
@@ -178,7 +168,8 @@ def request_timestamp(digest: bytes, urls: Sequence[str], roots: Sequence[x509.C
             except TimestampInvalid as exc:
                 failures.append(f"{url}: {exc}")
                 continue
-            return Timestamp(gen_time, resp.time_stamp_token(), resp.tst_info.serial_number, url)
+            assert token is not None  # a granted, verified reply has one
+            return Timestamp(gen_time, token, resp.tst_info.serial_number, url)  # as the TSA sent it
     finally:
         if own:
             http.close()
