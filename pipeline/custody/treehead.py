@@ -8,7 +8,7 @@ Stored document, in the same envelope style as custody events:
 `treehead` fields: `schema` "custody.treehead/1"; `log_id` (which log); `size` (number of leaves); `root`
 (hex MTH of those leaves); `time` (UTC, YYYY-MM-DDTHH:MM:SS.ffffffZ, when the log signed it); `prev`
 ({"size", "root"} of the head this one follows, or null for the first). `treehead_sha256` is the SHA-256 of
-the canonical form of `treehead` (pipeline.events.canonical: keys sorted, no whitespace, UTF-8), and the
+the canonical form of `treehead` (pipeline.custody.events.canonical: keys sorted, no whitespace, UTF-8), and the
 signature is Ed25519 over the same bytes by the key whose id is the SHA-256 of its raw public key.
 
 A newer head is accepted after an older one only if the log id is the same, the size did not shrink, the time
@@ -27,10 +27,10 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from pipeline.custody.events import canonical, iso
+from pipeline.custody.merkle import verify_consistency
+from pipeline.custody.signing import Signer, key_id, verify_signature
 from pipeline.errors import IntegrityError
-from pipeline.events import canonical, iso
-from pipeline.signing import Signer, key_id, verify_signature
-from pipeline.transparency.merkle import verify_consistency
 
 SCHEMA = "custody.treehead/1"
 _HEX64 = re.compile(r"[0-9a-f]{64}")

@@ -31,8 +31,8 @@ import httpx
 import rfc3161_client
 from cryptography import x509
 
+from pipeline.custody import der
 from pipeline.errors import InfrastructureError, IntegrityError, UsageError
-from pipeline.transparency import der
 
 QUERY_TYPE = "application/timestamp-query"
 REPLY_TYPE = "application/timestamp-reply"

@@ -7,7 +7,7 @@ and reply pass through files in a private temporary directory; nothing from a re
 `{"pid", "port", "url"}` to its state file only once it listens; `start` waits for that file and a health
 answer (a condition poll with a deadline, never a fixed sleep), `stop` ends it.
 
-Run by hand: `python -m pipeline.transparency.tsa_server --dir DIR [--port P] [--state-file F]`.
+Run by hand: `python -m pipeline.ops.tsa_server --dir DIR [--port P] [--state-file F]`.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from pipeline.errors import InfrastructureError
 MAX_QUERY = 16 * 1024  # a TimeStampReq is ~60 bytes; refuse anything that could be a memory attack
 STATE_FILE = "tsa.json"
 HOST = "127.0.0.1"
-_MODULE = "pipeline.transparency.tsa_server"
+_MODULE = "pipeline.ops.tsa_server"
 _children: dict[int, subprocess.Popen[bytes]] = {}
 
 
@@ -122,7 +122,7 @@ def _write_state(path: Path, state: dict[str, Any]) -> None:
 
 def serve(directory: Path, port: int = 0, state_file: Path | None = None) -> None:
     """Serve until SIGTERM/SIGINT; creates the authority's files first if they are missing."""
-    from pipeline.transparency.tsa_authority import ensure_authority
+    from pipeline.custody.tsa_authority import ensure_authority
 
     files = ensure_authority(directory)
     state = Path(state_file) if state_file else files.directory / STATE_FILE
@@ -191,7 +191,7 @@ def _tail(path: Path, n: int = 5) -> str:
 
 def start(directory: Path, port: int = 0, *, state_file: Path | None = None, timeout: float = 10.0) -> LocalTsa:
     """Start a detached local TSA serving `directory` and wait until it answers; reuse one already running."""
-    from pipeline.transparency.tsa_authority import ensure_authority
+    from pipeline.custody.tsa_authority import ensure_authority
 
     files = ensure_authority(directory)  # here, not in the child, so its errors surface to the caller
     state = Path(state_file) if state_file else files.directory / STATE_FILE
