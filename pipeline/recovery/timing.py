@@ -1,0 +1,60 @@
+"""Timestamps for recovered samples: the moov that held them is gone, so they are rebuilt.
+
+Video samples get one frame duration each, in decode order. When the stream reorders pictures (B-frames),
+presentation order follows the picture order count in each slice header: within a coded video sequence
+(IDR to IDR) a picture is shown at the sequence's start plus its POC rank, and the decode timestamps are
+shifted back by the reorder depth so that no picture is decoded after it is shown. Audio frames follow
+each other at their fixed duration, starting where the reference's audio starts relative to its video.
+"""
+
+from __future__ import annotations
+
+from pipeline.recovery.nal import NalInfo
+
+
+class VideoClock:
+    """(pts, dts) in frames for each access unit, in decode order."""
+
+    def __init__(self, reorder: bool, poc_bits: int | None, poc_step: int) -> None:
+        self._reorder = reorder and poc_bits is not None
+        self._max_lsb = 1 << (poc_bits or 0)
+        self._step = max(1, poc_step)
+        self._n = 0  # access units so far (decode order), including estimated gaps
+        self._seq_base = 0  # display index of the current sequence's POC 0
+        self._seq_max = -1  # highest display index used so far
+        self._prev_lsb = 0
+        self._prev_msb = 0
+        self.delay = 2 if self._reorder else 0  # dts lag, in frames; B-pyramid with 3 B-frames needs 2
+
+    @property
+    def span(self) -> int:
+        """Frames on the timeline so far, estimated gaps included."""
+        return max(self._n, self._seq_max + 1)
+
+    def gap(self, frames: int) -> None:
+        """Frames believed lost in a skipped range: the timeline jumps by as many."""
+        self._n += frames
+        self._seq_base = max(self._seq_base, self._seq_max + 1 + frames)
+        self._seq_max = self._seq_base - 1
+
+    def next(self, first: NalInfo) -> tuple[int, int]:
+        n = self._n
+        self._n += 1
+        if not self._reorder:
+            return n, n
+        if first.poc_reset:  # IDR/BLA: a new coded video sequence, POC MSB 0
+            self._seq_base = self._seq_max + 1
+            self._prev_lsb, self._prev_msb = first.poc_lsb or 0, 0
+            poc = self._prev_lsb
+        else:
+            lsb = first.poc_lsb or 0
+            msb = self._prev_msb
+            if lsb < self._prev_lsb and self._prev_lsb - lsb >= self._max_lsb // 2:
+                msb += self._max_lsb
+            elif lsb > self._prev_lsb and lsb - self._prev_lsb > self._max_lsb // 2:
+                msb -= self._max_lsb
+            self._prev_lsb, self._prev_msb = lsb, msb
+            poc = msb + lsb
+        pts = self._seq_base + poc // self._step
+        self._seq_max = max(self._seq_max, pts)
+        return pts + self.delay, n
