@@ -59,9 +59,8 @@ def cut(full: Path, path: Path, keep: float) -> Path:
     return path
 
 
-def corrupt(path: Path, at: float, nbytes: int, seed: int = 7) -> tuple[int, int]:
-    """Overwrite `nbytes` at fraction `at` of the file with pseudo-random bytes; return the range hit."""
-    start = int(path.stat().st_size * at)
+def corrupt(path: Path, start: int, nbytes: int, seed: int = 7) -> tuple[int, int]:
+    """Overwrite `nbytes` at byte `start` with pseudo-random bytes; return the range hit."""
     noise = hashlib.shake_256(seed.to_bytes(4, "big")).digest(nbytes)
     with path.open("r+b") as f:
         f.seek(start)
@@ -84,11 +83,28 @@ def sample_table(path: Path) -> list[Sample]:
     return sorted(rows, key=lambda s: s.pos)
 
 
-def frame_hashes(path: Path) -> list[str]:
-    """SHA-256 of every decoded frame's planes, in output order."""
+def _pixels(frame: av.VideoFrame) -> str:
+    """SHA-256 of the decoded YUV planes (no line padding, no colour conversion)."""
+    return hashlib.sha256(frame.to_ndarray().tobytes()).hexdigest()
+
+
+def frame_hashes_with_pts(path: Path) -> list[tuple[float, str]]:
+    """(presentation time in seconds, pixel hash) of every decoded frame, in output order."""
     with av.open(str(path)) as c:
-        c.streams.video[0].thread_type = "NONE"
-        return [hashlib.sha256(b"".join(bytes(p) for p in f.planes)).hexdigest() for f in c.decode(video=0)]
+        stream = c.streams.video[0]
+        tb = stream.time_base
+        return [(float(f.pts * tb), _pixels(f)) for f in c.decode(stream)]
+
+
+def frame_hashes(path: Path) -> list[str]:
+    return [h for _, h in frame_hashes_with_pts(path)]
+
+
+def presentation_order(path: Path) -> list[int]:
+    """Byte offsets of the video samples in presentation order (differs from file order with B-frames)."""
+    with av.open(str(path)) as c:
+        rows = [(p.pts, p.pos) for p in c.demux(video=0) if p.size]
+    return [pos for _, pos in sorted(rows)]
 
 
 def packet_hashes(path: Path, kind: str) -> list[str]:

@@ -92,8 +92,9 @@ def recover(damaged: Path, out: Path, reference: Path | None = None, progress: P
                 res.parameters["audio_trial_decodes"] = splitter.trials if splitter else 0
         except ConfigMismatch as exc:
             session.abort()
-            res.message = (f"{exc}: the {'reference' if ref else 'in-band parameter sets'} do not fit this "
-                           "recording; supply a reference recorded by the same camera with the same settings")
+            source = "the reference does" if ref else "the in-band parameter sets do"
+            res.message = (f"{exc}: {source} not fit this recording; supply a reference recorded by the same "
+                           "camera with the same settings")
             return _finish(res, t0)
         session.close()
     return _finish(_summarise(session, verify), t0)
@@ -139,14 +140,15 @@ def _finish(res: RecoveryResult, t0: float) -> RecoveryResult:
 def _summarise(session: Session, verify: bool) -> RecoveryResult:
     res, v, audio = session.res, session.video, session.audio
     res.video, res.audio = v.as_dict(), audio.as_dict() if audio else None
-    res.b_frames = v.reorders or session.saw_b
+    res.b_frames = bool(session.clock and session.clock.reorders)
     res.segments = session.segments
     res.duration_s = round(float(res.frames * session.frame_s), 3)
     res.timeline_s = round(float(session.clock.span * session.frame_s), 3) if session.clock else 0.0
     if res.frames == 0:
         session.out.unlink(missing_ok=True)
-        res.message = ("no decodable video found in the media data: no keyframe parsed with the "
-                       f"{'reference' if session.reference else 'in-band'} configuration")
+        source = f"the reference's {v.codec} configuration" if session.reference else "the in-band parameter sets"
+        res.message = (f"no video keyframe in the media data parses with {source}: supply a reference recorded by "
+                       "the same camera with the same settings (or the media data holds no H.264/H.265 video)")
         return res
     corrupt = 0
     if verify:
@@ -180,8 +182,8 @@ def _summarise(session: Session, verify: bool) -> RecoveryResult:
     if other:
         msg += (f"; {sum(s.end - s.start for s in other)} bytes of other data (audio or another track) were not "
                 "recovered" + ("" if session.reference else ": supply --reference to recover audio"))
-    if res.b_frames and not v.reorders:
-        msg += "; the stream has B-frames but the reference does not: presentation order may differ"
+    if res.b_frames:
+        msg += "; B-frames: presentation order rebuilt from picture order counts"
     res.message = msg
     return res
 

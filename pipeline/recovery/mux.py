@@ -32,6 +32,7 @@ class Probe:
     height: int
     pix_fmt: str
     fps: Fraction | None  # from the SPS/VPS timing information, when the camera wrote it
+    reorder: int  # pictures the SPS lets the decoder hold back for reordering (B-frames): 0 without
 
 
 def split_units(sample: bytes, length_size: int) -> list[bytes]:
@@ -53,9 +54,11 @@ def probe_keyframe(video: VideoConfig, sample: bytes) -> Probe:
         raise ConfigMismatch(f"the {video.codec} configuration does not decode the first keyframe ({exc})") from exc
     if not frames:
         raise ConfigMismatch(f"the {video.codec} configuration decodes no picture from the first keyframe")
+    if frames[0].is_corrupt:
+        raise ConfigMismatch(f"the first keyframe decodes with errors under the {video.codec} configuration")
     rate = dec.framerate
     fps = Fraction(rate) if rate and rate > 0 else None
-    return Probe(frames[0].width, frames[0].height, frames[0].format.name, fps)
+    return Probe(frames[0].width, frames[0].height, frames[0].format.name, fps, dec.reorder_depth)
 
 
 class Muxer:

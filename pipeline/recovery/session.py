@@ -48,7 +48,6 @@ class Session:
         self.pending_skips: list[Skipped] = []
         self.audio_n = 0
         self.after_gap = False
-        self.saw_b = False
         self.last_ref_fn: int | None = None
         self.last_poc: int | None = None
         self.keyframe_index: list[int] = []
@@ -89,7 +88,6 @@ class Session:
         if lost or not self.segments:
             self.segments.append({"first_frame": self.res.frames, "offset": ev.offset,
                                   "start_s": None, "frames": 0})
-        self.saw_b = self.saw_b or ev.first.slice_type == 1
         pts, dts = self.clock.next(ev.first)
         d = self.video.frame_duration
         self.mux.video(data, pts * d, dts * d, d, ev.key)
@@ -121,7 +119,10 @@ class Session:
         self.frame_s = v.time_base * v.frame_duration
         self.sps = next(iter(v.syntax().sps.values()), None)
         poc_bits, step = _poc_shape(v.codec, self.sps)
-        self.clock = VideoClock(v.reorders, poc_bits, step)
+        self.clock = VideoClock(probe.reorder, poc_bits, step)
+        if probe.reorder and not self.clock.reorders:
+            self.res.warnings.append("the SPS allows reordered pictures but carries no picture order count to "
+                                     "order them by: frames are presented in decode order")
         self.mux = Muxer(self.out, v, self.audio, self.reference, first_key)
         for data in self.pending_audio:
             self._audio(data)
@@ -151,7 +152,7 @@ class Session:
         if self.res.frames == 0:
             return 0
         sps = self.sps
-        if not first.poc_reset and not self.video.reorders:
+        if not first.poc_reset and self.clock is not None and not self.clock.reorders:
             if self.video.codec == "h264" and sps and first.frame_num is not None and self.last_ref_fn is not None:
                 modulo = 1 << sps["log2_max_frame_num"]
                 return (first.frame_num - self.last_ref_fn - 1) % modulo

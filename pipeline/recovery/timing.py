@@ -3,7 +3,8 @@
 Video samples get one frame duration each, in decode order. When the stream reorders pictures (B-frames),
 presentation order follows the picture order count in each slice header: within a coded video sequence
 (IDR to IDR) a picture is shown at the sequence's start plus its POC rank, and the decode timestamps are
-shifted back by the reorder depth so that no picture is decoded after it is shown. Audio frames follow
+shifted back by the reorder depth the SPS declares (as the encoder had them), so that no picture is decoded
+after it is shown and the first picture is still shown at 0. Audio frames follow
 each other at their fixed duration, starting where the reference's audio starts relative to its video.
 """
 
@@ -15,8 +16,8 @@ from pipeline.recovery.nal import NalInfo
 class VideoClock:
     """(pts, dts) in frames for each access unit, in decode order."""
 
-    def __init__(self, reorder: bool, poc_bits: int | None, poc_step: int) -> None:
-        self._reorder = reorder and poc_bits is not None
+    def __init__(self, delay: int, poc_bits: int | None, poc_step: int) -> None:
+        self._reorder = delay > 0 and poc_bits is not None
         self._max_lsb = 1 << (poc_bits or 0)
         self._step = max(1, poc_step)
         self._n = 0  # access units so far (decode order), including estimated gaps
@@ -24,7 +25,11 @@ class VideoClock:
         self._seq_max = -1  # highest display index used so far
         self._prev_lsb = 0
         self._prev_msb = 0
-        self.delay = 2 if self._reorder else 0  # dts lag, in frames; B-pyramid with 3 B-frames needs 2
+        self.delay = delay if self._reorder else 0  # dts runs this many frames ahead of pts, as the encoder had it
+
+    @property
+    def reorders(self) -> bool:
+        return self._reorder
 
     @property
     def span(self) -> int:
@@ -57,4 +62,4 @@ class VideoClock:
             poc = msb + lsb
         pts = self._seq_base + poc // self._step
         self._seq_max = max(self._seq_max, pts)
-        return pts + self.delay, n
+        return pts, n - self.delay
