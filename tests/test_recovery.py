@@ -106,10 +106,12 @@ def test_cut_recording_recovers_every_surviving_frame_bit_exact(clips: dict[str,
     damaged = rf.cut(clip.full, tmp_path / "damaged.mp4", keep)
     before = _sha(damaged)
     out = tmp_path / "recovered.mp4"
-    res = recover(damaged, out, clip.ref)
+    progress: list[tuple[int, int]] = []
+    res = recover(damaged, out, clip.ref, progress=lambda done, total: progress.append((done, total)))
     n = damaged.stat().st_size
     surviving = [s for s in clip.video if s.pos + s.size <= n]
     assert res.status == "recovered", res.message
+    assert progress and progress[-1][0] == progress[-1][1] == n - read_layout(damaged).mdats[0].start
     assert res.method == f"reference:{_sha(clip.ref)}"  # type: ignore[arg-type]
     assert res.frames >= 0.95 * len(surviving)
     assert res.frames_decoded == res.frames

@@ -20,7 +20,7 @@ from pipeline.recovery.config import VideoConfig, read_reference
 from pipeline.recovery.inband import InBand, find_parameter_sets
 from pipeline.recovery.mux import ConfigMismatch
 from pipeline.recovery.result import NO_CONFIG, RecoveryResult
-from pipeline.recovery.session import DAMAGE, Progress, Session
+from pipeline.recovery.session import DAMAGE, OTHER_TRACK, TAIL, Progress, Session
 from pipeline.recovery.verify import decode_check
 from pipeline.recovery.walker import Walker
 from pipeline.recovery.window import DEFAULT_WINDOW, Window
@@ -146,6 +146,10 @@ def _summarise(session: Session, verify: bool) -> RecoveryResult:
     res.timeline_s = round(float(session.clock.span * session.frame_s), 3) if session.clock else 0.0
     if res.frames == 0:
         session.out.unlink(missing_ok=True)
+        if [s.reason for s in res.bytes_skipped if s.reason != OTHER_TRACK] == [TAIL]:
+            res.message = (f"the recording was cut inside its first video sample: only {session.total} bytes of "
+                           "media data survive and no complete keyframe is among them")
+            return res
         source = f"the reference's {v.codec} configuration" if session.reference else "the in-band parameter sets"
         res.message = (f"no video keyframe in the media data parses with {source}: supply a reference recorded by "
                        "the same camera with the same settings (or the media data holds no H.264/H.265 video)")

@@ -50,6 +50,8 @@ class Session:
         self.after_gap = False
         self.last_ref_fn: int | None = None
         self.last_poc: int | None = None
+        self.poc_step = 1  # POC distance between consecutive pictures, as last seen without a gap
+        self.deferred_audio: list[bytes] = []  # AAC frames after a skipped range, placed once its gap is known
         self.keyframe_index: list[int] = []
         self.segments: list[dict] = []
         self.frame_s = Fraction(0)
@@ -61,7 +63,11 @@ class Session:
             self._video(ev, win)
             start, end = ev.offset, ev.offset + ev.size
         elif isinstance(ev, AudioSample):
-            self._audio(win.get(ev.offset, ev.size))
+            data = win.get(ev.offset, ev.size)
+            if self.pending_skips and len(self.deferred_audio) < _PENDING_AUDIO:
+                self.deferred_audio.append(data)
+            else:
+                self._audio(data)
             self.res.audio_frames += 1
             start, end = ev.offset, ev.offset + ev.size
             self.res.bytes_used.add(start, end)
@@ -98,7 +104,8 @@ class Session:
         n = self.res.frames
         self.res.frames += 1
         self.res.bytes_used.add(ev.offset, ev.offset + ev.size)
-        self._continuity(ev.first)
+        self._continuity(ev.first, adjacent=not lost)
+        self._flush_deferred_audio()
         if ev.key:
             self.res.keyframes += 1
             self.keyframe_index.append(n)
@@ -141,11 +148,14 @@ class Session:
         self.audio_n += 1
 
     # ---- continuity and skipped ranges -----------------------------------------------------------------
-    def _continuity(self, first: NalInfo) -> None:
+    def _continuity(self, first: NalInfo, adjacent: bool) -> None:
         if first.frame_num is not None and first.ref:
             self.last_ref_fn = first.frame_num
         if self.video.codec == "hevc":
-            self.last_poc = 0 if first.poc_reset and first.poc_lsb is None else first.poc_lsb
+            poc = 0 if first.poc_reset and first.poc_lsb is None else first.poc_lsb
+            if adjacent and poc is not None and self.last_poc is not None and not first.poc_reset and self.sps:
+                self.poc_step = (poc - self.last_poc) % (1 << self.sps["log2_max_poc_lsb"]) or self.poc_step
+            self.last_poc = poc
 
     def _frames_lost(self, first: NalInfo) -> int:
         """Pictures missing between the last recovered picture and this one."""
@@ -157,7 +167,8 @@ class Session:
                 modulo = 1 << sps["log2_max_frame_num"]
                 return (first.frame_num - self.last_ref_fn - 1) % modulo
             if self.video.codec == "hevc" and sps and first.poc_lsb is not None and self.last_poc is not None:
-                return (first.poc_lsb - self.last_poc - 1) % (1 << sps["log2_max_poc_lsb"])
+                delta = (first.poc_lsb - self.last_poc) % (1 << sps["log2_max_poc_lsb"])
+                return max(0, round(delta / self.poc_step) - 1)
         per_frame = self.res.bytes_used.total / self.res.frames  # audio included: bytes per frame period
         return round(sum(s.end - s.start for s in self.pending_skips) / per_frame)
 
@@ -200,10 +211,19 @@ class Session:
                 self._mark_unreliable(n)
         self.res.unreliable_frames.sort()
 
+    def _flush_deferred_audio(self) -> None:
+        for data in self.deferred_audio:
+            self._audio(data)
+        self.deferred_audio = []
+
     def finish_walk(self) -> None:
+        """End of one mdat: place leftover audio, judge trailing skipped ranges, report progress."""
+        self._flush_deferred_audio()
         for s in self.pending_skips:
             self._record_skip(s.start, s.end, TAIL if s.end - s.start <= self.max_sample else TAIL_GARBAGE)
         self.pending_skips = []
+        if self.progress:
+            self.progress(self.done, self.total)
 
     def frame_at(self, pts_s: float) -> int | None:
         """Recovered frame index (decode order) shown at `pts_s` on the output timeline."""

@@ -73,15 +73,15 @@ class Walker:
         self.end = window.end
 
     # ---- one access unit -------------------------------------------------------------------------------
-    def _nal_at(self, p: int) -> tuple[int, NalInfo | None, bytes]:
-        """(payload length, judgement, first bytes) of the NAL unit whose length prefix is at `p`."""
+    def _nal_at(self, p: int) -> tuple[int, NalInfo | None]:
+        """(payload length, judgement) of the NAL unit whose length prefix is at `p`; -1 if the data ends first."""
         head = self._win.get(p, self._ls + INSPECT_BYTES)
         if len(head) < self._ls + self._syn.header_len:
-            return -1, None, head
+            return -1, None
         n = int.from_bytes(head[:self._ls], "big")
         if n < self._syn.header_len + 1 or n > self._max:
-            return n, None, head
-        return n, self._syn.inspect(head[self._ls:self._ls + n]), head
+            return n, None
+        return n, self._syn.inspect(head[self._ls:self._ls + n])
 
     def _access_unit(self, pos: int) -> _AU | None:
         p, slices, key, first, param_sets = pos, 0, False, None, 0
@@ -90,7 +90,7 @@ class Walker:
             if p >= self.end:
                 stop = "end"
                 break
-            n, info, _ = self._nal_at(p)
+            n, info = self._nal_at(p)
             if info is None:
                 if n < 0 and first is not None:
                     stop = "cut"  # the data ends inside the next length prefix
@@ -122,7 +122,7 @@ class Walker:
         """Is what starts at `pos` believable: the end, a NAL unit that opens an access unit, or AAC?"""
         if pos >= self.end:
             return True
-        n, info, _ = self._nal_at(pos)
+        _, info = self._nal_at(pos)
         if info is not None and (info.opens_au or (info.vcl and info.first_in_pic)):
             return True
         return self._audio is not None and self._audio.starts_frame(pos)
