@@ -48,14 +48,29 @@ def record(path: Path, *, codec: str = "h264", audio: bool = True, seconds: floa
     return path
 
 
-def cut(full: Path, path: Path, keep: float) -> Path:
-    """The first `keep` fraction of `full`, streamed: what a camera that lost power leaves behind."""
+def cut(full: Path, path: Path, keep: float, *, unfinalised: bool = False) -> Path:
+    """The first `keep` fraction of `full`, streamed: what a camera that lost power leaves behind.
+
+    `unfinalised` also zeroes the mdat's size field ("to end of file"), as a camera that never got to
+    patch it leaves it; otherwise the size is the finished file's, larger than what remains.
+    """
     n = int(full.stat().st_size * keep)
     with full.open("rb") as src, path.open("wb") as dst:
         while n > 0:
             chunk = src.read(min(n, 1 << 20))
             dst.write(chunk)
             n -= len(chunk)
+    if unfinalised:
+        with path.open("r+b") as f:
+            pos = 0
+            while head := f.read(8):
+                size, kind = int.from_bytes(head[:4], "big"), head[4:8]
+                if kind == b"mdat":
+                    f.seek(pos)
+                    f.write(bytes(4))
+                    break
+                pos += size
+                f.seek(pos)
     return path
 
 

@@ -7,6 +7,7 @@ ranges, and the pixels (SHA-256 of the decoded planes) each one decodes to in th
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import subprocess
 import sys
@@ -17,8 +18,10 @@ import pytest
 
 from pipeline.errors import UsageError
 from pipeline.recovery import NO_CONFIG, RecoveryInputError, RecoveryResult, ReferenceUnusable, recover
+from pipeline.recovery.audio import AacSplitter
 from pipeline.recovery.boxes import read_layout
-from pipeline.recovery.session import LOST, OTHER_TRACK, TAIL
+from pipeline.recovery.session import LOST, OTHER_TRACK, TAIL, TAIL_GARBAGE, ZEROS
+from pipeline.recovery.window import Window
 from tests import recovery_footage as rf
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -258,6 +261,44 @@ def test_unusable_inputs_raise_usage_errors(clips: dict[str, Clip], tmp_path: Pa
 
 
 # Peak RSS from VmHWM: ru_maxrss would report the forking pytest process's peak, which exec inherits.
+def _append(path: Path, data: bytes) -> None:
+    with path.open("ab") as f:
+        f.write(data)
+
+
+def test_reserved_zeros_at_the_end_are_not_damage_but_garbage_is(clips: dict[str, Clip], tmp_path: Path) -> None:
+    """Cameras preallocate: a power cut can leave zeros after the last sample. Noise there is something else."""
+    clip = clips["h264-aac"]
+    zeros = rf.cut(clip.full, tmp_path / "zeros.mp4", 0.6, unfinalised=True)
+    _append(zeros, bytes(3 << 20))
+    res = recover(zeros, tmp_path / "a.mp4", clip.ref)
+    assert res.status == "recovered", res.message
+    assert [s.reason for s in res.bytes_skipped] == [TAIL, ZEROS]
+    assert res.bytes_skipped[-1].end == zeros.stat().st_size
+    noise = rf.cut(clip.full, tmp_path / "noise.mp4", 0.6, unfinalised=True)
+    _append(noise, hashlib.shake_256(b"noise").digest(3 << 20))
+    res = recover(noise, tmp_path / "b.mp4", clip.ref)
+    assert res.status == "partial" and [s.reason for s in res.bytes_skipped] == [TAIL_GARBAGE]
+    assert "unparseable range at the end" in res.message
+    _check_accounting(res, noise)
+
+
+def test_aac_splitter_survives_bytes_that_reconfigure_the_decoder(clips: dict[str, Clip]) -> None:
+    """Trial decodes parse whatever follows a frame; some bytes make libav's AAC decoder reconfigure itself
+    (here: 54 channels), after which real frames would no longer be found. The splitter must recover."""
+    clip = clips["h264-aac"]
+    frames = [_read(clip.full, s) for s in clip.audio[10:14]]
+    poison = b"\x00" + hashlib.shake_256((600).to_bytes(4, "big")).digest(831)
+    data = b"".join(frames) + poison
+    asc = bytes.fromhex("118856e500")  # AAC-LC, 48 kHz, mono: what the test camera records
+    splitter = AacSplitter(Window(io.BytesIO(data), len(data)), asc, 1, 48000)
+    for _ in range(3):
+        splitter.frame_length(len(data) - len(poison))  # whatever this finds, it must not stick
+        assert splitter.frame_length(0) == len(frames[0])
+        assert splitter.frame_length(len(frames[0])) == len(frames[1])
+    assert splitter.resets >= 1, "precondition: these bytes no longer reconfigure libav's decoder; pick others"
+
+
 _MEASURE = """
 import json, re, sys, time
 from pathlib import Path

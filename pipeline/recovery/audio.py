@@ -6,6 +6,11 @@ the parsing: a prefix shorter than the frame fails to decode, any prefix at leas
 frame. That predicate is monotone in the prefix length, so a binary search finds the frame's exact length
 in ~11 trial decodes (~10 µs each). The decoder is only a parser here: its output is discarded and the
 frame's bytes are muxed unchanged.
+
+Prefixes longer than the frame make the decoder parse the following bytes as further frames, and garbage can
+reconfigure it (a stray program config element once turned a mono decoder into a 29-channel one, after
+which every real frame "failed"). So the decoder is reopened whenever its configuration drifts from the
+reference's.
 """
 
 from __future__ import annotations
@@ -22,14 +27,27 @@ _SLACK = 64
 
 
 class AacSplitter:
-    def __init__(self, window: Window, asc: bytes, channels: int) -> None:
+    def __init__(self, window: Window, asc: bytes, channels: int, sample_rate: int) -> None:
         self._win = window
-        self._dec = av.CodecContext.create("aac", "r")
-        self._dec.extradata = asc
-        self._dec.open()
+        self._asc = asc
         self._channels = channels
+        self._rate = sample_rate
         self.max_frame = _MAX_BYTES_PER_CHANNEL * max(1, channels) + _SLACK
         self.trials = 0
+        self.resets = 0
+        self._dec = self._open()
+
+    def _open(self) -> av.AudioCodecContext:
+        dec = av.CodecContext.create("aac", "r")
+        dec.extradata = self._asc
+        dec.open()
+        return dec
+
+    def _check_config(self) -> None:
+        dec = self._dec
+        if dec.layout.nb_channels != self._channels or dec.sample_rate not in (0, self._rate):
+            self._dec = self._open()
+            self.resets += 1
 
     def _first_frame_decodes(self, buf: bytes) -> bool:
         self.trials += 1
@@ -39,6 +57,8 @@ class AacSplitter:
         except av.error.FFmpegError as exc:
             # avcodec_send_packet decodes the first frame; a later error is about bytes past it.
             return getattr(exc, "filename", None) != "avcodec_send_packet()"
+        finally:
+            self._check_config()
         return bool(frames) and frames[0].layout.nb_channels == self._channels
 
     def starts_frame(self, pos: int) -> bool:

@@ -20,7 +20,7 @@ from pipeline.recovery.config import VideoConfig, read_reference
 from pipeline.recovery.inband import InBand, find_parameter_sets
 from pipeline.recovery.mux import ConfigMismatch
 from pipeline.recovery.result import NO_CONFIG, RecoveryResult
-from pipeline.recovery.session import DAMAGE, OTHER_TRACK, TAIL, Progress, Session
+from pipeline.recovery.session import AUDIO_DAMAGE, DAMAGE, LOST, OTHER_TRACK, TAIL, TAIL_GARBAGE, Progress, Session
 from pipeline.recovery.verify import decode_check
 from pipeline.recovery.walker import Walker
 from pipeline.recovery.window import DEFAULT_WINDOW, Window
@@ -83,13 +83,14 @@ def recover(damaged: Path, out: Path, reference: Path | None = None, progress: P
         try:
             for mdat in layout.mdats:
                 win = Window(f, mdat.end)
-                splitter = AacSplitter(win, audio.extradata, audio.channels) if audio else None
+                splitter = AacSplitter(win, audio.extradata, audio.channels, audio.sample_rate) if audio else None
                 cut = mdat.declared_end is None or mdat.declared_end > mdat.end
                 walker = Walker(win, syntax, video.length_size, cap, splitter, data_cut=cut)
                 for ev in walker.walk(mdat.start):
                     session.handle(ev, win)
                 session.finish_walk()
                 res.parameters["audio_trial_decodes"] = splitter.trials if splitter else 0
+                res.parameters["audio_decoder_resets"] = splitter.resets if splitter else 0
         except ConfigMismatch as exc:
             session.abort()
             source = "the reference does" if ref else "the in-band parameter sets do"
@@ -171,10 +172,14 @@ def _summarise(session: Session, verify: bool) -> RecoveryResult:
     msg = f"recovered {res.frames} frames ({res.duration_s:.2f} s, {res.keyframes} keyframes)"
     if audio is not None:
         msg += f" and {res.audio_frames} AAC frames"
-    if damage:
-        lost = sum(s.estimated_frames_lost for s in damage)
-        msg += (f"; {len(damage)} damaged range(s), {sum(s.end - s.start for s in damage)} bytes, were skipped "
-                f"(about {lost} frames lost; the timeline keeps their place)")
+    for reason, what in ((LOST, "damaged range(s) where video was lost"),
+                         (AUDIO_DAMAGE, "range(s) between video samples that are neither video nor AAC"),
+                         (TAIL_GARBAGE, "unparseable range at the end")):
+        hit = [s for s in damage if s.reason == reason]
+        if hit:
+            msg += f"; {len(hit)} {what} ({sum(s.end - s.start for s in hit)} bytes) skipped"
+            if reason == LOST:
+                msg += f", about {sum(s.estimated_frames_lost for s in hit)} frames: the timeline keeps their place"
     if corrupt:
         msg += f"; {corrupt} frame(s) decode with errors"
     if res.unreliable_frames:

@@ -30,9 +30,10 @@ LOST = "damaged: video frames lost"
 AUDIO_DAMAGE = "not recognised as video or AAC (damaged audio, or a track the reference does not have)"
 OTHER_TRACK = "not video: audio or another track, with no configuration to recover it"
 TAIL = "incomplete sample at the end of the data"
-TAIL_GARBAGE = "unparseable data at the end"
+TAIL_GARBAGE = "unparseable data at the end (damaged, or a track the reference does not have)"
+ZEROS = "zero bytes (space reserved by the camera, never written)"
 BEFORE_KEY = "video before the first keyframe (cannot be decoded)"
-DAMAGE = (LOST, AUDIO_DAMAGE)
+DAMAGE = (LOST, AUDIO_DAMAGE, TAIL_GARBAGE)
 
 
 class Session:
@@ -180,7 +181,7 @@ class Session:
         else:
             reason = OTHER_TRACK
         for i, s in enumerate(self.pending_skips):
-            self._record_skip(s.start, s.end, reason, lost if i == 0 else 0)
+            self._record_skip(s.start, s.end, ZEROS if s.zeros and not lost else reason, lost if i == 0 else 0)
         self.pending_skips = []
         if lost and self.clock is not None:
             self.clock.gap(lost)
@@ -220,7 +221,8 @@ class Session:
         """End of one mdat: place leftover audio, judge trailing skipped ranges, report progress."""
         self._flush_deferred_audio()
         for s in self.pending_skips:
-            self._record_skip(s.start, s.end, TAIL if s.end - s.start <= self.max_sample else TAIL_GARBAGE)
+            big = s.end - s.start > self.max_sample
+            self._record_skip(s.start, s.end, ZEROS if s.zeros else TAIL_GARBAGE if big else TAIL)
         self.pending_skips = []
         if self.progress:
             self.progress(self.done, self.total)

@@ -42,7 +42,7 @@ class AudioSample:
 class Skipped:
     start: int
     end: int
-    reason: str
+    zeros: bool  # every byte is zero: space a camera reserved but never filled, not damage
 
 
 Event = VideoSample | AudioSample | Skipped
@@ -158,20 +158,24 @@ class Walker:
         return AudioSample(pos, n)
 
     # ---- resynchronisation -----------------------------------------------------------------------------
-    def resync(self, pos: int) -> int:
-        """The first position at or after `pos` where a believable access unit starts (or the end)."""
+    def resync(self, pos: int) -> tuple[int, int | None]:
+        """(First position at or after `pos` where a believable access unit starts, or the end; the end of the
+        last non-zero byte before it, None if all are zero, so that a trailing run of zeros can be told apart)."""
         overlap = self._ls + 2
-        q = pos
+        q, nonzero_end = pos, None
         while q < self.end:
             block = self._win.get(q, _SCAN_BLOCK)
             for m in self._candidates.finditer(block):
                 c = q + m.start()
                 if self.video_at(c) is not None:
-                    return c
+                    tail = block[:m.start()].rstrip(b"\x00")
+                    return c, q + len(tail) if tail else nonzero_end
+            tail = block.rstrip(b"\x00")
+            nonzero_end = q + len(tail) if tail else nonzero_end
             if q + len(block) >= self.end:
                 break
             q += max(1, len(block) - overlap)
-        return self.end
+        return self.end, nonzero_end
 
     # ---- the walk --------------------------------------------------------------------------------------
     def walk(self, start: int) -> Iterator[Event]:
@@ -187,8 +191,13 @@ class Walker:
                 yield a
                 pos += a.size
                 continue
-            nxt = self.resync(pos + 1)
-            yield Skipped(pos, nxt, "end of data inside a sample" if nxt >= self.end else "unparseable")
+            nxt, nonzero_end = self.resync(pos + 1)
+            if nonzero_end is None:
+                nonzero_end = pos if self._win.get(pos, 1) == b"\x00" else pos + 1
+            if nonzero_end > pos:
+                yield Skipped(pos, nonzero_end, zeros=False)
+            if nxt > nonzero_end:
+                yield Skipped(nonzero_end, nxt, zeros=True)
             pos = nxt
 
 
