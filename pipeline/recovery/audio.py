@@ -37,7 +37,7 @@ class AacSplitter:
         self.resets = 0
         self._dec = self._open()
 
-    def _open(self) -> av.AudioCodecContext:
+    def _open(self) -> av.CodecContext:
         dec = av.CodecContext.create("aac", "r")
         dec.extradata = self._asc
         dec.open()

@@ -21,7 +21,7 @@ from pipeline.errors import UsageError
 from pipeline.recovery import h264, h265
 from pipeline.recovery.nal import Syntax
 
-_REFERENCE_PACKETS = 2000  # packets demuxed for durations, sizes and interleaving
+REFERENCE_PACKETS = 2000  # packets demuxed for durations, sizes and interleaving
 _HASH_CHUNK = 1 << 20
 
 
@@ -126,7 +126,7 @@ def read_reference(path: Path) -> Reference:
         reorders = False
         streams = [vs] + ([aud] if aud is not None and aud.codec_context.name == "aac" else [])
         for n, pkt in enumerate(container.demux(*streams)):
-            if n >= _REFERENCE_PACKETS:
+            if n >= REFERENCE_PACKETS:
                 break
             if pkt.size == 0 or pkt.pts is None:
                 continue

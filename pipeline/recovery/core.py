@@ -16,7 +16,7 @@ from pipeline.errors import UsageError
 from pipeline.recovery import h264, h265
 from pipeline.recovery.audio import AacSplitter
 from pipeline.recovery.boxes import Layout, read_layout
-from pipeline.recovery.config import VideoConfig, read_reference
+from pipeline.recovery.config import REFERENCE_PACKETS, VideoConfig, read_reference
 from pipeline.recovery.inband import InBand, find_parameter_sets
 from pipeline.recovery.mux import ConfigMismatch
 from pipeline.recovery.result import NO_CONFIG, RecoveryResult
@@ -49,7 +49,7 @@ def recover(damaged: Path, out: Path, reference: Path | None = None, progress: P
     layout = read_layout(damaged)
     res = RecoveryResult("impossible", "", damaged=_describe(damaged, layout))
     if layout.has_moov:
-        res.warnings.append("the file still has a moov box; it was ignored and the samples found by walking the "
+        res.warnings.append("the file still has a moov box; it was ignored: samples are found by walking the "
                             "media data")
     if not layout.mdats:
         res.message = ("no 'mdat' box: the file holds no media data to recover (it was cut before the camera wrote "
@@ -68,6 +68,7 @@ def recover(damaged: Path, out: Path, reference: Path | None = None, progress: P
                 return _finish(res, t0)
             video, audio, syntax = _inband_config(found), None, found.syntax
             res.method = "in-band"
+            res.parameters["parameter_sets_at"] = found.offset
             res.warnings.append("no reference: timing comes from the stream's own timing information and audio, "
                                 "if any, is not recovered (its bytes are reported as skipped)")
             if found.annex_b:
@@ -75,10 +76,11 @@ def recover(damaged: Path, out: Path, reference: Path | None = None, progress: P
                                     "recovered where they are length-prefixed")
         res.codec = video.codec
         cap = min(_MAX_SAMPLE, max(_MIN_SAMPLE_CAP, 8 * (video.max_sample or _MAX_SAMPLE)))
-        res.parameters = {"nal_length_size": video.length_size, "max_sample_bytes": cap,
-                          "window_bytes": DEFAULT_WINDOW, "audio": "aac" if audio else None, "verify": verify}
+        res.parameters.update({"nal_length_size": video.length_size, "max_sample_bytes": cap,
+                               "window_bytes": DEFAULT_WINDOW, "audio": "aac" if audio else None, "verify": verify,
+                               "reference_packets_max": REFERENCE_PACKETS if ref else 0})
         other_tracks = bool(ref and any(not t.startswith(("video:", "audio:")) for t in ref.tracks))
-        session = Session(out, video, audio, ref.path if ref else None, res, progress,
+        session = Session(out, video, audio, ref.path if ref else None, syntax, res, progress,
                           sum(m.end - m.start for m in layout.mdats), cap, other_tracks)
         try:
             for mdat in layout.mdats:
@@ -97,6 +99,9 @@ def recover(damaged: Path, out: Path, reference: Path | None = None, progress: P
             res.message = (f"{exc}: {source} not fit this recording; supply a reference recorded by the same "
                            "camera with the same settings")
             return _finish(res, t0)
+        except BaseException:
+            session.abort()  # no half-written working copy is left behind
+            raise
         session.close()
     return _finish(_summarise(session, verify), t0)
 
@@ -123,7 +128,7 @@ def _inband_config(found: InBand) -> VideoConfig:
         extradata = h264.build_avcc(sps, pps, found.length_size)
     else:
         extradata = h265.build_hvcc(vps, sps, pps, found.length_size)
-    # Timing is filled in from the first keyframe's decoder (SPS/VPS timing information) in _Session.
+    # Timing is filled in from the first keyframe's decoder (SPS/VPS timing information) by the Session.
     return VideoConfig(found.codec, extradata, found.length_size, [*vps, *sps, *pps], Fraction(1, 25), 1,
                        frame_rate_source="assumed")
 
@@ -145,6 +150,9 @@ def _summarise(session: Session, verify: bool) -> RecoveryResult:
     res.segments = session.segments
     res.duration_s = round(float(res.frames * session.frame_s), 3)
     res.timeline_s = round(float(session.clock.span * session.frame_s), 3) if session.clock else 0.0
+    if session.clock and session.clock.adjusted:
+        res.warnings.append(f"{session.clock.adjusted} picture(s) had picture order counts that would show them "
+                            "before they decode: their presentation times were moved later")
     if res.frames == 0:
         session.out.unlink(missing_ok=True)
         if [s.reason for s in res.bytes_skipped if s.reason != OTHER_TRACK] == [TAIL]:

@@ -7,7 +7,10 @@ parameter set we hold and a legal slice type: random bytes (audio, corruption) r
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import ParamSpec, TypeVar
 
 from pipeline.recovery.bitstream import BitReader, BitstreamError, unescape
 
@@ -91,15 +94,18 @@ def skip_scaling_list(r: BitReader, size: int) -> None:
         last = nxt or last
 
 
-def safe(fn):  # type: ignore[no-untyped-def]
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def safe(fn: Callable[_P, _R]) -> Callable[_P, _R | None]:
     """Wrap a parser so that malformed bits mean 'not a NAL unit we believe' instead of an exception."""
 
-    def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
+    @functools.wraps(fn)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R | None:
         try:
             return fn(*args, **kwargs)
         except (BitstreamError, KeyError, IndexError, ValueError):
             return None
 
-    wrapper.__doc__ = fn.__doc__
-    wrapper.__name__ = fn.__name__
     return wrapper

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from pipeline.recovery.config import AudioConfig, VideoConfig
 from pipeline.recovery.mux import Muxer, probe_keyframe
-from pipeline.recovery.nal import NalInfo
+from pipeline.recovery.nal import NalInfo, Syntax
 from pipeline.recovery.result import RecoveryResult, SkippedRange
 from pipeline.recovery.timing import VideoClock
 from pipeline.recovery.walker import AudioSample, Event, Skipped, VideoSample
@@ -38,9 +38,10 @@ DAMAGE = (LOST, AUDIO_DAMAGE, TAIL_GARBAGE)
 
 class Session:
     def __init__(self, out: Path, video: VideoConfig, audio: AudioConfig | None, reference: Path | None,
-                 res: RecoveryResult, progress: Progress | None, total: int, max_sample: int,
+                 syntax: Syntax, res: RecoveryResult, progress: Progress | None, total: int, max_sample: int,
                  other_tracks: bool) -> None:
         self.out, self.video, self.audio, self.reference, self.res = out, video, audio, reference, res
+        self.syntax = syntax  # shared with the walker: holds in-band parameter sets as they are met
         self.progress, self.total, self.done, self._reported = progress, total, 0, 0
         self.max_sample, self.other_tracks = max_sample, other_tracks
         self.mux: Muxer | None = None
@@ -125,7 +126,7 @@ class Session:
             if not probe.fps:
                 self.res.warnings.append("the stream carries no frame rate: 25 fps assumed, timestamps may be off")
         self.frame_s = v.time_base * v.frame_duration
-        self.sps = next(iter(v.syntax().sps.values()), None)
+        self.sps = self.syntax.sps.get(0) or next(iter(self.syntax.sps.values()), None)
         poc_bits, step = _poc_shape(v.codec, self.sps)
         self.clock = VideoClock(probe.reorder, poc_bits, step)
         if probe.reorder and not self.clock.reorders:

@@ -26,6 +26,8 @@ class VideoClock:
         self._prev_lsb = 0
         self._prev_msb = 0
         self.delay = delay if self._reorder else 0  # dts runs this many frames ahead of pts, as the encoder had it
+        self._gap = 0  # lost frames whose place a later IDR must keep (with reordering)
+        self.adjusted = 0  # pictures whose POC would have put them before their decode time (bad POC step)
 
     @property
     def reorders(self) -> bool:
@@ -37,10 +39,15 @@ class VideoClock:
         return max(self._n, self._seq_max + 1)
 
     def gap(self, frames: int) -> None:
-        """Frames believed lost in a skipped range: the timeline jumps by as many."""
-        self._n += frames
-        self._seq_base = max(self._seq_base, self._seq_max + 1 + frames)
-        self._seq_max = self._seq_base - 1
+        """Frames believed lost in a skipped range: the timeline jumps by as many.
+
+        With reordering, a picture that continues its sequence is placed by its POC, which already counts
+        the lost ones; only the next IDR needs to keep their place.
+        """
+        if self._reorder:
+            self._gap += frames
+        else:
+            self._n += frames
 
     def next(self, first: NalInfo) -> tuple[int, int]:
         n = self._n
@@ -48,7 +55,10 @@ class VideoClock:
         if not self._reorder:
             return n, n
         if first.poc_reset:  # IDR/BLA: a new coded video sequence, POC MSB 0
-            self._seq_base = self._seq_max + 1
+            self._seq_base = self._seq_max + 1 + self._gap
+            self._n += self._gap
+            n += self._gap
+            self._gap = 0
             self._prev_lsb, self._prev_msb = first.poc_lsb or 0, 0
             poc = self._prev_lsb
         else:
@@ -60,6 +70,10 @@ class VideoClock:
                 msb -= self._max_lsb
             self._prev_lsb, self._prev_msb = lsb, msb
             poc = msb + lsb
-        pts = self._seq_base + poc // self._step
+        pts, dts = self._seq_base + poc // self._step, n - self.delay
+        if pts < dts:  # the POC step is not what we assumed: keep the file muxable, say so
+            self._seq_base += dts - pts
+            pts = dts
+            self.adjusted += 1
         self._seq_max = max(self._seq_max, pts)
-        return pts, n - self.delay
+        return pts, dts
