@@ -10,15 +10,11 @@ control channel lets another process make a camera fail the ways real covert cam
     POST /camera/<name>/start  back to normal
     GET  /status               JSON: ports, per-camera state and the emulator's own times of each change
 
-Every answer carries `at`, the emulator's wall-clock time at which the change took effect, and /status keeps
-the last events per camera (stop, stall, start, and each client's PLAY), so tests compare the recorder's gap
-bounds with the camera's own times rather than with times taken around an HTTP call.
-
-Ready means serving: before `<state-dir>/emulator.json` is written, every element of every launch line must
-exist (else exit 2 naming it and its Debian package), the line must parse, and an RTSP DESCRIBE of every
-mount must answer 200 with an SDP. Ports of 0 mean "pick a free one"; the real ports are in emulator.json.
-
-This module imports without `gi`, so `scripts/preflight.py` reads the launch lines and element packages here.
+Answers carry `at`, the emulator's own time of the change; /status keeps each camera's last events (stop,
+stall, start, each client's PLAY), so tests compare a recorder's gap bounds with the camera's own times.
+Ready means serving: emulator.json (with the real ports; 0 = pick a free one) is written only after every
+launch-line element exists (else exit 2 naming it and its Debian package), every line parses, and a DESCRIBE
+of every mount answers 200 with an SDP. Imports without `gi`, so scripts/preflight.py reads the lines here.
 """
 
 from __future__ import annotations
@@ -58,19 +54,11 @@ LAUNCH_TEMPLATES = (LIVE_LAUNCH, FILE_LAUNCH)
 # Debian package of every element the launch lines use (checked with `dpkg -S` on the plugin file that
 # `gst-inspect-1.0 NAME` names; tests/test_preflight.py keeps this table honest and complete).
 ELEMENT_PACKAGES = {
-    "videotestsrc": "gstreamer1.0-plugins-base",
-    "capsfilter": "libgstreamer1.0-0",
-    "clockoverlay": "gstreamer1.0-x",
-    "timeoverlay": "gstreamer1.0-x",
-    "textoverlay": "gstreamer1.0-x",
-    "x264enc": "gstreamer1.0-plugins-ugly",
-    "valve": "libgstreamer1.0-0",
-    "clocksync": "libgstreamer1.0-0",
-    "identity": "libgstreamer1.0-0",
-    "queue": "libgstreamer1.0-0",
-    "rtph264pay": "gstreamer1.0-plugins-good",
-    "multifilesrc": "gstreamer1.0-plugins-good",
+    "videotestsrc": "gstreamer1.0-plugins-base", "x264enc": "gstreamer1.0-plugins-ugly",
+    "clockoverlay": "gstreamer1.0-x", "timeoverlay": "gstreamer1.0-x", "textoverlay": "gstreamer1.0-x",
+    "rtph264pay": "gstreamer1.0-plugins-good", "multifilesrc": "gstreamer1.0-plugins-good",
     "h264parse": "gstreamer1.0-plugins-bad",
+    **dict.fromkeys(("capsfilter", "valve", "clocksync", "identity", "queue"), "libgstreamer1.0-0"),  # core
 }
 # What the RTSP server itself needs beyond the launch lines (rtpbin for RTP sessions, appsink for TCP).
 SERVER_ELEMENTS = {"rtpbin": "gstreamer1.0-plugins-good", "appsink": "gstreamer1.0-plugins-base",
@@ -117,6 +105,7 @@ def load_gi() -> None:
     from gi.repository import GstRtspServer as _server
 
     GLib, Gst, GstRtspServer = _glib, _gst, _server
+    Gst.init(None)
 
 
 def fail(msg: str) -> SystemExit:
@@ -139,9 +128,7 @@ class Camera:
     """One mount point plus the media objects currently serving it."""
 
     def __init__(self, name: str, launch: str) -> None:
-        self.name = name
-        self.launch = launch
-        self.state = "running"
+        self.name, self.launch, self.state = name, launch, "running"
         self.events: deque[tuple[float, str]] = deque(maxlen=50)
         self.medias: list = []
         self.errors: list[str] = []
@@ -261,24 +248,14 @@ class Emulator:
 
 def describe(port: int, name: str, timeout: float = 10.0) -> tuple[str, str]:
     """Status line and body of an RTSP DESCRIBE, as any client would send it."""
-    url = f"rtsp://127.0.0.1:{port}/{name}"
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(f"DESCRIBE {url} RTSP/1.0\r\nCSeq: 1\r\nAccept: application/sdp\r\n\r\n".encode())
-        data = b""
-        while b"\r\n\r\n" not in data and len(data) < 65536:
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            data += chunk
-        head, _, body = data.partition(b"\r\n\r\n")
-        lines = head.decode(errors="replace").split("\r\n")
-        length = next((int(ln.split(":", 1)[1]) for ln in lines if ln.lower().startswith("content-length:")), 0)
-        while len(body) < length:
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            body += chunk
-    return lines[0], body.decode(errors="replace")
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s, s.makefile("rb") as f:
+        s.sendall(f"DESCRIBE rtsp://127.0.0.1:{port}/{name} RTSP/1.0\r\nCSeq: 1\r\nAccept: application/sdp\r\n\r\n"
+                  .encode())
+        status, headers = f.readline().decode(errors="replace").strip(), {}
+        while line := f.readline().decode(errors="replace").strip():
+            key, _, value = line.partition(":")
+            headers[key.strip().lower()] = value.strip()
+        return status, f.read(int(headers.get("content-length", 0))).decode(errors="replace")
 
 
 def self_check(emu: Emulator) -> str | None:
@@ -375,13 +352,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="(tests) add this element, with any properties, to the live cameras' launch line")
     ap.add_argument("--state-dir", type=Path, required=True, help="where emulator.json is written when ready")
     args = ap.parse_args(argv)
-
     try:
         load_gi()
     except (ImportError, ValueError) as exc:
         raise fail(f"GStreamer Python bindings unavailable ({exc}); install Debian packages python3-gi "
                    "gir1.2-gst-rtsp-server-1.0") from None
-    Gst.init(None)
     cams = camera_lines(args, ap)
     for name, launch in cams.items():
         check_launch(name, launch)
@@ -391,7 +366,6 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         raise fail(f"cannot listen on 127.0.0.1:{args.control_port} for control ({exc.strerror})") from None
     threading.Thread(target=httpd.serve_forever, daemon=True, name="control").start()
-
     loop = GLib.MainLoop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         GLib.unix_signal_add(GLib.PRIORITY_HIGH, sig, lambda *_: (loop.quit(), False)[1])

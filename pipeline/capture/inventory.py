@@ -177,7 +177,7 @@ def _describe(exc: ValidationError, data: object, root: yaml.Node | None = None)
             loc = loc[2:]
         field = ".".join(str(x) for x in loc) or "(root)"
         msg = err["msg"].removeprefix("Value error, ")
-        msgs.append(f"{' '.join(where) + ': ' if where else ''}field {field}: {msg}")
+        msgs.append(f"{': '.join(where) + ': ' if where else ''}field {field}: {msg}")
     return "; ".join(msgs)
 
 
