@@ -195,3 +195,18 @@ def test_old_journal_entries_still_load() -> None:
     seg = SegmentInfo.from_json(json.loads(json.dumps(old)))
     assert seg.start == datetime(2026, 1, 1, tzinfo=UTC) and seg.camera_clock_offset is None
     assert "not recorded" in seg.clock_source and seg.source == ()
+
+
+def test_clock_probe_digest_matches_rfc_2617(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The RTCP clock probe authenticates like ffmpeg does; RFC 2617's worked example pins the digest."""
+    from pipeline.capture import rtcp
+
+    s = object.__new__(rtcp._Session)
+    s.user, s.password = "Mufasa", "Circle Of Life"
+    s.auth = {"scheme": "digest", "realm": "testrealm@host.com", "nonce": "dcd98b7102dd2f0e8b11d0f600bfb0c093",
+              "qop": "auth,auth-int"}
+    monkeypatch.setattr(rtcp.os, "urandom", lambda n: bytes.fromhex("0a4f113b"))
+    header = s._authorization("GET", "/dir/index.html")
+    assert 'response="6629fae49393a05397450978507c4ef1"' in header and 'cnonce="0a4f113b"' in header
+    s.auth = {"scheme": "basic"}
+    assert s._authorization("DESCRIBE", "rtsp://h/s") == "Basic TXVmYXNhOkNpcmNsZSBPZiBMaWZl"

@@ -2,7 +2,8 @@
 
 Credentials are referenced by environment-variable name only (`username_env`, `password_env`), so the
 inventory file can be reviewed, versioned and attached to the custody record without leaking secrets.
-A URL that embeds a password is rejected outright.
+A URL that embeds a password is rejected outright. The URL's scheme picks the camera source that reads it
+(`pipeline/capture/sources/`: rtsp:// and rtsps:// today), and that source validates it.
 
     cameras:
       - id: cam1
@@ -12,6 +13,7 @@ A URL that embeds a password is rejected outright.
         case_ref: OP-EXAMPLE/2026-001
         exhibit_prefix: JD/CAM1
         segment_seconds: 60
+        camera_clock: true          # measure its clock (RTCP sender reports) on a short second session
         windows:
           - cron: "0 22 * * *"     # 22:00 every day (UTC)
             duration: 8h
@@ -95,6 +97,9 @@ class Camera(BaseModel):
     exhibit_prefix: Annotated[str, Field(min_length=1)]
     segment_seconds: Annotated[float, Field(gt=0, le=3600)] = 60.0
     stall_timeout: Annotated[float, Field(gt=0, le=600)] = 10.0
+    # read the camera's clock from its RTCP sender reports on a short second RTSP session per connection
+    # (rtcp.py); false for a camera that allows only one session
+    camera_clock: bool = True
     windows: list[RecordingWindow] = Field(default_factory=list)
 
     @field_validator("url")

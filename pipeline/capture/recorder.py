@@ -110,14 +110,15 @@ class Recorder:
 
     def _probe_camera_clock(self, conn: Connection) -> None:
         """Once per connection with data, in the background: the camera's clock offset (see rtcp.py)."""
-        conn.clock_probed = True
         measure = getattr(self.source, "measure_clock", None)
         if measure is None or not self.camera_clock:
+            conn.clock_probed = True
             self.clock_source = f"{self._clock_base}; camera clock: not measured ({self.source.name} source)" \
                 if measure is None else f"{self._clock_base}; camera clock: not measured (disabled)"
             return
         if self._clock_thread is not None and self._clock_thread.is_alive():
-            return
+            return  # the previous connection's probe is still out; try again on the next poll
+        conn.clock_probed = True
 
         def run() -> None:
             try:
