@@ -18,6 +18,7 @@ APT_PACKAGES=(
   gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools
   gstreamer1.0-x              # pango overlays (clockoverlay, timeoverlay) in the emulator launch lines
   postgresql                  # Prefect server database in the scale test (initdb/pg_ctl, never the system service)
+  python3-venv                # `python3 -m venv` below, when python3 is Debian's (ensurepip is split out)
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
