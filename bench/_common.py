@@ -16,12 +16,14 @@ CUSTODY = str(Path(sys.executable).parent / "custody")
 
 
 @contextlib.contextmanager
-def temp_stack() -> Iterator[Path]:
-    """A fresh CUSTODY_HOME with its own running S3 server, removed afterwards."""
+def temp_stack(prefect: bool = False) -> Iterator[Path]:
+    """A fresh CUSTODY_HOME with its own running S3 server (and Prefect server with `prefect`), removed
+    afterwards."""
     with tempfile.TemporaryDirectory(prefix="custody-bench-") as d:
         home = Path(d) / "home"
         env = {**os.environ, "CUSTODY_HOME": str(home)}
-        subprocess.run([CUSTODY, "stack", "up"], env=env, check=True, capture_output=True)
+        subprocess.run([CUSTODY, "stack", "up", "--prefect" if prefect else "--no-prefect"], env=env, check=True,
+                       capture_output=True)
         old = os.environ.get("CUSTODY_HOME")
         os.environ["CUSTODY_HOME"] = str(home)
         try:

@@ -1,7 +1,9 @@
-"""Shared fixtures: one real embedded S3 server for the whole run.
+"""Shared fixtures: one real embedded S3 server for the whole run, and one Prefect server for the tests that
+ask for it (`prefect_api`: `custody stack up` starts it, ~20 s, once per run).
 
 Each test that needs isolation gets its own case reference rather than its
-own server, which keeps the suite fast on 2 cores.
+own server, which keeps the suite fast on 2 cores. A test starting a home of
+its own passes `stack up --no-prefect` unless it needs Prefect.
 """
 
 from __future__ import annotations
@@ -45,9 +47,18 @@ class Cli:
 def cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
     home = tmp_path_factory.mktemp("custody-home")
     c = Cli(home)
-    c.run("stack", "up")
+    c.run("stack", "up", "--no-prefect")
     yield c
     c.run("stack", "down", check=False)
+
+
+@pytest.fixture(scope="session")
+def prefect_api(cli: Cli) -> str:
+    """The session home's Prefect API URL; its server is shared by every test that needs one."""
+    info = cli.json("stack", "up", timeout=240)
+    url = info["prefect_api_url"]  # type: ignore[index]
+    assert url, info
+    return url
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import threading
 import time
+import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -32,7 +33,7 @@ def wait_for(cond, timeout: float, what: str, interval: float = 0.2):  # type: i
 
 @pytest.fixture(scope="module")
 def cameras(cli):  # type: ignore[no-untyped-def]
-    cli.run("stack", "up", "--cameras", "2")
+    cli.run("stack", "up", "--cameras", "2", "--no-prefect")
     yield cli
     from pipeline.capture import stop_emulator
 
@@ -54,6 +55,18 @@ def _url(cli, cam: str) -> str:  # type: ignore[no-untyped-def]
     return cli.json("stack", "status")["cameras"]["urls"][cam]
 
 
+def _flow_runs(api: str, recording: str) -> list[dict]:
+    """camera_ingest flow runs attached to one recording, from the Prefect server's own API."""
+    body = json.dumps({"flows": {"name": {"any_": ["camera_ingest"]}}, "limit": 200}).encode()
+    req = urllib.request.Request(f"{api}/flow_runs/filter", data=body, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as r:  # noqa: S310 - loopback test server
+        return [x for x in json.loads(r.read()) if x["parameters"].get("recording") == recording]
+
+
+def _t(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
 def test_two_cameras_with_an_outage(cameras, evidence, case_ref, tmp_path):  # type: ignore[no-untyped-def]
     from pipeline.capture.ingest import exhibit_ref_for, ingest_camera
 
@@ -71,11 +84,10 @@ def test_two_cameras_with_an_outage(cameras, evidence, case_ref, tmp_path):  # t
     wait_for(lambda: evidence.catalog.find_case(case_ref) and evidence.catalog.find_exhibit(
         evidence.catalog.get_case(case_ref), ex2) and _segment_events(evidence, case_ref, ex2), 30,
         "cam2's first stored segment")
-    t_stop = datetime.now(UTC)
-    cli.run("stack", "camera", "cam2", "--stop")
+    # the emulator's own times of the change (a CLI call's start/end would add its start-up, >1 s under load)
+    t_stop = datetime.fromtimestamp(cli.json("stack", "camera", "cam2", "--stop")["at"], UTC)
     time.sleep(5)  # the outage itself
-    cli.run("stack", "camera", "cam2", "--start")
-    t_start = datetime.now(UTC)
+    t_start = datetime.fromtimestamp(cli.json("stack", "camera", "cam2", "--start")["at"], UTC)
     for t in threads:
         t.join(timeout=120)
     r1, r2 = reports["cam1"], reports["cam2"]
@@ -89,6 +101,12 @@ def test_two_cameras_with_an_outage(cameras, evidence, case_ref, tmp_path):  # t
     ends = [datetime.fromisoformat(e["parameters"]["wallclock_end"].replace("Z", "+00:00")) for e in segs1]
     for prev_end, nxt in zip(ends, starts[1:], strict=False):
         assert abs((nxt - prev_end).total_seconds()) < 1.0
+    for e in segs1:  # how each segment's wall-clock time was obtained, and how the stream was read
+        p = e["parameters"]
+        assert p["clock_source"].startswith("receiver clock") and "camera clock" in p["clock_source"]
+        assert p["camera_clock_offset"] is None or abs(float(p["camera_clock_offset"])) < 2.0  # floats: decimal text
+        assert p["source"]["source"] == "rtsp" and p["source"]["url"].endswith("/cam1")
+    assert any(e["parameters"]["camera_clock_offset"] is not None for e in segs1), "RTCP clock never measured"
     for e in segs1[:2] + _segment_events(evidence, case_ref, ex2)[-1:]:
         o = e["objects"][0]
         local = tmp_path / f"{o['key'].rsplit('/', 1)[-1]}.ts"
@@ -104,7 +122,7 @@ def test_two_cameras_with_an_outage(cameras, evidence, case_ref, tmp_path):  # t
     assert len(gaps) == 1, gaps
     g_start = datetime.fromisoformat(gaps[0]["start"])
     g_end = datetime.fromisoformat(gaps[0]["end"])
-    assert (g_start - t_stop).total_seconds() <= 1.0
+    assert abs((g_start - t_stop).total_seconds()) <= 1.0
     assert g_end >= t_start
     after = [e for e in _segment_events(evidence, case_ref, ex2)
              if datetime.fromisoformat(e["parameters"]["wallclock_start"].replace("Z", "+00:00")) >= g_end]
@@ -149,7 +167,7 @@ def test_store_outage_loses_nothing(cameras, evidence, case_ref):  # type: ignor
     assert cli.run("verify", "--case", case_ref).returncode == 0
 
 
-def test_kill9_then_new_run_uploads_leftovers_once(cameras, evidence, case_ref):  # type: ignore[no-untyped-def]
+def test_kill9_then_new_run_uploads_leftovers_once(cameras, evidence, case_ref, prefect_api):  # type: ignore[no-untyped-def]
     from pipeline.capture.ingest import exhibit_ref_for
 
     cli = cameras
@@ -170,12 +188,43 @@ def test_kill9_then_new_run_uploads_leftovers_once(cameras, evidence, case_ref):
     wait_for(lambda: hashed_count() >= 3, 60, "three spooled segments")
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=10)
-    # a new run (through a real Prefect flow run) uploads what was left, exactly once
+    # a new run (reported as a real Prefect flow run) uploads what was left, exactly once
     out = cli.json("cameras", "run", "--camera", "cam2", "--duration", "4s", "--segment", "2s", "--case", case_ref,
                    timeout=240)
     assert out["pending"] == 0
+    runs = _flow_runs(prefect_api, out["run_id"])
+    assert [r["state_type"] for r in runs] == ["COMPLETED"], runs
+    assert runs[0]["parameters"]["camera_id"] == "cam2" and "cam2" in runs[0]["tags"]
     segs = _segment_events(evidence, case_ref, exhibit_ref_for("CAM2", datetime.now(UTC)))
     ids = [e["parameters"]["item_id"] for e in segs]
     assert len(ids) == len(set(ids)), "a segment was recorded twice"
     assert len(ids) >= 3
     assert cli.run("verify", "--case", case_ref).returncode == 0
+
+
+def test_inventory_camera_clock_and_the_time_between_two_runs(cameras, evidence, case_ref, tmp_path):  # type: ignore[no-untyped-def]
+    """`camera_clock: false` reaches the recorder; a second run on the camera-day states the time between runs."""
+    inv = tmp_path / "cameras.yaml"
+    inv.write_text(f"cameras:\n  - id: cam1\n    url: {_url(cameras, 'cam1')}\n    case_ref: {case_ref}\n"
+                   "    exhibit_prefix: INV1\n    segment_seconds: 2\n    stall_timeout: 5\n    camera_clock: false\n")
+    first = cameras.json("cameras", "run", "--camera", "cam1", "--inventory", str(inv), "--duration", "4s",
+                         "--no-prefect")
+    second = cameras.json("cameras", "run", "--camera", "cam1", "--inventory", str(inv), "--duration", "4s",
+                          "--no-prefect")
+    assert first["exhibit"] == second["exhibit"] and first["pending"] == second["pending"] == 0
+    _, ex = evidence.get(case_ref, first["exhibit"])
+    events = evidence.log.events(ex.id)
+    segs = [e["parameters"] for e in events if e["action"] == "segment_recorded"]
+    assert segs and all("camera clock: not measured (disabled)" in p["clock_source"] for p in segs)
+    assert all(p["camera_clock_offset"] is None for p in segs)
+    cover = sorted((e["parameters"] for e in events if e["action"] == "coverage"), key=lambda c: c["start"])
+    between = [c for c in cover if c["state"] == "not_scheduled"]
+    assert len(between) == 1, cover
+    first_end = max(_t(p["wallclock_end"]) for p in segs if _t(p["wallclock_start"]) < _t(second["ffmpeg_started"]))
+    assert _t(between[0]["start"]) == first_end
+    assert _t(between[0]["end"]) <= _t(second["ffmpeg_started"])
+    # the spans tile the exhibit's time with no hole and no overlap: recorded, gaps, the time between the runs
+    for a, b in zip(cover, cover[1:], strict=False):
+        assert _t(a["end"]) == _t(b["start"]), (a, b)
+    assert {c["state"] for c in cover} <= {"recorded", "gap", "not_scheduled"} and "recorded" in {
+        c["state"] for c in cover}

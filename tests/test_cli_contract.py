@@ -46,7 +46,7 @@ def test_store_down_exits_3_and_says_what_to_start(tmp_path):
 
 def test_two_homes_never_share_state_or_ports(cli, tmp_path):
     other = Cli(tmp_path / "home2")
-    other.run("stack", "up")
+    other.run("stack", "up", "--no-prefect")
     try:
         a = cli.json("stack", "status")
         b = other.json("stack", "status")

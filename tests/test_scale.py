@@ -42,7 +42,7 @@ def scale(cli, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ScaleStack]
         start_process_worker,
     )
 
-    cli.run("stack", "up", "--cameras", "1")
+    cli.run("stack", "up", "--cameras", "1", "--no-prefect")  # its own Prefect server runs on PostgreSQL
     prefect_home = tmp_path_factory.mktemp("scale") / "prefect"
     pg = start_postgres()
     services = []

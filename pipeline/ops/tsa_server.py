@@ -30,12 +30,15 @@ from typing import Any
 
 from pipeline.custody.tsa_authority import AuthorityFiles
 from pipeline.errors import InfrastructureError
+from pipeline.ops.processes import alive as _alive
+from pipeline.ops.processes import cmdline_has, forget, track
+from pipeline.ops.processes import kill as _kill
+from pipeline.ops.processes import tail as _tail
 
 MAX_QUERY = 16 * 1024  # a TimeStampReq is ~60 bytes; refuse anything that could be a memory attack
 STATE_FILE = "tsa.json"
 HOST = "127.0.0.1"
 _MODULE = "pipeline.ops.tsa_server"
-_children: dict[int, subprocess.Popen[bytes]] = {}
 
 
 class LocalTsaError(InfrastructureError):
@@ -149,23 +152,9 @@ def _read_state(state: Path) -> dict[str, Any] | None:
         return None
 
 
-def _alive(pid: int) -> bool:
-    child = _children.get(pid)
-    if child is not None:
-        return child.poll() is None
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
 def _is_tsa(pid: int) -> bool:
     """Guard against pid reuse: only signal a process that is really a local TSA."""
-    try:
-        return _MODULE in Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return False
+    return cmdline_has(pid, _MODULE)
 
 
 def _healthy(port: int, timeout: float = 1.0) -> bool:
@@ -174,13 +163,6 @@ def _healthy(port: int, timeout: float = 1.0) -> bool:
             return r.status == 200
     except OSError:
         return False
-
-
-def _tail(path: Path, n: int = 5) -> str:
-    try:
-        return " | ".join(path.read_text(errors="replace").splitlines()[-n:])
-    except OSError:
-        return ""
 
 
 def start(directory: Path, port: int = 0, *, state_file: Path | None = None, timeout: float = 10.0) -> LocalTsa:
@@ -198,11 +180,11 @@ def start(directory: Path, port: int = 0, *, state_file: Path | None = None, tim
            "--state-file", str(state)]
     with open(log, "ab") as logf:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, start_new_session=True)
-    _children[proc.pid] = proc
+    track(proc)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            _children.pop(proc.pid, None)
+            forget(proc.pid)
             raise LocalTsaError(f"local TSA exited with {proc.returncode} during start-up; see {log}: {_tail(log)}")
         st = _read_state(state)
         if st is not None and st["pid"] == proc.pid and _healthy(st["port"]):
@@ -211,25 +193,6 @@ def start(directory: Path, port: int = 0, *, state_file: Path | None = None, tim
             proc.wait(timeout=0.01)  # condition poll with a bounded wait, not a fixed sleep
     _kill(proc.pid)
     raise LocalTsaError(f"local TSA not answering within {timeout:g} s; see {log}: {_tail(log)}")
-
-
-def _kill(pid: int, timeout: float = 10.0) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    child = _children.pop(pid, None)
-    if child is not None:
-        try:
-            child.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
-        return
-    deadline = time.monotonic() + timeout
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.02)  # not our child: nothing to wait() on, poll /proc
-    if _alive(pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
 
 
 def stop(directory: Path, *, state_file: Path | None = None) -> bool:

@@ -7,11 +7,13 @@ Lives in the storage package because the client needs it to find its endpoint;
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.ops.processes import alive as pid_alive
 from pipeline.settings import Settings
+
+__all__ = ["StackState", "pid_alive", "read_state", "state_path"]
 
 
 @dataclass
@@ -25,21 +27,6 @@ class StackState:
 
 def state_path(settings: Settings) -> Path:
     return settings.stack_dir / "s3.json"
-
-
-def pid_alive(pid: int) -> bool:
-    """True for a live process (a zombie is not alive)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split()[2] != "Z"
-    except OSError:
-        return True
 
 
 def read_state(settings: Settings) -> StackState | None:
