@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job end to end on the embedded stack: an emulated covert camera is
-# recorded as evidence (Prefect flow camera_ingest), a field upload is added,
-# stills are extracted, and an evidence bundle is built and verified offline.
+# recorded as evidence (reported to the stack's Prefect server as a
+# camera_ingest flow run), a field upload is added, stills are extracted, and
+# an evidence bundle is built and verified offline.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
@@ -10,13 +11,14 @@ OUT="${DEMO_OUT:-$PWD/demo-out}"
 mkdir -p "$OUT"
 CASE="DEMO/$(date -u +%Y%m%d-%H%M%S)"
 
-echo "== 1. embedded stack: S3 (SeaweedFS), one emulated RTSP camera"
+echo "== 1. embedded stack: S3 (SeaweedFS), Prefect server (about 20 s the first time), one emulated RTSP camera"
 custody stack up --cameras 1
 custody case create --ref "$CASE" --title "custody demo"
 
-echo "== 2. record the covert camera for 20 s (Prefect flow camera_ingest)"
-custody cameras run --camera cam1 --duration 20s --segment 5s --case "$CASE"
-CAM_EXHIBIT="CAM1/$(date -u +%Y%m%d)"
+echo "== 2. record the covert camera for 20 s (ffmpeg starts at once; the run is reported to Prefect)"
+CAM_EXHIBIT="$(custody cameras run --camera cam1 --duration 20s --segment 5s --case "$CASE" --json \
+  | python3 -c 'import json,sys; r=json.load(sys.stdin); print(r["exhibit"]); sys.stderr.write("%d segments stored, %d gap(s), ffmpeg started %s\n" % (r["segments_stored"], len(r["gaps"]), r["ffmpeg_started"]))')"
+custody cameras status
 
 echo "== 3. a field team uploads footage recovered from an SD card"
 clip="$OUT/sdcard-clip.mp4"
@@ -35,3 +37,5 @@ custody bundle --case "$CASE" --out "$bundle" --recipient "CPS reviewing lawyer"
 custody verify "$bundle"
 echo
 echo "demo: case $CASE — evidence bundle at $bundle (CUSTODY_HOME=$CUSTODY_HOME)"
+ui="$(custody stack status --json | python3 -c 'import json,sys; print(json.load(sys.stdin).get("prefect_ui_url") or "")')"
+[ -z "$ui" ] || echo "the camera run in the Prefect UI: $ui (custody stack down stops the stack)"

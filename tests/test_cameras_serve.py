@@ -93,6 +93,9 @@ def test_serve_catches_up_on_a_window_under_way(cli: Cli, emulator: dict, prefec
         row = wait_for(lambda: (r := _status(cli, inv, "cam1")) and r["recording"] and r, 30, "recording status")
         assert row["next_window"]["under_way"] and _t(row["window"]["start"]) == begin
         assert _t(row["window"]["end"]) == end
+        busy = cli.run("cameras", "run", "--camera", "cam1", "--inventory", str(inv), "--duration", "3s",
+                       "--no-prefect", check=False, timeout=60)  # the spool's camera lock: one recorder per camera
+        assert busy.returncode == 2 and "being recorded" in busy.stderr, busy.stderr
         wait_for(lambda: "finished:" in log_path.read_text(), 120, "the window to finish")
         assert not _status(cli, inv, "cam1")["recording"]  # type: ignore[index]
     finally:
@@ -137,6 +140,13 @@ def test_serve_refuses_an_unreachable_configured_prefect(cli: Cli, emulator: dic
                    env={"CUSTODY_PREFECT_API_URL": "http://127.0.0.1:9/api"})
     assert proc.returncode == 3, proc.stderr
     assert "not answering" in proc.stderr and "--no-prefect" in proc.stderr
+
+
+def test_emulator_control_errors_carry_their_exit_codes(cli: Cli, emulator: dict, tmp_path: Path) -> None:
+    unknown = cli.run("stack", "camera", "nosuch", "--stop", check=False)
+    assert unknown.returncode == 2 and "no camera 'nosuch'" in unknown.stderr, unknown.stderr
+    down = Cli(tmp_path / "home").run("stack", "camera", "cam1", "--stop", check=False)
+    assert down.returncode == 3 and "stack up --cameras" in down.stderr, down.stderr
 
 
 def test_camera_status_api_and_portal_page_per_case(cli: Cli, tmp_path: Path) -> None:

@@ -244,6 +244,8 @@ class IngestRun:
                 return ev, case, exhibit
             except Exception as exc:  # noqa: BLE001 - store down, bad credentials...: keep spooling, say why
                 log.warning("%s: store not reachable, segments wait in the spool: %s", self.camera, exc)
+                if self._rec_done.is_set() and self.ffmpeg_started is None:
+                    return None  # nothing was recorded: nothing to wait for
                 if self._rec_done.is_set():
                     give_up = give_up or time.monotonic() + self.final_drain_timeout
                     if time.monotonic() > give_up:
@@ -316,11 +318,15 @@ class IngestRun:
             self.report.pending = len(self.spool.pending())
             return
         ev, case, exhibit = connected
+        self.launched.wait()  # set within moments: at ffmpeg's start, or when the recorder gave up
+        if self.ffmpeg_started is None:  # camera busy (another recorder owns its spool), no ffmpeg: wait() says
+            self.report.pending = len(self.spool.pending())
+            return
         uploader = SegmentUploader(ev, case, exhibit, self.actor, on_stored=self._stored)
         self._drain_safely(ev, case, exhibit, uploader)  # leftovers of an earlier, killed run go first
         started = False
         while True:
-            if not started and self.error is None:
+            if not started:
                 try:
                     self._start_coverage(ev, exhibit)
                     started = True
@@ -329,8 +335,7 @@ class IngestRun:
             if self._rec_done.wait(self.drain_interval):
                 break
             self._drain_safely(ev, case, exhibit, uploader)
-        if self.ffmpeg_started is not None:
-            self._end_coverage()
+        self._end_coverage()
         deadline = time.monotonic() + self.final_drain_timeout
         pending = -1
         while time.monotonic() < deadline:

@@ -146,13 +146,17 @@ def status(inventory: InventoryOpt = None, json_out: JsonOpt = False) -> None:
         return
     from rich.table import Table
 
-    table = Table(title="cameras")
-    for col in ("camera", "recording", "last segment stored", "next window", "gaps 24 h"):
+    def short(value: str | None) -> str:
+        return value.replace("T", " ")[:19] if value else "-"
+
+    table = Table(title="cameras (times UTC)")
+    for col in ("camera", "case", "recording", "last segment stored", "next window", "gaps 24 h"):
         table.add_column(col)
     for r in rows:
         nxt = r["next_window"]
-        table.add_row(r["camera"], "yes, since " + (r["recording_since"] or "?") if r["recording"] else "no",
-                      r["last_segment_end"] or "-",
-                      (("now: " if nxt["under_way"] else "") + f"{nxt['label']} ({nxt['start'][:10]})") if nxt else "-",
-                      f"{r['gaps_24h']} ({r['gap_seconds_24h']:g} s)")
+        table.add_row(r["camera"], r["case"] or "-", f"yes, since {short(r['recording_since'])}" if r["recording"]
+                      else "no", short(r["last_segment_end"]),
+                      (("under way: " if nxt["under_way"] else "") + f"{nxt['label']} ({nxt['start'][:10]})")
+                      if nxt else "none scheduled",
+                      f"{r['gaps_24h']} ({r['gap_seconds_24h']:g} s)" if r["gaps_24h"] else "none")
     err.print(table)
