@@ -50,7 +50,7 @@ class PrefectReporter:
         try:
             url = reachable_api_url(self.settings)
             if url is None and self.start_server and not self.settings.prefect_api_url:
-                log.info("no Prefect server for this home: starting the stack's (about 20 s; it stays up, "
+                log.info("no Prefect server for this home: starting the stack's (10-25 s; it stays up, "
                          "`custody stack down` stops it); recording goes on")
                 url = start_prefect(self.settings)
             if url is None:

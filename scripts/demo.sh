@@ -11,7 +11,7 @@ OUT="${DEMO_OUT:-$PWD/demo-out}"
 mkdir -p "$OUT"
 CASE="DEMO/$(date -u +%Y%m%d-%H%M%S)"
 
-echo "== 1. embedded stack: S3 (SeaweedFS), Prefect server (about 20 s the first time), one emulated RTSP camera"
+echo "== 1. embedded stack: S3 (SeaweedFS), Prefect server (10-25 s), one emulated RTSP camera"
 custody stack up --cameras 1
 custody case create --ref "$CASE" --title "custody demo"
 

@@ -54,7 +54,7 @@ def up(prefect: Annotated[bool, typer.Option("--prefect/--no-prefect",
     if prefect and not settings.prefect_api_url:  # a configured external server is not ours to start
         from pipeline.ops.prefect import spawn_prefect
 
-        starting = spawn_prefect(settings)  # ~20 s to answer: it starts while the rest comes up
+        starting = spawn_prefect(settings)  # 10-25 s to answer: it starts while the rest comes up
     if settings.embedded:
         state = start_s3(settings)
         say(f"S3 (SeaweedFS) running at http://{state.endpoint} (pid {state.pid})")
@@ -71,7 +71,7 @@ def up(prefect: Annotated[bool, typer.Option("--prefect/--no-prefect",
         from pipeline.ops.prefect import ui_url, wait_prefect
 
         if starting.proc is not None:
-            say("starting Prefect server (about 20 s; `--no-prefect` to skip)...")
+            say("starting Prefect server (10-25 s; `--no-prefect` to skip)...")
         url = wait_prefect(settings, starting)
         say(f"Prefect API at {url}, UI at {ui_url(url)}")
     info = _status(settings)
