@@ -184,8 +184,9 @@ class IngestRun:
                            window={"start": iso(self.window_start), "end": iso(self.end) if self.end else None,
                                    "label": self.label}, ended=None)
         self.launched.set()
-        late_note = f"ffmpeg started {late:.2f} s after the window began" if late < 60 else (
-            f"catch-up: window began {self.window_start:%H:%M:%S}, recording began {self.began:%H:%M:%S}")
+        catch_up = (self.began - self.window_start).total_seconds() > 1.0  # started inside a window under way
+        late_note = (f"catch-up: window began {self.window_start:%H:%M:%S}, recording began {self.began:%H:%M:%S}"
+                     if catch_up else f"ffmpeg started {late:.3f} s after the window began")
         log.info("window %s started: %s", self.label, late_note)
 
     def _on_segment(self, seg: SegmentInfo) -> None:
