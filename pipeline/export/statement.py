@@ -65,7 +65,7 @@ def file_rows(c: Continuity) -> list[list[str]]:
         rows.append([str(n), f["name"], f["start_recorded"] or f["start"] or "unknown",
                      f["end_recorded"] or f["end"] or ("-" if f["start"] else "unknown"),
                      f"{f['duration']:.3f} s" if f["duration"] is not None else "-", f["time_how"], notes,
-                     c.bundled.get(f["sha256"], "not in this bundle")])
+                     c.bundled.get(f["key"], "not in this bundle")])
     return rows
 
 
@@ -94,8 +94,8 @@ def _table(head: list[str], rows: list[list[str]]) -> str:
 def render_html(c: Continuity) -> str:
     e = html.escape
     out = [f"<h3>Continuity statement — exhibit {e(c.exhibit.ref)}</h3>",
-           _table(["", ""], [list(r) for r in source_rows(c)]),
-           "<h4>Coverage</h4>", _table(["", ""], [list(r) for r in summary_rows(c)]),
+           _table(["Item", "Detail"], [list(r) for r in source_rows(c)]),
+           "<h4>Coverage</h4>", _table(["Measure", "Value"], [list(r) for r in summary_rows(c)]),
            f"<p><img class='cov' src='{_data_uri(c.coverage_png)}' alt='Coverage timeline of {e(c.exhibit.ref)}: "
            "green recorded, red gaps, orange unexplained, grey not scheduled'></p>",
            "<h4>Files on the clock (times exactly as the custody record holds them)</h4>",
@@ -156,12 +156,14 @@ def pdf_flowables(c: Continuity, styles: Any, width: float, p: Any, table: Any, 
 
     h3, h4 = styles["Heading3"], styles["Heading4"]
     story: list[Any] = [Paragraph(f"Continuity statement — exhibit {html.escape(c.exhibit.ref)}", h3),
-                        table([[p(k), p(v)] for k, v in [("", ""), *source_rows(c)]], [45 * mm, width - 45 * mm]),
+                        table([[p(k), p(v)] for k, v in [("Item", "Detail"), *source_rows(c)]],
+                              [45 * mm, width - 45 * mm]),
                         Paragraph("Coverage", h4),
-                        table([[p(k), p(v)] for k, v in [("", ""), *summary_rows(c)]], [45 * mm, width - 45 * mm]),
+                        table([[p(k), p(v)] for k, v in [("Measure", "Value"), *summary_rows(c)]],
+                              [45 * mm, width - 45 * mm]),
                         image(c.coverage_png, width, 60 * mm),
                         Paragraph("Files on the clock (times exactly as the custody record holds them)", h4)]
-    widths = [8 * mm, 34 * mm, 44 * mm, 44 * mm, 18 * mm, 60 * mm, 30 * mm]
+    widths = [8 * mm, 30 * mm, 50 * mm, 50 * mm, 16 * mm, 56 * mm, 28 * mm]
     widths.append(width - sum(widths))
     story.append(table([[p(h) for h in ("#", "File", "Recording start", "Recording end", "Length",
                                         "How the time was obtained", "Notes", "In this bundle")]]
@@ -170,7 +172,7 @@ def pdf_flowables(c: Continuity, styles: Any, width: float, p: Any, table: Any, 
     story.append(Paragraph("Gaps and time not covered", h4))
     gaps = gap_rows(c)
     if gaps:
-        gw = [40 * mm, 48 * mm, 48 * mm, 20 * mm, 60 * mm]
+        gw = [34 * mm, 56 * mm, 56 * mm, 18 * mm, 60 * mm]  # 32 Courier characters need ~49 mm
         gw.append(width - sum(gw))
         story.append(table([[p(h) for h in ("What", "From", "To", "Length", "Reason", "Record")]]
                            + [[p(r[0]), p(r[1], mono), p(r[2], mono), p(r[3]), p(r[4]), p(r[5])] for r in gaps], gw))

@@ -37,7 +37,7 @@ class Continuity:
     coverage_png: bytes
     sheets: list[tuple[str, bytes]] = field(default_factory=list)  # (caption, PNG)
     stills: list[tuple[str, bytes]] = field(default_factory=list)  # (caption, PNG with burnt-in time)
-    bundled: dict[str, str] = field(default_factory=dict)  # sha256 -> path in the bundle
+    bundled: dict[str, str] = field(default_factory=dict)  # object key -> path in the bundle
 
 
 def processes(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -73,17 +73,18 @@ def continuity_for(ev: Evidence, exhibit: Exhibit, events: list[dict[str, Any]],
     lanes = [(exhibit.ref if not tl["cameras"] else f"{exhibit.ref} ({', '.join(tl['cameras'])})", tl["coverage"])]
     out = Continuity(exhibit, tl, seizures(events), sources(events), handlers(events), handoffs(events),
                      processes(events), coverage_png(lanes))
-    out.bundled = {f.sha256: f.path for f in files if getattr(f, "sha256", None)}
-    sheets = [s for s in tl["contact_sheets"] if s.get("sha256") in out.bundled][:MAX_SHEETS]
+    by_key = {f.key: f for f in files if getattr(f, "key", None)}
+    out.bundled = {k: f.path for k, f in by_key.items()}
+    sheets = [s for s in tl["contact_sheets"] if s.get("key") in by_key][:MAX_SHEETS]
     for s in sheets:
-        f = next(x for x in files if x.sha256 == s["sha256"])
+        f = by_key[s["key"]]
         data = _read(ev, f)
         if data:
             out.sheets.append((f"Contact sheet in clock time, page {s.get('page')} of {s.get('pages')} "
                                f"({s.get('first')} to {s.get('last')}); in the bundle as {f.path}", data))
-    stills = [s for s in tl["stills"] if s.get("sha256") in out.bundled][:MAX_STILLS]
+    stills = [s for s in tl["stills"] if s.get("key") in by_key][:MAX_STILLS]
     for s in stills:
-        f = next(x for x in files if x.sha256 == s["sha256"])
+        f = by_key[s["key"]]
         data = _read(ev, f)
         if not data:
             continue

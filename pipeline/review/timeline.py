@@ -182,7 +182,7 @@ def _still_entries(derived: dict[str, list[tuple[dict[str, Any], dict[str, Any]]
             wall = parse_instant(src["start"]) + timedelta(seconds=offset)  # type: ignore[operator]
             how = f"file start ({src['time_method']}) + {offset:.3f} s"
         thumb = thumbs.get(str(o.get("sha256")))
-        out.append({"object_id": object_id(o["bucket"], o["key"]), "sha256": o.get("sha256"),
+        out.append({"object_id": object_id(o["bucket"], o["key"]), "key": o["key"], "sha256": o.get("sha256"),
                     "thumb_object_id": object_id(thumb["bucket"], thumb["key"]) if thumb else None,
                     "source_object_id": src["object_id"] if src else None,
                     "source_name": src["name"] if src else None, "offset": offset, "pts": info.get("pts"),
@@ -197,7 +197,7 @@ def _still_entries(derived: dict[str, list[tuple[dict[str, Any], dict[str, Any]]
 
 
 def _info_entry(o: dict[str, Any], e: dict[str, Any]) -> dict[str, Any]:
-    return {"object_id": object_id(o["bucket"], o["key"]), "sha256": o.get("sha256"),
+    return {"object_id": object_id(o["bucket"], o["key"]), "key": o["key"], "sha256": o.get("sha256"),
             "size": int(o.get("size") or 0), "event_seq": e.get("seq"), "action": e.get("action"),
             "name": o.get("original_name"), **(o.get("info") or {})}
 

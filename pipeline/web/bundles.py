@@ -85,7 +85,10 @@ def _build(job: BundleJob, svc: Services, c: Case, refs: list[str], user: User, 
 
     work = FsPath(tempfile.mkdtemp(prefix="custody-portal-bundle-", dir=svc.ev.settings.home))
     try:
-        res = build_bundle(svc.ev, c.ref, refs, work / f"{job.id}.zip", actor=actor(user), recipient=job.recipient,
+        from pipeline.export.format import safe_part
+
+        name = f"{safe_part(c.ref, 60)}_bundle_{job.id[-8:]}.zip"
+        res = build_bundle(svc.ev, c.ref, refs, work / name, actor=actor(user), recipient=job.recipient,
                            reason=job.reason, progress=progress, plan=plan, keep=keep, selection=job.selection)
         job.result = {k: v for k, v in res.as_dict().items() if k != "path"}
         job.result["object"] = res.object_ref()
