@@ -56,7 +56,7 @@ def sources(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
             rec = {"kind": "camera", "camera": p.get("camera"),
                    "stream": (p.get("source") or {}).get("url") if isinstance(p.get("source"), dict)
                    else _command_source(e.get("details") or {}), "tool": (e.get("tools") or {}).get("ffmpeg")}
-        elif e.get("action") == "ingested" and (p.get("device") or p.get("source")):
+        elif e.get("action") == "ingested" and p.get("device"):
             rec = {"kind": "device", "device": p.get("device"), "via": p.get("source") or p.get("via")}
         else:
             continue
