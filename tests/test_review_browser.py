@@ -235,6 +235,24 @@ def test_seeking_to_a_clock_time_shows_that_frame(page: Any, served: dict, recor
     assert min(dist, key=dist.get) == index, dist
 
 
+def test_case_page_lanes_and_the_view_session_summary(page: Any, served: dict, recorded: dict, evidence: Any) -> None:
+    from pipeline.access.audit import AuditTrail
+
+    exhibit_url = page.url
+    page.get_by_role("link", name=recorded["case_ref"]).click()  # leaving the page sends the session summary
+    lane = page.locator("table.lanes svg rect.cov.gap")
+    expect(lane).to_have_count(1)
+    page.screenshot(path=str(served["shots"] / "review-05-case-lanes.png"))
+
+    def summary() -> dict | None:
+        entries = AuditTrail(evidence.store).read(user=served["user"], limit=100)
+        return next((x["view_session"] for x in entries if x.get("view_session")), None)
+
+    got = wait_for(summary, 20, "the view-session summary in the audit trail")
+    assert got["watched_seconds"] > 0.5 and got["stills_taken"] == 1, got
+    page.goto(exhibit_url)
+
+
 def test_report_states_every_segment_and_gap_exactly_as_recorded(page: Any, served: dict, recorded: dict,
                                                                  evidence: Any, cli: Cli, tmp_path: Path) -> None:
     page.get_by_role("link", name="Build evidence bundle").click()
@@ -271,6 +289,6 @@ def test_report_states_every_segment_and_gap_exactly_as_recorded(page: Any, serv
     assert "CPS Leeds" in text and "pre-charge advice" in text
     assert re.search(r"Time gap \(recorded reason\)\s+\d+\.\d{3} s", text)
     subprocess.run(["pdftoppm", "-r", "70", "-f", "2", "-l", "2", "-png", str(tmp_path / "report.pdf"),
-                    str(served["shots"] / "review-05-report")], check=True)
+                    str(served["shots"] / "review-06-report")], check=True)
     verified = cli.run("verify", str(target), check=False)
     assert verified.returncode == 0, verified.stdout + verified.stderr

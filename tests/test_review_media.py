@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import subprocess
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -49,7 +50,18 @@ def seeded(cli: Cli, evidence: Any, tmp_path_factory: pytest.TempPathFactory) ->
         "camera": "cam7", "start": (T0 + timedelta(seconds=6)).isoformat(),
         "end": (T0 + timedelta(seconds=10)).isoformat(), "seconds": "4.0", "reason": "camera stopped"})
     prepare_exhibit(evidence, c, e, actor=Actor("pytest", "examiner"))
-    return {"case_ref": case_ref, "case": c, "exhibit": e}
+    # a second camera: 2 s of a still scene, then 1 s of movement
+    burst = tmp / "burst.ts"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "color=c=gray:s=320x240:r=25:d=2", "-f",
+                    "lavfi", "-i", "testsrc2=s=320x240:r=25:d=1", "-filter_complex", "[0:v][1:v]concat=n=2:v=1[v]",
+                    "-map", "[v]", "-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-pix_fmt", "yuv420p",
+                    "-f", "mpegts", str(burst)], check=True)
+    _, e8 = evidence.ensure_exhibit(case_ref, "CAM8/20261128", "recorder", rec)
+    store_original(evidence, c, e8, burst, Offer(burst.name, action="segment_recorded", index=False, parameters={
+        "camera": "cam8", "wallclock_start": T0, "wallclock_end": T0 + timedelta(seconds=3)}), actor=rec,
+        resumable=False, media=MediaReport("ok", "segment", "video", "mpeg-ts"))
+    prepare_exhibit(evidence, c, e8, actor=Actor("pytest", "examiner"))
+    return {"case_ref": case_ref, "case": c, "exhibit": e, "burst": e8}
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +99,7 @@ def test_timeline_over_http(api: dict, seeded: dict) -> None:
     assert tl["files"][1]["partial"] and tl["chain"]["ok"]
     case = httpx.get(f"{api['url']}/api/cases/{seeded['case'].id}/timeline", headers=_h(api, "investigator"),
                      timeout=60).json()
-    assert [x["exhibit"]["ref"] for x in case["exhibits"]] == ["CAM7/20261128"]
+    assert sorted(x["exhibit"]["ref"] for x in case["exhibits"]) == ["CAM7/20261128", "CAM8/20261128"]
 
 
 def test_content_ranges_headers_and_hash(api: dict, seeded: dict, evidence: Any) -> None:
@@ -181,6 +193,30 @@ def test_still_clip_and_activity_over_http(api: dict, seeded: dict, evidence: An
     assert r.status_code == 404  # inside the gap: nothing recorded
     r = httpx.post(base + "/stills", headers=_h(api, "auditor"), json={"clock": "2026-11-28T12:00:01Z"}, timeout=60)
     assert r.status_code == 403
+
+
+def test_next_activity_finds_the_movement(api: dict, seeded: dict) -> None:
+    base = f"{api['url']}/api/cases/{seeded['case'].id}/exhibits/{seeded['burst'].id}"
+    t0_us = int(T0.timestamp() * 1e6)
+    r = httpx.get(base + "/activity/next", params={"after": "2026-11-28T12:00:00Z"}, headers=_h(api, "investigator"),
+                  timeout=60)
+    assert r.status_code == 200, r.text
+    assert abs(r.json()["start_us"] - (t0_us + 2_000_000)) <= 40_000  # the first moving frame, 2 s in
+    later = httpx.get(base + "/activity/next", params={"after": "2026-11-28T12:00:03Z"},
+                      headers=_h(api, "investigator"), timeout=60)
+    assert later.status_code == 404
+
+
+def test_view_session_summary_goes_to_the_audit_trail(api: dict, seeded: dict, evidence: Any) -> None:
+    from pipeline.access.audit import AuditTrail
+
+    t0_us = int(T0.timestamp() * 1e6)
+    r = httpx.post(_base(api, seeded) + "/view-sessions", headers=_h(api, "investigator"), timeout=60,
+                   json={"watched_us": [[t0_us, t0_us + 2_500_000]], "frames_stepped": 3, "stills_taken": 1})
+    assert r.status_code == 204
+    (entry,) = AuditTrail(evidence.store).read(request_id=r.headers["x-request-id"])
+    assert entry["view_session"]["watched"] == [["2026-11-28T12:00:00.000000Z", "2026-11-28T12:00:02.500000Z"]]
+    assert entry["view_session"]["watched_seconds"] == 2.5 and entry["view_session"]["frames_stepped"] == 3
 
 
 def test_portal_session_works_on_the_api_and_needs_csrf_to_change_anything(api: dict, seeded: dict) -> None:

@@ -171,3 +171,17 @@ def test_object_ids_match_the_api() -> None:
     from pipeline.review.objects import object_id
 
     assert object_id("b", "k/1") == api_id("b", "k/1")
+
+
+def test_activity_spans_and_bins() -> None:
+    from pipeline.review.activity import ActivityParams, bins, spans
+
+    offsets = np.arange(0, 5, 0.04)
+    scores = np.full(len(offsets), 0.3)
+    scores[50:60] = 12.0  # 2.0 .. 2.4 s
+    scores[64] = 9.0  # 2.56 s: within the merge window
+    scores[110] = 5.0  # 4.4 s: its own span
+    threshold, found = spans(offsets, scores, ActivityParams())
+    assert threshold == 2.0
+    assert [(round(a, 2), round(b, 2), p) for a, b, p in found] == [(2.0, 2.6, 12.0), (4.4, 4.44, 5.0)]
+    assert bins(offsets, scores, 1.0) == [0.3, 0.3, 12.0, 0.3, 5.0]

@@ -11,6 +11,7 @@ import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from pipeline.api.deps import CASE_ID, EXHIBIT_ID, OBJECT_ID, actor, case_for, exhibit_for, note, services
@@ -44,16 +45,25 @@ class ClipIn(BaseModel):
     note: str = Field(default="", max_length=500)
 
 
+class ViewSessionIn(BaseModel):
+    """What a player saw, sent once when the page is left (navigator.sendBeacon cannot set headers)."""
+
+    csrf: str | None = Field(default=None, max_length=100)
+    watched_us: list[tuple[int, int]] = Field(default_factory=list, max_length=500)
+    frames_stepped: int = Field(default=0, ge=0, le=1_000_000)
+    stills_taken: int = Field(default=0, ge=0, le=100_000)
+
+
 class SheetIn(BaseModel):
     objects: list[Annotated[str, Field(pattern=OBJECT_ID)]] | None = Field(default=None, max_length=5000)
 
 
-def _csrf(request: Request) -> None:
+def _csrf(request: Request, supplied: str | None = None) -> None:
     sess = getattr(request.state, "portal_session", None)
     if sess is not None:
         from pipeline.web.session import check_csrf
 
-        check_csrf(request, sess, None)
+        check_csrf(request, sess, supplied)
 
 
 def _timeline(request: Request, user: Any, case_id: str, exhibit_id: str, permission: str) -> tuple[Any, ...]:
@@ -129,6 +139,28 @@ def next_activity(request: Request, user: CallerDep, case_id: CaseId, exhibit_id
     if not spans:
         raise NotFoundError("no activity after that time")
     return {"start_us": spans[0][0], "end_us": spans[0][1], "peak": spans[0][2]}
+
+
+@router.post(BASE + "/view-sessions", status_code=204, summary="A viewing session's summary, for the audit trail")
+def view_session(request: Request, user: CallerDep, case_id: CaseId, exhibit_id: ExhibitId,
+                 body: ViewSessionIn) -> Response:
+    """Written to the access audit trail only (the custody chain has the day's `reviewed` event)."""
+    _csrf(request, body.csrf)
+    svc = services(request)
+    exhibit_for(request, svc, user, case_id, exhibit_id, "evidence.read")
+    spans = [(a, b) for a, b in body.watched_us if 0 < a <= b]
+    note(request, view_session={"watched": [[iso_us(a), iso_us(b)] for a, b in spans[:100]],
+                                "watched_seconds": round(sum(b - a for a, b in spans) / 1e6, 3),
+                                "frames_stepped": body.frames_stepped, "stills_taken": body.stills_taken})
+    return Response(status_code=204)
+
+
+def iso_us(us: int) -> str:
+    from datetime import UTC, datetime, timedelta
+
+    from pipeline.review.timesource import iso_utc
+
+    return iso_utc(datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=us)) or ""
 
 
 @router.post(BASE + "/stills", status_code=201, summary="Extract and record the still at an instant")

@@ -44,7 +44,7 @@ function Timeline(svg, onPick) {
     const step = steps.find((s) => s >= vw / 6) || 86400;
     for (let t = Math.ceil((t0 / US + v0) / step) * step; t <= t0 / US + v0 + vw; t += step) {
       const el = document.createElement("span");
-      el.textContent = fmtClock(t * US, false).slice(0, step < 1 ? 12 : 8);
+      el.textContent = vw > 86400 ? fmtClock(t * US).slice(5, 16) : fmtClock(t * US, false).slice(0, step < 1 ? 12 : 8);
       el.style.left = `${((t - t0 / US - v0) / vw) * 100}%`;
       axis.appendChild(el);
     }
@@ -251,6 +251,27 @@ function Player(box, apiBase, timeline) {
                                 : `Clip not made: ${r.data.detail || r.status}`;
     });
   }
+  // what was watched, summarised once in the access audit trail when the page is left (not per frame)
+  const watched = [];
+  let runFrom = null;
+  const mark = () => {
+    const us = Number(clock.dataset.us);
+    if (!us) return;
+    if (runFrom === null) runFrom = us;
+    const last = watched[watched.length - 1];
+    if (last && us >= last[0] && us <= last[1] + 2 * US) last[1] = Math.max(last[1], us);
+    else if (watched.length < 500) watched.push([us, us]);
+  };
+  for (const v of vids) v.addEventListener("timeupdate", mark);
+  let stepped = 0, taken = 0;
+  document.getElementById("frame-fwd").addEventListener("click", () => { stepped += 1; });
+  document.getElementById("frame-back").addEventListener("click", () => { stepped += 1; });
+  if (still) still.addEventListener("click", () => { taken += 1; });
+  window.addEventListener("pagehide", () => {
+    if (!watched.length && !stepped && !taken) return;
+    const body = JSON.stringify({ csrf: csrf(), watched_us: watched, frames_stepped: stepped, stills_taken: taken });
+    navigator.sendBeacon(`${apiBase}/view-sessions`, new Blob([body], { type: "application/json" }));
+  });
   const want = Number(new URLSearchParams(window.location.search).get("t"));
   if (list.length) {
     if (want && list[0].timed) seekClock(want); else show(0, list[0].first_frame_time, false);
