@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -41,6 +42,16 @@ def store_files(ev: Any, c: Any, e: Any, files: list[Path], source: str, params:
     """Each file through the one intake path, with a progress bar per file and in total."""
     from pipeline.intake.upload import offer, store_original
 
+    def one(p: Path, adv: Callable[[int], None]) -> dict[str, Any]:
+        return store_original(ev, c, e, p, offer(p.name, source, params), actor=who, algorithms=algorithms,
+                              progress=adv, limit_mb_s=limit_mb_s).as_dict()
+
+    return each_with_progress(files, one)
+
+
+def each_with_progress(files: list[Path], fn: Callable[[Path, Callable[[int], None]], dict[str, Any]]
+                       ) -> list[dict[str, Any]]:
+    """Run `fn(file, advance)` for each file with a progress bar per file and one for the total."""
     results: list[dict[str, Any]] = []
     with progress_bar() as prog:
         overall = prog.add_task(f"total ({len(files)} files)", total=sum(p.stat().st_size for p in files))
@@ -51,9 +62,7 @@ def store_files(ev: Any, c: Any, e: Any, files: list[Path], source: str, params:
                 prog.advance(task, n)
                 prog.advance(overall, n)
 
-            r = store_original(ev, c, e, p, offer(p.name, source, params), actor=who, algorithms=algorithms,
-                               progress=adv, limit_mb_s=limit_mb_s)
-            results.append(r.as_dict())
+            results.append(fn(p, adv))
     return results
 
 
@@ -112,17 +121,7 @@ def _upload_via_api(api: str, token: str | None, files: list[Path], case: str, e
         raise UsageError("--api needs --token (or CUSTODY_API_TOKEN)")
     client = ApiClient(api, token)
     case_id, exhibit_id = client.exhibit(case, exhibit, officer, description)
-    results = []
-    with progress_bar() as prog:
-        overall = prog.add_task(f"total ({len(files)} files)", total=sum(p.stat().st_size for p in files))
-        for p in files:
-            task = prog.add_task(p.name[:40], total=p.stat().st_size)
-
-            def adv(n: int, task: Any = task) -> None:
-                prog.advance(task, n)
-                prog.advance(overall, n)
-
-            results.append(client.upload(case_id, exhibit_id, p, params, adv))
+    results = each_with_progress(files, lambda p, adv: client.upload(case_id, exhibit_id, p, params, adv))
     if json_out:
         emit_json({"case": case, "case_id": case_id, "exhibit": exhibit, "exhibit_id": exhibit_id,
                    "objects": results})

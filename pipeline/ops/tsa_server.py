@@ -28,6 +28,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from pipeline.custody.tsa_authority import AuthorityFiles
 from pipeline.errors import InfrastructureError
 
 MAX_QUERY = 16 * 1024  # a TimeStampReq is ~60 bytes; refuse anything that could be a memory attack
@@ -42,22 +43,15 @@ class LocalTsaError(InfrastructureError):
 
 
 @dataclass(frozen=True)
-class LocalTsa:
-    pid: int
-    port: int
-    directory: Path
+class LocalTsa(AuthorityFiles):
+    """A running local TSA: its authority's files (CA and TSA certificates) plus where it listens."""
+
+    pid: int = 0
+    port: int = 0
 
     @property
     def url(self) -> str:
         return f"http://{HOST}:{self.port}/"
-
-    @property
-    def ca_cert(self) -> Path:
-        return self.directory / "ca.pem"
-
-    @property
-    def tsa_cert(self) -> Path:
-        return self.directory / "tsa.pem"
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -197,7 +191,7 @@ def start(directory: Path, port: int = 0, *, state_file: Path | None = None, tim
     state = Path(state_file) if state_file else files.directory / STATE_FILE
     existing = _read_state(state)
     if existing and _alive(existing["pid"]) and _is_tsa(existing["pid"]) and _healthy(existing["port"]):
-        return LocalTsa(existing["pid"], existing["port"], files.directory)
+        return LocalTsa(files.directory, pid=existing["pid"], port=existing["port"])
     state.unlink(missing_ok=True)
     log = files.directory / "tsa.log"
     cmd = [sys.executable, "-m", _MODULE, "--dir", str(files.directory), "--port", str(port),
@@ -212,7 +206,7 @@ def start(directory: Path, port: int = 0, *, state_file: Path | None = None, tim
             raise LocalTsaError(f"local TSA exited with {proc.returncode} during start-up; see {log}: {_tail(log)}")
         st = _read_state(state)
         if st is not None and st["pid"] == proc.pid and _healthy(st["port"]):
-            return LocalTsa(proc.pid, st["port"], files.directory)
+            return LocalTsa(files.directory, pid=proc.pid, port=st["port"])
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=0.01)  # condition poll with a bounded wait, not a fixed sleep
     _kill(proc.pid)
