@@ -356,11 +356,15 @@ def test_working_copies_and_exhibit_subset(cli, bundle_case, tmp_path):  # type:
 def test_never_overwrites_and_rejects_bad_requests(cli, bundle_case, tmp_path):  # type: ignore[no-untyped-def]
     existing = tmp_path / "exists.zip"
     existing.write_bytes(b"keep me")
-    proc = cli.run("bundle", "--case", bundle_case["case"], "--out", str(existing), check=False)
+    who = ("--recipient", "CPS", "--reason", "test")
+    proc = cli.run("bundle", "--case", bundle_case["case"], "--out", str(existing), *who, check=False)
     assert proc.returncode == 2 and existing.read_bytes() == b"keep me"
     proc = cli.run("bundle", "--case", bundle_case["case"], "--exhibit", "NO/1", "--out", str(tmp_path / "n.zip"),
-                   check=False)
+                   *who, check=False)
     assert proc.returncode == 2 and not (tmp_path / "n.zip").exists()
+    proc = cli.run("bundle", "--case", bundle_case["case"], "--out", str(tmp_path / "r.zip"), "--recipient", " ",
+                   "--reason", "x", check=False)  # recipient and reason are required, and not blank
+    assert proc.returncode == 2 and not (tmp_path / "r.zip").exists()
 
 
 def test_hash_mismatch_while_copying_aborts(evidence, bundle_case, tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
@@ -433,7 +437,8 @@ def test_large_footage_bundle_peak_rss(cli, tmp_path):  # type: ignore[no-untype
     out = tmp_path / "big.zip"
     probe = ("import resource, subprocess, sys; p = subprocess.run(sys.argv[1:]); "
              "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(p.returncode)")
-    proc = subprocess.run([sys.executable, "-c", probe, CUSTODY, "bundle", "--case", ref, "--out", str(out)],
+    proc = subprocess.run([sys.executable, "-c", probe, CUSTODY, "bundle", "--case", ref, "--out", str(out),
+                           "--recipient", "CPS", "--reason", "memory test"],
                           env=cli.env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     peak_mb = int(proc.stdout.split()[-1]) / 1024

@@ -153,6 +153,8 @@ def test_1_officer_uploads_with_a_dropped_connection(browser: Any, portal: Porta
 
     page.route(re.compile(r".*/upload-sessions/up-[0-9a-f]+/chunk\?offset=\d+$"), drop_one)
     page.get_by_label("Exhibit reference").fill("PT/1")
+    page.get_by_label("Seized at (local time)").fill("2026-06-01T08:15:00")
+    page.get_by_label("Time zone of that time").fill("Europe/London")  # BST: stored as 07:15Z, zone recorded
     page.get_by_label("Location").fill("Car park, Level 2")
     page.get_by_label("Files").set_input_files([str(clip), str(still)])
     page.get_by_role("button", name="Upload").click()
@@ -196,6 +198,13 @@ def test_2_investigator_sees_stills_and_downloads_a_verified_bundle(browser: Any
     stills = page.locator("img.still")
     expect(stills.first).to_be_visible()
     assert stills.count() >= 3
+    assert stills.first.get_attribute("loading") == "lazy"  # served by the API's content endpoint, lazily
+    assert re.fullmatch(r"/api/cases/case-[0-9a-f]{32}/exhibits/exh-[0-9a-f]{32}/objects/[0-9a-f]{32}/content",
+                        stills.first.get_attribute("src") or "")
+    expect(page.get_by_text("entered as 2026-06-01T08:15:00 Europe/London (+01:00)")).to_be_visible()
+    ingested = [x for x in evidence.log.events(e.id) if x["action"] == "ingested"]
+    assert {x["parameters"]["seized_at"] for x in ingested} == {"2026-06-01T07:15:00Z"}
+    assert {x["parameters"]["seized_at_zone"] for x in ingested} == {"Europe/London"}
     sheet = page.get_by_role("img", name=re.compile("Contact sheet"))
     expect(sheet).to_be_visible()
     for img in (stills.first, sheet):  # really decoded, i.e. served and hash-checked, not a broken image
@@ -209,6 +218,10 @@ def test_2_investigator_sees_stills_and_downloads_a_verified_bundle(browser: Any
         expect(page.get_by_text("your role (investigator) does not include it")).to_be_visible()
     page.screenshot(path=str(portal.shots / "03-exhibit-investigator.png"), full_page=True)
 
+    page.get_by_role("link", name="Build evidence bundle").click()
+    expect(page.get_by_role("heading", name="New evidence bundle")).to_be_visible()
+    page.get_by_label("Recipient").fill("CPS Leeds")
+    page.get_by_label("Reason for disclosure").fill("pre-charge advice")
     page.get_by_role("button", name="Build evidence bundle").click()
     expect(page.get_by_role("heading", name="Evidence bundle")).to_be_visible()
     link = page.get_by_role("link", name="Download bundle (.zip)")
@@ -226,12 +239,21 @@ def test_2_investigator_sees_stills_and_downloads_a_verified_bundle(browser: Any
     r = page.context.request.post(f"{portal.url}/cases/{portal.case_id}/bundles", form={"exhibit_id": e.id},
                                   max_redirects=0)
     assert r.status == 403
+    exported = [x for x in evidence.log.events(e.id) if x["action"] == "exported"]
+    assert [(x["parameters"]["recipient"], x["parameters"]["reason"]) for x in exported] == [
+        ("CPS Leeds", "pre-charge advice")]
     page.context.close()
 
 
-def test_3_supervisor_sees_the_timeline_with_the_recording_gap(browser: Any, portal: Portal) -> None:
+def test_3_supervisor_sees_the_timeline_with_the_recording_gap(browser: Any, portal: Portal, evidence: Any) -> None:
     page = sign_in(browser, portal, "supervisor")
     page.goto(portal.state["exhibit_url"])
+    page.goto(portal.state["exhibit_url"])  # viewing twice: one `reviewed` event today, no per-view events
+    eid = portal.state["exhibit_url"].rsplit("/", 1)[-1]
+    chain = evidence.log.events(eid)
+    mine = [x for x in chain if (x.get("actor") or {}).get("name") == portal.names["supervisor"]]
+    assert [x["action"] for x in mine] == ["reviewed"]
+    assert not [x for x in chain if x["action"] == "accessed"]
     gap = page.locator("tr.gap")
     expect(gap).to_have_count(1)
     expect(gap).to_contain_text("Recording gap 12:00:03–12:00:09 (6 s, cam1, camera stopped)")

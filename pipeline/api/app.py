@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pipeline import __version__
-from pipeline.api import admin, cameras, cases
+from pipeline.api import admin, cameras, cases, media, review
 from pipeline.api.statuses import outcome, status_for
 from pipeline.errors import (
     CustodyError,
@@ -133,6 +133,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(cases.router)
     app.include_router(cameras.router)
+    app.include_router(media.router)
+    app.include_router(review.router)
     from pipeline.web import router as portal_router  # the web portal at / (imported here: it uses the API)
 
     app.include_router(portal_router)

@@ -14,19 +14,22 @@ from pipeline.cli.output import emit_json, say
 
 def bundle(case: Annotated[str, typer.Option("--case", help="Case reference.")],
            out: Annotated[Path, typer.Option("--out", help="Bundle file to write (.zip).")],
+           recipient: Annotated[str, typer.Option("--recipient", help="Who receives it (required, recorded).")],
+           reason: Annotated[str, typer.Option("--reason", help="Why it is disclosed (required, recorded).")],
            exhibit: Annotated[list[str] | None, typer.Option("--exhibit", help="Exhibit reference (repeatable); "
                                                               "default: every exhibit of the case.")] = None,
            working_copies: Annotated[bool, typer.Option("--working-copies", help="Label the footage as working "
                                                         "copies (byte-identical) instead of originals.")] = False,
-           recipient: Annotated[str, typer.Option("--recipient", help="Who receives it (recorded).")] = "",
-           reason: Annotated[str, typer.Option("--reason", help="Why it is disclosed (recorded).")] = "",
            link_minutes: Annotated[int, typer.Option("--link-minutes", help="Also issue a presigned download "
                                                      "link valid this many minutes (recorded).")] = 0,
            json_out: JsonOpt = False) -> None:
     """Stream a case's exhibits into a BagIt zip, lock it in the bundles bucket, record `exported`."""
+    from pipeline.errors import UsageError
     from pipeline.export.bundle import build_bundle
     from pipeline.export.links import presign_bundle_download
 
+    if not recipient.strip() or not reason.strip():
+        raise UsageError("--recipient and --reason are required: say who receives the bundle and why")
     ev = evidence()
     who = actor_for(ev)
     with progress_bar() as prog:

@@ -17,6 +17,7 @@ import json
 import os
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -136,8 +137,12 @@ def _member_name(bx: BundledExhibit, i: int, obj: ExhibitObject, working_copies:
 def build_bundle(ev: Evidence, case_ref: str, exhibit_refs: list[str] | None, out: Path, *, actor: Actor,
                  working_copies: bool = False, recipient: str = "", reason: str = "",
                  progress: Progress | None = None, plan: Plan | None = None,
-                 store_bundle: bool = True) -> BundleResult:
-    """Build, store (Object Lock) and record a bundle of a case's exhibits."""
+                 store_bundle: bool = True, keep: Callable[[ExhibitObject], bool] | None = None,
+                 selection: str = "") -> BundleResult:
+    """Build, store (Object Lock) and record a bundle of a case's exhibits.
+
+    `keep` chooses the derived objects that go in (originals always do; None: all); `selection` says how.
+    """
     t0 = time.perf_counter()
     case = ev.catalog.get_case(case_ref)
     exhibits = ([ev.catalog.get_exhibit(case, r) for r in dict.fromkeys(exhibit_refs)] if exhibit_refs
@@ -162,6 +167,9 @@ def build_bundle(ev: Evidence, case_ref: str, exhibit_refs: list[str] | None, ou
             folder += "_"
         folders.add(folder)
         snaps.append(_snapshot(ev, e, folder))
+    if keep is not None:
+        for bx in snaps:
+            bx.objects = [o for o in bx.objects if o.role == "original" or keep(o)]
 
     if plan:
         plan("copying evidence", sum(o.size for bx in snaps for o in bx.objects))
@@ -203,13 +211,17 @@ def build_bundle(ev: Evidence, case_ref: str, exhibit_refs: list[str] | None, ou
             "schema": BUNDLE_SCHEMA, "bundle_id": bundle_id, "bag": bag, "created": iso(now),
             "case": case.brief(), "prepared_by": actor.as_dict(), "recipient": recipient, "reason": reason,
             "working_copies": working_copies, "signing_key_ids": key_ids, "tool": f"custody {__version__}",
+            "derived_selection": selection or "originals and every derived object",
             "exhibits": [{"id": bx.exhibit.id, "ref": bx.exhibit.ref, "officer": bx.exhibit.officer,
                           "description": bx.exhibit.description, "folder": f"data/exhibits/{bx.folder}",
                           "chain": {"length": len(bx.events), "head": bx.head},
                           "files": [f.as_dict() for f in bx.files]} for bx in snaps],
         }
 
-        rd = ReportData(meta=meta, exhibits=[(bx.exhibit, bx.events, bx.files, bx.thumbnails) for bx in snaps])
+        from pipeline.review.continuity import continuity_for
+
+        rd = ReportData(meta=meta, exhibits=[(bx.exhibit, bx.events, bx.files, bx.thumbnails) for bx in snaps],
+                        continuity=[continuity_for(ev, bx.exhibit, bx.events, bx.files) for bx in snaps])
         if progress:
             progress("report", 0)
         z.write_bytes("data/report/report.html", render_html(rd))

@@ -1,16 +1,19 @@
 """The human-readable part of a bundle: one report in HTML and PDF.
 
 A recipient (prosecutor, defence expert, court) reads this before any tool:
-case summary, exhibits, the hash of every file, the custody timeline and
-thumbnails. The HTML is for screens, the PDF (reportlab) for print and
-disclosure schedules; both say the same thing from the same data.
+case summary, then per exhibit its continuity statement (sources and seizure,
+every file on the clock with how its time is known, gaps, coverage, handlers,
+hand-offs, processes, stills and contact sheets: `statement.py`), the hash of
+every file and the custody timeline. The HTML is for screens, the PDF
+(reportlab) for print and disclosure schedules; both say the same thing from
+the same data.
 """
 
 from __future__ import annotations
 
 import html
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from xml.sax.saxutils import escape as xml_escape
 
@@ -25,6 +28,10 @@ class ReportData:
 
     meta: dict[str, Any]
     exhibits: list[tuple[Exhibit, list[dict[str, Any]], list[Any], list[tuple[str, str, bytes]]]]
+    continuity: list[Any] = field(default_factory=list)  # review.continuity.Continuity, one per exhibit
+
+    def statement(self, exhibit: Exhibit) -> Any:
+        return next((c for c in self.continuity if c.exhibit.id == exhibit.id), None)
 
 
 def _summary_rows(meta: dict[str, Any]) -> list[tuple[str, str]]:
@@ -39,6 +46,8 @@ def _summary_rows(meta: dict[str, Any]) -> list[tuple[str, str]]:
         ("Reason", meta.get("reason") or "(not stated)"),
         ("Content", "WORKING COPIES (byte-identical copies of the originals)" if meta.get("working_copies")
          else "Originals, byte for byte"),
+        ("Derived material", meta.get("derived_selection") or "every derived object"),
+        ("Times", "UTC throughout; recorded values are quoted exactly as the custody events hold them"),
         ("Signing key id(s)", ", ".join(meta.get("signing_key_ids", []))),
         ("Exhibits", ", ".join(x["ref"] for x in meta["exhibits"])),
     ]
@@ -67,6 +76,8 @@ def render_html(rd: ReportData) -> bytes:
            "body{font-family:sans-serif;margin:2em;color:#111}table{border-collapse:collapse;margin:.5em 0}",
            "td,th{border:1px solid #999;padding:2px 6px;font-size:12px;text-align:left;vertical-align:top}",
            ".h{font-family:monospace;font-size:11px;word-break:break-all}img{max-width:240px;margin:4px}",
+           "img.cov,img.sheet{max-width:100%}figure.still{display:inline-block;margin:4px}figure.still img"
+           "{max-width:480px}",
            "</style></head><body>",
            f"<h1>Evidence bundle — case {e(meta['case']['ref'])}</h1>", "<h2>Summary</h2><table>"]
     out += [f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in _summary_rows(meta)]
@@ -80,7 +91,12 @@ def render_html(rd: ReportData) -> bytes:
                    f"<td>{x['chain']['length']}</td><td class='h'>{e(x['chain']['head'])}</td></tr>")
     out.append("</table>")
     for exhibit, events, files, thumbs in rd.exhibits:
-        out.append(f"<h2>Exhibit {e(exhibit.ref)}</h2><h3>Files and SHA-256</h3><table><tr><th>Role</th>"
+        out.append(f"<h2>Exhibit {e(exhibit.ref)}</h2>")
+        if (st := rd.statement(exhibit)) is not None:
+            from pipeline.export.statement import render_html as statement_html
+
+            out.append(statement_html(st))
+        out.append("<h3>Files and SHA-256</h3><table><tr><th>Role</th>"
                    "<th>File in bundle</th><th>Original name</th><th>Bytes</th><th>SHA-256</th></tr>")
         for f in files:
             if f.role in ("original", "derived"):
@@ -147,6 +163,10 @@ def render_pdf(rd: ReportData) -> bytes:
     story.append(table(rows, [30 * mm, 45 * mm, 70 * mm, 15 * mm, w - 160 * mm]))
     for exhibit, events, files, thumbs in rd.exhibits:
         story.append(Paragraph(xml_escape(f"Exhibit {exhibit.ref}"), styles["Heading2"]))
+        if (st := rd.statement(exhibit)) is not None:
+            from pipeline.export.statement import pdf_flowables
+
+            story += pdf_flowables(st, styles, w, p, table, mono)
         story.append(Paragraph("Files and SHA-256", styles["Heading3"]))
         rows = [[p("Role"), p("File in bundle / original name"), p("Bytes"), p("SHA-256")]]
         for f in files:

@@ -1,10 +1,13 @@
 """Bundle builds started from the portal, with progress the page can poll.
 
 The API only records bundle *requests*; an investigator in the portal wants
-the bundle now, so the portal runs `pipeline.bundle.build_bundle` (which
-stores it under Object Lock and records `exported`) in a worker thread and
-reports its progress. The download is a short-lived presigned link issued by
-`presign_bundle_download`, which records `bundle_download_link_issued`.
+the bundle now, so the portal asks who receives it and why (both required and
+recorded), and which derived material goes in beside the originals (by default
+the review material the investigator chose, not every still), then runs
+`pipeline.export.bundle.build_bundle` (which stores it under Object Lock and
+records `exported`) in a worker thread and reports its progress. The download
+streams through the API's content endpoint (hash-checked, recorded as
+`downloaded`): the browser is never sent to the S3 origin.
 Jobs are kept in this process's memory: a restart loses the progress view,
 never the bundle (it is in the bundles bucket and in custody once stored).
 """
@@ -18,23 +21,24 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path as FsPath
 from typing import Annotated, Any
 
-from fastapi import Path, Request
+from fastapi import Path, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
 from pipeline.access.auth import User
 from pipeline.api.deps import EXHIBIT_ID, Services, actor, case_for, load_exhibit, note
-from pipeline.custody.catalog import Case
-from pipeline.errors import CustodyError, NotFoundError
+from pipeline.custody.catalog import Case, Exhibit
+from pipeline.errors import CustodyError, NotFoundError, UsageError
+from pipeline.review import selection
+from pipeline.review.objects import checked_chain, object_id
 from pipeline.web.perms import perms_for
-from pipeline.web.routes import CaseId, router
+from pipeline.web.routes import CaseId, content_url, router
 from pipeline.web.session import FormDep, check_csrf, current, render
 
 JOB_ID = r"^job-[0-9a-f]{32}$"
-LINK_TTL = timedelta(minutes=5)
+TEXT_MAX = 200
 JOB_KEEP_SECONDS = 6 * 3600  # how long a finished build stays on its page
 _jobs: dict[str, BundleJob] = {}
 _jobs_lock = threading.Lock()
@@ -48,6 +52,9 @@ class BundleJob:
     case_id: str
     user: str
     exhibits: list[str]
+    recipient: str = ""
+    reason: str = ""
+    selection: str = ""
     phase: str = "starting"
     total: int = 0
     done: int = 0
@@ -61,11 +68,12 @@ class BundleJob:
         pct = 100 if self.state == "done" else (int(self.done * 100 / self.total) if self.total else 0)
         return {"id": self.id, "state": self.state, "phase": self.phase, "label": self.label, "done": self.done,
                 "total": self.total, "percent": min(pct, 100), "error": self.error,
-                "exhibits": self.exhibits, "result": self.result,
+                "exhibits": self.exhibits, "result": self.result, "recipient": self.recipient,
+                "reason": self.reason, "selection": self.selection,
                 "download": f"/cases/{self.case_id}/bundles/{self.id}/download" if self.state == "done" else None}
 
 
-def _build(job: BundleJob, svc: Services, c: Case, refs: list[str], user: User) -> None:
+def _build(job: BundleJob, svc: Services, c: Case, refs: list[str], user: User, keep: Any) -> None:
     from pipeline.export.bundle import build_bundle
 
     def plan(phase: str, total: int) -> None:
@@ -77,8 +85,11 @@ def _build(job: BundleJob, svc: Services, c: Case, refs: list[str], user: User) 
 
     work = FsPath(tempfile.mkdtemp(prefix="custody-portal-bundle-", dir=svc.ev.settings.home))
     try:
-        res = build_bundle(svc.ev, c.ref, refs, work / f"{job.id}.zip", actor=actor(user),
-                           reason="built in the portal", progress=progress, plan=plan)
+        from pipeline.export.format import safe_part
+
+        name = f"{safe_part(c.ref, 60)}_bundle_{job.id[-8:]}.zip"
+        res = build_bundle(svc.ev, c.ref, refs, work / name, actor=actor(user), recipient=job.recipient,
+                           reason=job.reason, progress=progress, plan=plan, keep=keep, selection=job.selection)
         job.result = {k: v for k, v in res.as_dict().items() if k != "path"}
         job.result["object"] = res.object_ref()
         job.phase, job.state = "done", "done"
@@ -98,27 +109,63 @@ def _job(job_id: str, c: Case) -> BundleJob:
     return job
 
 
+def _exhibits(svc: Services, c: Case, exhibit_id: str | None) -> list[Exhibit]:
+    if exhibit_id is not None and not re.fullmatch(EXHIBIT_ID, exhibit_id):
+        raise NotFoundError("no such exhibit")
+    exhibits = [load_exhibit(svc, c, exhibit_id)] if exhibit_id else svc.ev.catalog.list_exhibits(c)
+    if not exhibits:
+        raise NotFoundError("the case has no exhibits to bundle")
+    return exhibits
+
+
+@router.get("/cases/{case_id}/bundles/new")
+def bundle_form(request: Request, case_id: CaseId,
+                exhibit_id: Annotated[str | None, Query(pattern=EXHIBIT_ID)] = None) -> Response:
+    """Who receives it, why, and which derived material goes in beside the originals."""
+    svc, user, _ = current(request)
+    c = case_for(request, svc, user, case_id, "bundle.request")
+    groups = []
+    for e in _exhibits(svc, c, exhibit_id):
+        objs = svc.ev.objects(checked_chain(svc.ev, e.id).events, roles=("original", "derived"))
+        groups.append({"exhibit": e, "originals": [o for o in objs if o.role == "original"],
+                       "choices": selection.derived_choices(objs)})
+    chosen = [i["object_id"] for g in groups for ch in g["choices"] for i in ch["items"] if i["chosen"]]
+    return render(request, "bundle_form.html", case=c, exhibit_id=exhibit_id, groups=groups,
+                  chosen=",".join(chosen), perms=perms_for(svc, user, c))
+
+
+def _text(form: dict[str, str], name: str, what: str) -> str:
+    v = " ".join("".join(ch for ch in form.get(name, "") if ch.isprintable()).split())
+    if not v:
+        raise UsageError(f"say {what}: it is recorded with the bundle")
+    if len(v) > TEXT_MAX:
+        raise UsageError(f"{what} is longer than {TEXT_MAX} characters")
+    return v
+
+
 @router.post("/cases/{case_id}/bundles")
 def start_bundle(request: Request, case_id: CaseId, form: FormDep) -> Response:
     """`bundle.request` on the case (as the API), then build in a worker thread and show its page."""
     svc, user, sess = current(request)
     check_csrf(request, sess, form.get("csrf"))
-    exhibit_id = form.get("exhibit_id") or None
-    if exhibit_id is not None and not re.fullmatch(EXHIBIT_ID, exhibit_id):
-        raise NotFoundError("no such exhibit")
     c = case_for(request, svc, user, case_id, "bundle.request")
-    exhibits = [load_exhibit(svc, c, exhibit_id)] if exhibit_id else svc.ev.catalog.list_exhibits(c)
-    if not exhibits:
-        raise NotFoundError("the case has no exhibits to bundle")
-    job = BundleJob(f"job-{uuid.uuid4().hex}", c.id, user.name, [e.ref for e in exhibits])
+    exhibits = _exhibits(svc, c, form.get("exhibit_id") or None)
+    recipient = _text(form, "recipient", "who receives the bundle")
+    reason = _text(form, "reason", "why it is disclosed")
+    mode = form.get("derived", "chosen")
+    if mode not in selection.MODES:
+        raise UsageError(f"derived material must be one of {', '.join(selection.MODES)}")
+    chosen = {x for x in form.get("objects", "").split(",") if re.fullmatch(r"[0-9a-f]{32}", x)}
+    job = BundleJob(f"job-{uuid.uuid4().hex}", c.id, user.name, [e.ref for e in exhibits], recipient, reason,
+                    selection.describe(mode, chosen))
     with _jobs_lock:
         cutoff = time.time() - JOB_KEEP_SECONDS
         for old in [j for j in _jobs.values() if j.state != "running" and j.started < cutoff]:
             del _jobs[old.id]
         _jobs[job.id] = job
-    note(request, bundle_job=job.id, exhibits=job.exhibits)
-    threading.Thread(target=_build, args=(job, svc, c, job.exhibits, user), daemon=True,
-                     name=f"bundle-{job.id[-8:]}").start()
+    note(request, bundle_job=job.id, exhibits=job.exhibits, recipient=recipient, selection=job.selection)
+    threading.Thread(target=_build, args=(job, svc, c, job.exhibits, user, selection.keep_function(mode, chosen)),
+                     daemon=True, name=f"bundle-{job.id[-8:]}").start()
     return RedirectResponse(f"/cases/{c.id}/bundles/{job.id}", status_code=303)
 
 
@@ -141,15 +188,14 @@ def bundle_status(request: Request, case_id: CaseId, job_id: Annotated[str, Path
 
 @router.get("/cases/{case_id}/bundles/{job_id}/download")
 def bundle_download(request: Request, case_id: CaseId, job_id: Annotated[str, Path(pattern=JOB_ID)]) -> Response:
-    """`evidence.download` on the case, then a recorded, 5-minute presigned link."""
+    """`evidence.download` on the case, then the content endpoint streams it (recorded as `downloaded`)."""
     svc, user, _ = current(request)
     c = case_for(request, svc, user, case_id, "evidence.download")
     job = _job(job_id, c)
     if job.state != "done":
         raise NotFoundError("the bundle is not ready yet")
-    from pipeline.export.links import presign_bundle_download
-
     obj = job.result["object"]
-    url = presign_bundle_download(svc.ev, c, obj, actor(user), LINK_TTL)
+    holder = next(e for e in svc.ev.catalog.list_exhibits(c) if e.ref == job.exhibits[0])
     note(request, object=obj["key"], sha256=obj["sha256"])
-    return RedirectResponse(url, status_code=303, headers={"Cache-Control": "no-store"})
+    return RedirectResponse(content_url(c.id, holder.id, object_id(obj["bucket"], obj["key"])), status_code=303,
+                            headers={"Cache-Control": "no-store"})

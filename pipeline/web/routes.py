@@ -1,4 +1,4 @@
-"""Server-rendered portal pages: sign-in, cases, case, exhibit, object views and downloads.
+"""Server-rendered portal pages: sign-in, cases, case (exhibits side by side on the clock), object links.
 
 Every decision goes through the API's own functions (`case_for`,
 `exhibit_for`, `AuthStore.allowed`), so a page shows exactly what the caller
@@ -7,22 +7,18 @@ could fetch from the API and a refusal here is the same refusal, audited.
 
 from __future__ import annotations
 
-import hashlib
 import secrets
-from datetime import datetime
 from pathlib import Path as FsPath
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 
-from pipeline.access.auth import Unauthenticated, User
-from pipeline.api.cases import DOWNLOAD_TTL, list_cases, object_id
-from pipeline.api.deps import CASE_ID, EXHIBIT_ID, OBJECT_ID, Services, actor, case_for, exhibit_for, note, services
-from pipeline.custody.catalog import Case, Exhibit
-from pipeline.errors import IntegrityError, NotFoundError
-from pipeline.review.views import exhibit_metadata, exhibit_view
+from pipeline.access.auth import Unauthenticated
+from pipeline.api.cases import list_cases
+from pipeline.api.deps import CASE_ID, EXHIBIT_ID, OBJECT_ID, case_for, note, services
+from pipeline.errors import NotFoundError
 from pipeline.web.perms import perms_for
 from pipeline.web.session import (
     COOKIE,
@@ -39,8 +35,6 @@ from pipeline.web.session import (
 router = APIRouter(route_class=PortalRoute, include_in_schema=False)
 STATIC = FsPath(__file__).parent / "static"
 STATIC_TYPES = {".css": "text/css", ".js": "text/javascript"}
-INLINE_MAX = 16 * 1024 * 1024  # images shown in the page are read whole so their hash can be checked
-INLINE_KINDS = ("thumbnail", "contact_sheet", "still")
 
 CaseId = Annotated[str, Path(pattern=CASE_ID)]
 ExhibitId = Annotated[str, Path(pattern=EXHIBIT_ID)]
@@ -127,143 +121,33 @@ def case_page(request: Request, case_id: CaseId) -> Response:
     svc, user, _ = current(request)
     c = case_for(request, svc, user, case_id, "case.read")
     exhibits = svc.ev.catalog.list_exhibits(c)
-    return render(request, "case.html", case=c, exhibits=exhibits, perms=perms_for(svc, user, c))
-
-
-# ---- exhibit --------------------------------------------------------------------
-def _hms(value: Any) -> str:
-    try:
-        dt = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        return str(value)
-    return dt.strftime("%H:%M:%S")
-
-
-def _gap(event: dict[str, Any]) -> dict[str, Any] | None:
-    """Camera recording gaps, whatever the recorder named the fields, as one plain sentence."""
-    action = str(event.get("action", ""))
-    if "gap" not in action:
-        return None
-    facts = {**(event.get("parameters") or {}), **(event.get("details") or {})}
-    gap = facts.get("gap") if isinstance(facts.get("gap"), dict) else facts
-    start = gap.get("start") or gap.get("gap_start") or gap.get("from")
-    end = gap.get("end") or gap.get("gap_end") or gap.get("to")
-    reason = gap.get("reason") or ("camera did not come back" if gap.get("open_ended") else "")
-    camera = gap.get("camera") or ""
-    seconds = None
-    try:
-        seconds = (datetime.fromisoformat(str(end).replace("Z", "+00:00"))
-                   - datetime.fromisoformat(str(start).replace("Z", "+00:00"))).total_seconds()
-    except ValueError:
-        pass
-    text = f"Recording gap {_hms(start)}–{_hms(end)}"
-    extra = [x for x in (f"{seconds:.0f} s" if seconds is not None else "", camera, reason) if x]
-    return {"text": text + (f" ({', '.join(extra)})" if extra else ""), "start": start, "end": end}
-
-
-def _summary(event: dict[str, Any]) -> str:
-    objs = event.get("objects") or []
-    names = [o.get("original_name") or o.get("kind") or o.get("role") for o in objs if o.get("role") != "reference"]
-    out = []
-    if names:
-        shown = ", ".join(str(n) for n in names[:3])
-        out.append(shown + (f" and {len(names) - 3} more" if len(names) > 3 else ""))
-    params = event.get("parameters") or {}
-    for k in ("what", "recipient", "reason", "offset_ms", "location", "device"):
-        if params.get(k) not in (None, ""):
-            out.append(f"{k.replace('_', ' ')}: {params[k]}")
-    return "; ".join(out)
-
-
-def _timeline(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{"seq": e["seq"], "time": e["time"], "action": e["action"].replace("_", " "),
-             "actor": e.get("actor") or {}, "gap": _gap(e), "summary": _summary(e)} for e in events]
-
-
-def _gallery(view: dict[str, Any]) -> dict[str, Any]:
-    objs = view["objects"]
-    by_sha = {o["sha256"]: o for o in objs}
-    stills = []
-    for o in objs:
-        if o["role"] == "derived" and o.get("kind") == "thumbnail":
-            info = o.get("info") or {}
-            full = by_sha.get(info.get("still_png_sha256", ""))
-            stills.append({"thumb": o, "full": full, "pts": info.get("pts_time")})
-    stills.sort(key=lambda s: float(s["pts"] or 0))
-    sheets = [o for o in objs if o["role"] == "derived" and o.get("kind") == "contact_sheet"]
-    originals = [o for o in objs if o["role"] == "original"]
-    return {"stills": stills, "sheets": sheets, "originals": originals}
-
-
-@router.get("/cases/{case_id}/exhibits/{exhibit_id}")
-def exhibit_page(request: Request, case_id: CaseId, exhibit_id: ExhibitId) -> Response:
-    """Exhibit header for anyone on the case; contents, stills and timeline each by their API permission."""
-    svc, user, _ = current(request)
-    c, e = exhibit_for(request, svc, user, case_id, exhibit_id, "case.read")
     perms = perms_for(svc, user, c)
-    ctx: dict[str, Any] = {"case": c, "exhibit": e, "perms": perms, "view": None, "timeline": None,
-                           "metadata": None, "gallery": None, "chain": None}
-    if perms["evidence_read"]:
-        view = exhibit_view(svc.ev, c.ref, e.ref)
-        for o in view["objects"]:
-            o["object_id"] = object_id(o["bucket"], o["key"])
-        ctx["view"], ctx["gallery"], ctx["chain"] = view, _gallery(view), view["chain"]
-        ctx["metadata"] = exhibit_metadata(svc.ev, e)
-        _record(request, svc, c, e, user, "accessed", what="exhibit page (objects, metadata, stills)")
-        if perms["custody_read"]:
-            ctx["timeline"] = _timeline(view["events"])
-    elif perms["custody_read"]:
-        chain = svc.ev.log.read(e.id)
-        ctx["timeline"], ctx["chain"] = _timeline(chain.events), {"ok": chain.ok, "length": len(chain.events),
-                                                                  "findings": [str(f) for f in chain.findings]}
-    return render(request, "exhibit.html", **ctx)
+    lanes = []
+    if perms["evidence_read"]:  # the case's exhibits side by side on one clock (cameras and timed uploads)
+        from pipeline.review.objects import checked_chain
+        from pipeline.review.timeline import build_timeline
+
+        for e in exhibits:
+            tl = build_timeline({**e.__dict__}, checked_chain(svc.ev, e.id).events)
+            if tl["start_us"] is not None:
+                lanes.append({"exhibit": e, "coverage": tl["coverage"], "kind": tl["kind"],
+                              "cameras": tl["cameras"], "summary": tl["summary"]})
+    span = ([min(x["start_us"] for lane in lanes for x in lane["coverage"]),
+             max(x["end_us"] for lane in lanes for x in lane["coverage"])] if lanes and any(
+                 lane["coverage"] for lane in lanes) else None)
+    return render(request, "case.html", case=c, exhibits=exhibits, perms=perms, lanes=lanes, span=span)
 
 
-def _record(request: Request, svc: Services, c: Case, e: Exhibit, user: User, action: str,
-            objects: list[dict[str, Any]] | None = None, **params: Any) -> dict[str, Any]:
-    return svc.ev.record(c, e, action, actor=actor(user), objects=objects,
-                         parameters={"via": "portal", "request_id": getattr(request.state, "request_id", None),
-                                     **params})
-
-
-def _find_object(svc: Services, e: Exhibit, oid: str) -> Any:
-    match = next((o for o in svc.ev.objects(svc.ev.log.events(e.id)) if object_id(o.bucket, o.key) == oid), None)
-    if match is None:
-        raise NotFoundError(f"object {oid} is not part of exhibit {e.id}")
-    return match
+# ---- objects: the browser always fetches content from the API's content endpoint ----------------
+def content_url(case_id: str, exhibit_id: str, oid: str) -> str:
+    """Where the browser gets an object's bytes (authorised, audited, ranges; never a presigned S3 URL)."""
+    return f"/api/cases/{case_id}/exhibits/{exhibit_id}/objects/{oid}/content"
 
 
 @router.get("/cases/{case_id}/exhibits/{exhibit_id}/objects/{object_id}/view")
-def view_object(request: Request, case_id: CaseId, exhibit_id: ExhibitId, object_id: ObjectId) -> Response:
-    """Stills, thumbnails and contact sheets shown in the page, hash-checked before display.
-
-    Showing image bytes hands over content, so it takes the API's download permission (auditors read the
-    records but, as in the API, do not get content); the page view itself is the `accessed` custody event.
-    """
-    svc, user, _ = current(request)
-    _c, e = exhibit_for(request, svc, user, case_id, exhibit_id, "evidence.download")
-    o = _find_object(svc, e, object_id)
-    note(request, object=o.key)
-    if o.role != "derived" or o.info.get("kind") not in INLINE_KINDS or o.size > INLINE_MAX:
-        raise NotFoundError("only stills, thumbnails and contact sheets are shown inline; download the rest")
-    data = svc.ev.store.get_bytes(o.bucket, o.key, o.version_id)
-    if hashlib.sha256(data).hexdigest() != o.sha256:
-        raise IntegrityError(f"{o.key} does not match its custody record; not shown (run `custody verify`)")
-    ctype = o.info.get("content_type") or ("image/png" if data[:4] == b"\x89PNG" else "image/jpeg")
-    return Response(data, media_type=ctype, headers={"Cache-Control": "private, no-store",
-                                                     "Content-Disposition": "inline"})
-
-
 @router.get("/cases/{case_id}/exhibits/{exhibit_id}/objects/{object_id}/download")
-def download_object(request: Request, case_id: CaseId, exhibit_id: ExhibitId, object_id: ObjectId) -> Response:
-    """Same rule and custody record as the API's download: a short-lived presigned URL, recorded."""
-    svc, user, _ = current(request)
-    c, e = exhibit_for(request, svc, user, case_id, exhibit_id, "evidence.download")
-    o = _find_object(svc, e, object_id)
-    ref = {"bucket": o.bucket, "key": o.key, "version_id": o.version_id, "sha256": o.sha256, "size": o.size,
-           "role": "reference"}
-    url = svc.ev.store.presigned_get(o.bucket, o.key, o.version_id, DOWNLOAD_TTL)
-    _record(request, svc, c, e, user, "downloaded", objects=[ref],
-            expires_seconds=int(DOWNLOAD_TTL.total_seconds()))
-    note(request, object=o.key)
-    return RedirectResponse(url, status_code=303, headers={"Cache-Control": "no-store"})
+def object_redirect(request: Request, case_id: CaseId, exhibit_id: ExhibitId, object_id: ObjectId) -> Response:
+    """Old portal links: the content endpoint decides inline or attachment and records the download."""
+    note(request, object_id=object_id)
+    return RedirectResponse(content_url(case_id, exhibit_id, object_id), status_code=303,
+                            headers={"Cache-Control": "no-store"})

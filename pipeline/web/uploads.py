@@ -16,12 +16,15 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
 import threading
 import time
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from pathlib import Path as FsPath
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import Header, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
@@ -64,8 +67,64 @@ class SessionIn(BaseModel):
     size: int = Field(ge=0, le=MAX_FILE)
     content_type: str = Field(default="", max_length=200)
     seized_at: str | None = Field(default=None, max_length=40)
+    seized_at_zone: str | None = Field(default=None, max_length=64, description="IANA zone or +HH:MM of seized_at")
     location: str | None = Field(default=None, max_length=200)
     device: str | None = Field(default=None, max_length=200)
+
+
+_OFFSET = re.compile(r"^(?:UTC)?([+-])(\d{2}):?(\d{2})$")
+
+
+def _zone(name: str) -> tzinfo:
+    """An IANA zone (Europe/London) or a fixed offset (+01:00, UTC+0100)."""
+    n = name.strip()
+    if n.upper() in ("UTC", "Z", "GMT"):
+        return UTC
+    m = _OFFSET.match(n)
+    if m:
+        minutes = int(m.group(2)) * 60 + int(m.group(3))
+        if minutes > 14 * 60:
+            raise UsageError(f"time zone offset {n!r} is out of range")
+        return timezone(timedelta(minutes=minutes if m.group(1) == "+" else -minutes))
+    try:
+        return ZoneInfo(n)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise UsageError(f"time zone {n!r} is not known; give an IANA name like Europe/London or an offset "
+                         "like +01:00") from None
+
+
+def seizure_facts(seized_at: str | None, zone: str | None, location: str | None,
+                  device: str | None) -> dict[str, Any]:
+    """Seizure parameters with the time stored as UTC and the local time, zone and offset it was given in.
+
+    A local time that does not exist in the zone (the hour skipped when clocks go forward) is refused; one that
+    happens twice (clocks go back) takes the first and says so.
+    """
+    params = seizure_parameters(None, location, device)
+    if not seized_at:
+        return params
+    raw = seized_at.strip()
+    try:
+        given = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"seized-at {raw!r} is not a date-time") from None
+    if given.tzinfo is not None:
+        local, zname = given, zone.strip() if zone else "offset given with the time"
+    elif zone:
+        tz = _zone(zone)
+        local, zname = given.replace(tzinfo=tz), zone.strip()
+        if local.astimezone(UTC).astimezone(tz).replace(tzinfo=None) != given:
+            raise UsageError(f"{raw} does not exist in {zname} (the clocks went forward); check the time")
+        if given.replace(tzinfo=tz, fold=1).utcoffset() != local.utcoffset():
+            params["seized_at_note"] = f"{raw} happened twice in {zname} (clocks went back); the first was taken"
+    else:
+        local, zname = given.replace(tzinfo=UTC), "UTC (no time zone was given)"
+    off = local.utcoffset() or timedelta(0)
+    sign, mins = ("-" if off < timedelta(0) else "+"), abs(int(off.total_seconds())) // 60
+    params.update({"seized_at": local.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                   "seized_at_local": given.replace(tzinfo=None).isoformat(timespec="seconds"),
+                   "seized_at_zone": zname, "seized_at_offset": f"{sign}{mins // 60:02d}:{mins % 60:02d}"})
+    return params
 
 
 def _root(svc: Services) -> FsPath:
@@ -141,7 +200,7 @@ def start_session(request: Request, case_id: CaseId, exhibit_id: ExhibitId, body
     svc, user, sess = current(request)
     check_csrf(request, sess, None)
     c, e = exhibit_for(request, svc, user, case_id, exhibit_id, "evidence.upload")
-    params = seizure_parameters(body.seized_at, body.location, body.device)  # validated now, not at the end
+    params = seizure_facts(body.seized_at, body.seized_at_zone, body.location, body.device)  # validated now
     _expire(_root(svc))
     sid = f"up-{secrets.token_hex(16)}"
     d = _root(svc) / sid

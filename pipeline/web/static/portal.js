@@ -53,7 +53,8 @@ async function uploadFile(form, exhibitId, file, ui) {
     const f = form.elements;
     const r = await api("POST", base, {
       name: file.name, size: file.size, content_type: file.type || "",
-      seized_at: f.seized_at.value ? new Date(f.seized_at.value).toISOString() : null,
+      // the time as the officer typed it plus the zone it was typed in: the server converts and records both
+      seized_at: f.seized_at.value || null, seized_at_zone: f.seized_zone.value.trim() || null,
       location: f.location.value || null, device: f.device.value || null });
     if (!r.ok) throw new Error(r.data.detail || `could not start (${r.status})`);
     state = r.data;
@@ -132,6 +133,21 @@ function initUpload() {
   });
 }
 
+function initSeizureZone() {
+  const z = document.getElementById("seized-zone");
+  if (!z || z.value) return;
+  try { z.value = Intl.DateTimeFormat().resolvedOptions().timeZone || ""; } catch (e) { /* leave it for the officer */ }
+}
+
+function initBundleForm() {
+  const form = document.getElementById("bundle-form");
+  if (!form) return;
+  form.addEventListener("submit", () => {
+    const picked = Array.from(form.querySelectorAll("input.pick:checked")).map((i) => i.value);
+    document.getElementById("bundle-objects").value = picked.join(",");
+  });
+}
+
 function initBundle() {
   const box = document.getElementById("bundle-job");
   if (!box) return;
@@ -160,4 +176,4 @@ function initBundle() {
   poll();
 }
 
-document.addEventListener("DOMContentLoaded", () => { initUpload(); initBundle(); });
+document.addEventListener("DOMContentLoaded", () => { initUpload(); initSeizureZone(); initBundleForm(); initBundle(); });
