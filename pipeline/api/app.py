@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pipeline import __version__
-from pipeline.api import admin, cases
+from pipeline.api import admin, cases, recover
 from pipeline.api.statuses import outcome, status_for
 from pipeline.errors import (
     CustodyError,
@@ -132,6 +132,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.services = None
     app.include_router(admin.router)
     app.include_router(cases.router)
+    app.include_router(recover.router)
     from pipeline.web import router as portal_router  # the web portal at / (imported here: it uses the API)
 
     app.include_router(portal_router)
