@@ -9,6 +9,7 @@ checked) and the stills `custody extract` takes from it must reproduce.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import uuid
 import zipfile
@@ -132,6 +133,7 @@ def test_recover_then_extract_every_surviving_frame_bit_exact(cli: Cli, case_ref
     assert p["method"] == f"reference:{ref_obj['sha256']}" and p["source"]["sha256"] == orig["sha256"]
     assert d["frames"] == r["frames"] and d["bytes_used"] and d["bytes_skipped"][-1]["reason"]
     assert {"recovery", "libavcodec", "pyav"} <= set(event["tools"])
+    assert "custody-recover-" not in json.dumps(event) and str(tmp_path) not in json.dumps(event)  # no local paths
     (copy,) = [o for o in event["objects"] if o["role"] == "derived"]
     assert copy["kind"] == "recovered_working_copy" and copy["status"] == "recovered"
     assert copy["original_name"] == "JB-1.recovered.mp4" and "RECOVERED" in copy["info"]["label"]
@@ -233,7 +235,7 @@ def test_no_reference_and_no_in_band_parameters_is_a_clear_recorded_failure(cli:
     assert proc.returncode == 2, proc.stderr
     assert "no reference file and no in-band SPS/PPS: supply --reference" in proc.stderr
     assert re.search(r"recorded as event #\d+", proc.stderr)
-    out = __import__("json").loads(proc.stdout)
+    out = json.loads(proc.stdout)
     (r,) = out["results"]
     assert r["status"] == "impossible" and r["recovered"] is None and r["action"] == "recovery_impossible"
     events = _events(cli, case_ref, "JB/5")

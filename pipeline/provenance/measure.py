@@ -45,6 +45,7 @@ def manifest_cost(work: Path, *, width: int = 1920, height: int = 1080, repeats:
     from pipeline.frames.png import encode_png, pixel_sha256
 
     work = Path(work)
+    work.mkdir(parents=True, exist_ok=True)
     creds = credentials or ensure_local_ca(work / "c2pa")
     img = _frame(width, height)
     png = encode_png(img, 0).tobytes()
