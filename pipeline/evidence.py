@@ -7,6 +7,7 @@ come through this one facade so none of them can skip the record.
 
 from __future__ import annotations
 
+import hashlib
 import mimetypes
 import uuid
 from dataclasses import dataclass
@@ -37,6 +38,11 @@ class ExhibitObject:
     source: dict[str, Any] | None
     event_seq: int
     info: dict[str, Any]
+
+
+def object_id(bucket: str, key: str) -> str:
+    """The path-safe, stable ID the API and portal give an object (keys contain slashes)."""
+    return hashlib.sha256(f"{bucket}/{key}".encode()).hexdigest()[:32]
 
 
 def safe_display_name(name: str) -> str:

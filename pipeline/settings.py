@@ -74,6 +74,11 @@ class Settings(BaseSettings):
     portal_chunk_kb: int = Field(default=4096, ge=16, le=65536)
     # PostgreSQL server binaries for a local Prefect database (Debian keeps initdb/pg_ctl off PATH)
     pg_bin: Path | None = None
+    # content credentials (C2PA) on shared stills and clips: the force's signing chain (end-entity first), key and
+    # root(s); all unset: a local C2PA CA under <home>/keys/c2pa (pipeline.provenance.credentials)
+    c2pa_cert: Path | None = None
+    c2pa_key: Path | None = None
+    c2pa_trust_anchors: Path | None = None
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,

@@ -41,6 +41,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "clock.record": frozenset({"officer", "supervisor", "admin"}),
     "frames.request": frozenset({"investigator", "supervisor", "admin"}),
     "bundle.request": frozenset({"investigator", "supervisor", "admin"}),
+    "recovery.run": frozenset({"investigator", "supervisor", "admin"}),
     "users.manage": frozenset({"admin"}),
     "audit.read": frozenset({"supervisor", "auditor", "admin"}),
 }

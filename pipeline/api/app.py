@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pipeline import __version__
-from pipeline.api import admin, cameras, cases, media, review
+from pipeline.api import admin, cameras, cases, media, recover, review
 from pipeline.api.statuses import outcome, status_for
 from pipeline.errors import (
     CustodyError,
@@ -135,6 +135,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(cameras.router)
     app.include_router(media.router)
     app.include_router(review.router)
+    app.include_router(recover.router)
     from pipeline.web import router as portal_router  # the web portal at / (imported here: it uses the API)
 
     app.include_router(portal_router)

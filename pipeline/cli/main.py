@@ -12,7 +12,7 @@ import typer
 from typer._click.exceptions import ClickException  # typer vendors its own click
 from typer.exceptions import Abort, Exit
 
-from pipeline.cli import bundle, cameras, cases, clock, extract, intake, review, serve, stack, users, verify
+from pipeline.cli import bundle, cameras, cases, clock, extract, intake, recover, review, serve, stack, users, verify
 from pipeline.cli.output import err
 from pipeline.errors import CustodyError
 
@@ -27,6 +27,7 @@ verify.register(app)
 bundle.register(app)
 extract.register(app)
 review.register(app)
+recover.register(app)
 users.register(app)
 serve.register(app)
 

@@ -33,7 +33,16 @@ def footage_objects(ev: Evidence, exhibit: Exhibit) -> tuple[list[ExhibitObject]
     if not chain.ok:
         raise IntegrityError(f"custody chain of exhibit {exhibit.ref} fails verification "
                              f"({'; '.join(map(str, chain.findings[:3]))}); not extracting from it")
-    return [o for o in ev.objects(chain.events, roles=("original",)) if is_candidate(o)], chain.events
+    originals = [o for o in ev.objects(chain.events, roles=("original",)) if is_candidate(o)]
+    return originals + recovered_footage(ev, chain.events), chain.events
+
+
+def recovered_footage(ev: Evidence, events: list[dict[str, Any]]) -> list[ExhibitObject]:
+    """Working copies rebuilt by `custody recover` are footage too: their stills point at the copy, which
+    points at its damaged original (owned by pipeline.recovery.derive)."""
+    from pipeline.recovery.derive import recovered_copies
+
+    return [o for o in recovered_copies(ev, events) if is_candidate(o)]
 
 
 def _wallclock_start(events: list[dict[str, Any]], obj: ExhibitObject) -> str | None:

@@ -312,7 +312,8 @@ def inspect_media(head: bytes, size: int, probe_target: str | Path | None,
         low = text.lower()
         if "moov atom not found" in low or ("invalid data found" in low and container in ("mp4/mov", "mov")):
             return MediaReport("truncated", f"recording is incomplete ({text}); typically the camera stopped "
-                                            "before finalising the file — bytes kept as received", kind, container,
+                                            "before finalising the file — bytes kept as received; `custody "
+                                            "recover` can rebuild a playable working copy", kind, container,
                                tools=tools)
         if "end of file" in low or "partial file" in low:
             return MediaReport("truncated", f"recording is incomplete ({text})", kind, container, tools=tools)

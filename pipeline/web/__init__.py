@@ -4,7 +4,7 @@
 rules of its own — every page asks the API's authorisation functions.
 """
 
-from pipeline.web import bundles, cameras, exhibit, uploads  # noqa: F401 - registers their routes on the router
+from pipeline.web import bundles, cameras, exhibit, recover, uploads  # noqa: F401 - registers their routes on the router
 from pipeline.web.routes import router
 
 __all__ = ["router"]

@@ -15,4 +15,4 @@ def perms_for(svc: Services, user: User, c: Case) -> dict[str, bool]:
     """The buttons a case page shows, keyed for the templates (`evidence_read`, ...)."""
     return {p.replace(".", "_"): can(svc, user, p, c.id) for p in
             ("evidence.read", "evidence.download", "custody.read", "evidence.upload", "exhibit.create",
-             "bundle.request")}
+             "bundle.request", "recovery.run")}
