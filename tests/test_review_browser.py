@@ -133,7 +133,7 @@ def test_timeline_shows_the_gap_where_the_camera_was_stopped(page: Any, served: 
                                                              evidence: Any) -> None:
     gaps = [x["parameters"] for x in _events(evidence, recorded) if x["action"] == "gap"]
     assert len(gaps) == 1, gaps
-    rect = page.locator("svg#timeline rect.cov.gap")
+    rect = page.locator("svg#timeline rect.cov.gap[data-source^=\"gap event\"]")
     expect(rect).to_have_count(1)
     assert int(rect.get_attribute("data-start-us")) == us_of(gaps[0]["start"])
     assert int(rect.get_attribute("data-end-us")) == us_of(gaps[0]["end"])
@@ -240,7 +240,7 @@ def test_case_page_lanes_and_the_view_session_summary(page: Any, served: dict, r
 
     exhibit_url = page.url
     page.get_by_role("link", name=recorded["case_ref"]).click()  # leaving the page sends the session summary
-    lane = page.locator("table.lanes svg rect.cov.gap")
+    lane = page.locator("table.lanes svg rect.cov.gap[data-source^=\"gap event\"]")
     expect(lane).to_have_count(1)
     page.screenshot(path=str(served["shots"] / "review-05-case-lanes.png"))
 

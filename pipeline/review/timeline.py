@@ -155,11 +155,32 @@ def _subtract(span: tuple[datetime, datetime], covers: list[tuple[datetime, date
     return [(s, t) for s, t in parts if (t - s).total_seconds() > CONTIGUOUS_S]
 
 
+def _new_facts(records: list[Span], gaps: list[Span]) -> list[Span]:
+    """Coverage records that say something the segments and gap events do not.
+
+    Camera runs summarise their own spans as `recorded` and `gap` coverage, and a missed window is both a
+    `gap` event and `missed` coverage: draw each span once, from the most specific record.
+    """
+    def same(a: Span, b: Span) -> bool:
+        return abs((a.start - b.start).total_seconds()) <= CONTIGUOUS_S and \
+            abs((a.end - b.end).total_seconds()) <= CONTIGUOUS_S
+
+    out = []
+    for r in records:
+        if r.state == "recorded":
+            continue  # the segments themselves are drawn
+        if r.state in ("gap", "missed") and any(same(r, g) or (g.start <= r.start and r.end <= g.end) for g in gaps):
+            continue
+        out.append(r)
+    return out
+
+
 def coverage(files: list[dict[str, Any]], gaps: list[Span], records: list[Span]) -> list[Span]:
     """Recorded spans (touching segments merged), recorded gaps and coverage records, and holes nobody explains."""
     recorded = _merge([(parse_instant(f["start"]), parse_instant(f["end"])) for f in files  # type: ignore[misc]
                        if f["kind"] == "video" and f["start"] and f["end"]])
     spans = [Span(s, t, "recorded", "", "segments / files") for s, t in recorded]
+    records = _new_facts(records, gaps)
     explained = [(g.start, g.end) for g in gaps + records]
     for (_, a), (b, _) in zip(recorded, recorded[1:], strict=False):
         for s, t in _subtract((a, b), explained):
