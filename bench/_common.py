@@ -20,6 +20,7 @@ def temp_stack() -> Iterator[Path]:
     """A fresh CUSTODY_HOME with its own running S3 server, removed afterwards."""
     with tempfile.TemporaryDirectory(prefix="custody-bench-") as d:
         home = Path(d) / "home"
+        os.environ.setdefault("CUSTODY_ACTOR", "bench")  # every custody event names who acted
         env = {**os.environ, "CUSTODY_HOME": str(home)}
         subprocess.run([CUSTODY, "stack", "up"], env=env, check=True, capture_output=True)
         old = os.environ.get("CUSTODY_HOME")

@@ -47,6 +47,7 @@ from pipeline.export.format import (
 )
 from pipeline.export.readme import readme_text
 from pipeline.export.report import MAX_THUMBS, ReportData, render_html, render_pdf
+from pipeline.text import clean_human_text
 
 
 @dataclass
@@ -139,6 +140,7 @@ def build_bundle(ev: Evidence, case_ref: str, exhibit_refs: list[str] | None, ou
                  store_bundle: bool = True) -> BundleResult:
     """Build, store (Object Lock) and record a bundle of a case's exhibits."""
     t0 = time.perf_counter()
+    recipient, reason = clean_human_text(recipient, "recipient", 200), clean_human_text(reason, "reason", 500)
     case = ev.catalog.get_case(case_ref)
     exhibits = ([ev.catalog.get_exhibit(case, r) for r in dict.fromkeys(exhibit_refs)] if exhibit_refs
                 else ev.catalog.list_exhibits(case))

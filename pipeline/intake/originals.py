@@ -126,12 +126,17 @@ def record_original(ev: Evidence, case: Case, exhibit: Exhibit, obj: StoredObjec
 
 def link_duplicate(ev: Evidence, case: Case, exhibit: Exhibit, existing: dict[str, Any], offer: Offer,
                    media: MediaReport, actor: Actor) -> UploadResult:
-    """Identical bytes are already held: record a `duplicate_linked` event instead of a second copy."""
+    """Identical bytes are already held in this case: record a `duplicate_linked` event instead of a second copy.
+
+    Never across cases: linking to another case's object would tell this case that the other exists.
+    """
+    if existing.get("case_id") != case.id:
+        raise ValueError("a duplicate is only ever linked within its own case")
     ref = object_ref(existing, offer, media, {"linked": True})
     event = ev.record(case, exhibit, "duplicate_linked", actor=actor, objects=[ref], parameters=offer.parameters,
                       details={"duplicate_of": {k: existing.get(k) for k in
                                                 ("bucket", "key", "version_id", "case_id", "exhibit_id")},
-                               "reason": "identical SHA-256 already held; not stored again"})
+                               "reason": "identical SHA-256 already held in this case; not stored again"})
     return UploadResult(offer.display_name, media.status, media.message, existing["sha256"], int(existing["size"]),
                         existing["bucket"], existing["key"], existing.get("version_id"), event["seq"],
                         duplicate_of=existing, linked=True, metadata=media.metadata or None,

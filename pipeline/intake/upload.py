@@ -3,7 +3,8 @@
 Both entry points end in `originals.record_original`, so every door makes the
 same object and the same events.
 
-Duplicates: local files up to PREHASH_MAX_BYTES are hashed before sending
+Duplicates are recognised within the case only (`dedupe.HashIndex`: a case learns nothing of
+another). Local files up to PREHASH_MAX_BYTES are hashed before sending
 (cheap, and a duplicate then costs no upload: a `duplicate_linked` event points
 at the existing object). An API upload declaring `X-Content-SHA256` of bytes
 already held is hashed without being stored and linked the same way (a
@@ -62,7 +63,7 @@ def store_original(ev: Evidence, case: Case, exhibit: Exhibit, path: Path, offer
     if expected is None and offer.index and st.st_size <= PREHASH_MAX_BYTES:
         expected = hash_file(path).sha256
     if expected and offer.index:
-        existing = HashIndex(ev.store).lookup(expected)
+        existing = HashIndex(ev.store).lookup(expected, case.id)
         if existing:
             if progress:
                 progress(st.st_size)
@@ -117,7 +118,7 @@ def store_stream(ev: Evidence, case: Case, exhibit: Exhibit, stream: BinaryIO, o
         offer.parameters = {**offer.parameters, "declared_content_type": declared_type[:100]}
     cap = HeadCapture(stream)
     if expected_sha256 and offer.index:
-        existing = HashIndex(ev.store).lookup(expected_sha256)
+        existing = HashIndex(ev.store).lookup(expected_sha256, case.id)
         if existing:  # hash the body without storing it: identical bytes are linked, a mismatch refused
             d = Digests(("sha256",))
             while chunk := cap.read(1024 * 1024):
