@@ -39,7 +39,32 @@ from pipeline.intake.originals import (
 from pipeline.intake.resumable import RateLimiter, exclusive, journal_dir, journal_id, load_journal, resumable_put
 
 PREHASH_MAX_BYTES = 32 * 1024 * 1024
+STALE_TMP_SECONDS = 60
 Progress = Callable[[int], None]
+
+
+def repair_local_state(home: Path) -> list[str]:
+    """Remove temporary files an earlier run left when the local disk filled (journals, witnesses).
+
+    Those files are written next to their target and renamed over it; one older than a minute was
+    never renamed, so its writer failed. Returns what was done, as warnings for the operator.
+    """
+    import time
+
+    removed = 0
+    cutoff = time.time() - STALE_TMP_SECONDS
+    for sub in ("uploads", "witness"):
+        d = home / sub
+        if not d.is_dir():
+            continue
+        for p in d.glob("*.tmp"):
+            try:
+                if p.is_file() and not p.is_symlink() and p.stat().st_mtime < cutoff:
+                    p.unlink()
+                    removed += 1
+            except OSError:
+                continue
+    return [f"removed {removed} temporary file(s) an earlier run left in {home} (disk full then?)"] if removed else []
 
 
 def offer(name: str, source: str, parameters: dict[str, Any] | None = None) -> Offer:
