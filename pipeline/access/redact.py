@@ -137,10 +137,14 @@ def redacting_handler(level: int = logging.WARNING, fmt: str = "%(message)s") ->
 
 
 def configure_logging(level: int = logging.WARNING, fmt: str = "%(message)s") -> None:
-    """Root logging through `redacting_handler` (once per process)."""
+    """Root logging through `redacting_handler` (one per process; a second call lowers its level, new format)."""
     root = logging.getLogger()
-    if any(isinstance(f, RedactingFilter) for h in root.handlers for f in h.filters):
-        return
-    root.addHandler(redacting_handler(level, fmt))
+    mine = [h for h in root.handlers if any(isinstance(f, RedactingFilter) for f in h.filters)]
+    if mine:
+        for h in mine:
+            h.setLevel(min(h.level, level))
+            h.setFormatter(logging.Formatter(fmt))
+    else:
+        root.addHandler(redacting_handler(level, fmt))
     if root.level > level or root.level == logging.NOTSET:
         root.setLevel(level)
