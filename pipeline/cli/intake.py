@@ -32,13 +32,16 @@ def ingest(files: Annotated[list[Path], typer.Argument(help="Files or directorie
 def _local(paths: list[Path], case: str, exhibit: str, officer: str, description: str, source: str,
            params: dict[str, Any], algorithms: tuple[str, ...], limit_mb_s: float | None, json_out: bool) -> None:
     from pipeline.intake.files import walk_sources
+    from pipeline.intake.upload import ensure_exhibit_committed
     from pipeline.settings import load_settings
 
     walk = walk_sources(paths, load_settings().home)
     ev = evidence()
     who = actor_for(ev, officer, "officer")
-    c, e = ev.ensure_exhibit(case, exhibit, officer, who, description)
+    early: list[str] = []
+    c, e = ensure_exhibit_committed(ev, case, exhibit, officer, who, description, early)
     results, others, warnings = store_walk(ev, c, e, walk, source, params, algorithms, who, limit_mb_s)
+    warnings = early + warnings
     if json_out:
         emit_json({"case": c.ref, "case_id": c.id, "exhibit": e.ref, "exhibit_id": e.id, "objects": results,
                    "not_stored": others, "warnings": warnings})

@@ -12,6 +12,7 @@ The finished bundle is stored under Object Lock and its hash recorded as an
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -260,7 +261,9 @@ def build_bundle(ev: Evidence, case_ref: str, exhibit_refs: list[str] | None, ou
             tmp.replace(out)
         built = time.perf_counter() - t0
     except BaseException:
-        z.zf.close()
+        # a full disk fails the close too (it writes the central directory): the partial file goes regardless
+        with contextlib.suppress(Exception):
+            z.zf.close()
         tmp.unlink(missing_ok=True)
         raise
 
@@ -269,7 +272,12 @@ def build_bundle(ev: Evidence, case_ref: str, exhibit_refs: list[str] | None, ou
     if store_bundle:
         if plan:
             plan("storing bundle", result.size)
-        _store_and_record(ev, result, snaps, actor, working_copies, recipient, reason, progress)
+        try:
+            _store_and_record(ev, result, snaps, actor, working_copies, recipient, reason, progress)
+        except BaseException:
+            if len(result.events) < len(snaps):  # not (fully) recorded as exported: no unrecorded copy is left
+                out.unlink(missing_ok=True)
+            raise
     else:
         from hashing.stream import hash_file
 

@@ -67,6 +67,21 @@ def repair_local_state(home: Path) -> list[str]:
     return [f"removed {removed} temporary file(s) an earlier run left in {home} (disk full then?)"] if removed else []
 
 
+def ensure_exhibit_committed(ev: Evidence, case_ref: str, exhibit_ref: str, officer: str, actor: Actor,
+                             description: str, warnings: list[str]) -> tuple[Case, Exhibit]:
+    """`ev.ensure_exhibit`, honest about a local failure (the witness file) once the exhibit is recorded in S3."""
+    try:
+        return ev.ensure_exhibit(case_ref, exhibit_ref, officer, actor, description)
+    except OSError as exc:
+        case = ev.catalog.find_case(case_ref)
+        ex = case and ev.catalog.find_exhibit(case, exhibit_ref)
+        if not (case and ex and any(e.get("action") == "exhibit_created" for e in ev.log.events(ex.id)[:1])):
+            raise
+        warnings.append(f"exhibit {ex.ref} recorded, but a local write failed afterwards "
+                        f"({exc.strerror or type(exc).__name__}); its local witness catches up at its next event")
+        return case, ex
+
+
 def offer(name: str, source: str, parameters: dict[str, Any] | None = None) -> Offer:
     """The usual offer: the submitted name, and which door (`local-file`, `field-upload`, `api-upload`)."""
     return Offer(name, {"source": source, "submitted_name": name, **(parameters or {})})
