@@ -21,8 +21,6 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tests.conftest import CUSTODY, Cli
 
 
