@@ -3,8 +3,9 @@
 Separate from the custody chain because most accesses touch no exhibit (a refused token, a case
 listing) and a refusal must be recorded even when the caller could not name a real exhibit.
 
-Many API hosts append at once, so every writer (one per process: `AuditTrail` instance) keeps its
-own hash chain per UTC day and never contends with another: an entry is one write-once object
+Many API hosts (and many threads in each) append at once, so every writer (one per thread of an
+`AuditTrail`) keeps its own hash chain per UTC day and never contends with another, on the server
+or in the process: an entry is one write-once object
 
     audit/<YYYY-MM-DD>/<HHMMSSffffff>-<writer>-<seq, 8 digits>-<request id>.json
 
@@ -80,9 +81,7 @@ class AuditTrail:
         self.store = store
         self.bucket = store.buckets["custody"]
         self._signer = signer
-        self.writer = uuid.uuid4().hex[:16]
-        self._head = _Head()
-        self._lock = threading.Lock()
+        self._local = threading.local()  # one writer (chain) per thread: no lock, no contention
 
     @property
     def signer(self) -> Signer:
@@ -100,24 +99,33 @@ class AuditTrail:
         rid = str(clean.get("request_id") or "")
         rid = rid if re.fullmatch(r"[0-9a-f]{32}", rid) else uuid.uuid4().hex
         clean["request_id"] = rid
-        with self._lock:  # one chain per writer: appends are serialised here, never raced on the server
-            now = datetime.now(UTC)
-            day = f"{now:%Y-%m-%d}"
-            head = self._head
-            if head.day != day:
-                prior = {"day": head.day, "length": head.seq + 1, "head": head.prev} if head.day else None
-                head = _Head(day, -1, GENESIS, prior)
-            seq = head.seq + 1
-            doc = {**{k: v for k, v in clean.items() if k not in _RESERVED}, "schema": SCHEMA,
-                   "time": now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "seq": seq, "prev_hash": head.prev,
-                   "writer": {"id": self.writer, "host": socket.gethostname()}}
-            if seq == 0 and head.previous_day:
-                doc["continues"] = head.previous_day
-            body = json.dumps(envelope(doc, self.signer.sign(canonical(doc)), self.signer.key_id),
-                              sort_keys=True, ensure_ascii=False).encode()
-            key = f"{PREFIX}{day}/{now:%H%M%S%f}-{self.writer}-{seq:08d}-{rid}.json"
+        loc = self._local
+        if not hasattr(loc, "writer"):
+            loc.writer, loc.head = uuid.uuid4().hex[:16], _Head()
+        # each thread appends to its own chain, so its appends are ordered without any lock
+        writer = loc.writer
+        now = datetime.now(UTC)
+        day = f"{now:%Y-%m-%d}"
+        head = loc.head
+        if head.day != day:
+            prior = {"day": head.day, "length": head.seq + 1, "head": head.prev} if head.day else None
+            head = _Head(day, -1, GENESIS, prior)
+        seq = head.seq + 1
+        doc = {**{k: v for k, v in clean.items() if k not in _RESERVED}, "schema": SCHEMA,
+               "time": now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "seq": seq, "prev_hash": head.prev,
+               "writer": {"id": writer, "host": socket.gethostname()}}
+        if seq == 0 and head.previous_day:
+            doc["continues"] = head.previous_day
+        body = json.dumps(envelope(doc, self.signer.sign(canonical(doc)), self.signer.key_id),
+                          sort_keys=True, ensure_ascii=False).encode()
+        key = f"{PREFIX}{day}/{now:%H%M%S%f}-{writer}-{seq:08d}-{rid}.json"
+        try:
             self.store.put_bytes(self.bucket, key, body, if_absent=True, lock=True)
-            self._head = _Head(day, seq, event_hash(doc), head.previous_day)
+        except BaseException:
+            # it may or may not have landed: continue in a fresh chain, so no sequence number is ever used twice
+            loc.writer, loc.head = uuid.uuid4().hex[:16], _Head()
+            raise
+        loc.head = _Head(day, seq, event_hash(doc), head.previous_day)
         return key
 
     def alert(self, kind: str, **facts: Any) -> None:
@@ -128,10 +136,10 @@ class AuditTrail:
     def _day_slots(self, day: str) -> list[tuple[str, Slot]]:
         """(key, slot) for every entry of the day ever written, hidden ones included."""
         prefix = f"{PREFIX}{day}/"
-        current = set(self.store.list_keys(self.bucket, prefix))
         by_key: dict[str, list[Any]] = {}
-        for key, v in self.store.list_all_versions(self.bucket, prefix):
+        for key, v in self.store.list_all_versions(self.bucket, prefix):  # before the plain listing (records.py)
             by_key.setdefault(key, []).append(v)
+        current = set(self.store.list_keys(self.bucket, prefix))
         for key in current - set(by_key):  # a server whose version listing lags: still read it
             by_key[key] = []
         out = []
@@ -160,11 +168,9 @@ class AuditTrail:
         if not _DAY.fullmatch(day):
             raise UsageError("day must be YYYY-MM-DD")
         prefix = f"{PREFIX}{day}/"
-        current = set(self.store.list_keys(self.bucket, prefix))
-        keys = set(current)
-        for key, v in self.store.list_all_versions(self.bucket, prefix):
-            if not v.is_delete_marker:
-                keys.add(key)
+        keys = {key for key, v in self.store.list_all_versions(self.bucket, prefix) if not v.is_delete_marker}
+        current = set(self.store.list_keys(self.bucket, prefix))  # after the versions (see records.py)
+        keys |= current
         ordered = sorted(keys, reverse=True)
         if request_id:  # the request id is in the key: no need to open every entry
             ordered = [k for k in ordered if k.endswith(f"-{request_id}.json")]

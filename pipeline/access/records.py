@@ -74,10 +74,12 @@ class RecordChains:
         self._lock = threading.Lock()
 
     def _fingerprint(self, prefix: str) -> tuple[tuple[Any, ...], set[str], dict[str, list[Any]]]:
-        current = set(self.store.list_keys(self.bucket, prefix))
+        # versions first, then the plain listing: a record written between the two is then merely "not yet
+        # in the version list" (read normally), never mistaken for one hidden by a delete marker
         by_key: dict[str, list[Any]] = {}
         for key, v in self.store.list_all_versions(self.bucket, prefix):
             by_key.setdefault(key, []).append(v)
+        current = set(self.store.list_keys(self.bucket, prefix))
         for key in current - set(by_key):
             by_key[key] = []
         fp = tuple(sorted((k, k in current, tuple(sorted(str(v.version_id) for v in vs)))

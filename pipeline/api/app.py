@@ -24,7 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pipeline import __version__
-from pipeline.access.redact import install_log_redaction, redact_query, redact_text
+from pipeline.access.redact import install_log_redaction, redact_headers, redact_query, redact_text
 from pipeline.api import admin, cases
 from pipeline.api.statuses import outcome, status_for
 from pipeline.errors import (
@@ -63,7 +63,8 @@ class AuditMiddleware:
                 entry = {"request_id": rid, "method": scope.get("method"), "path": path,
                          "query": redact_query(scope.get("query_string") or b"")[:1000],
                          "status": status, "outcome": outcome(status),
-                         "client": client[0] if client else None, **facts}
+                         "client": client[0] if client else None,
+                         **_client_headers(scope), **facts}
                 entry.setdefault("user", None)
                 try:
                     await run_in_threadpool(_audit_trail(scope).write, entry)
@@ -98,6 +99,13 @@ class AuditMiddleware:
                 except Exception:  # noqa: BLE001 - the original error matters more
                     log.error("audit write failed for request %s", rid)
             raise
+
+
+def _client_headers(scope: Scope) -> dict[str, str]:
+    """The request headers worth keeping (who called, from where), through the one redaction rule."""
+    wanted = {b"user-agent": "user_agent", b"referer": "referer", b"origin": "origin"}
+    found = {wanted[k]: v.decode("latin-1")[:300] for k, v in scope.get("headers") or [] if k in wanted}
+    return redact_headers(found)
 
 
 async def _no_receive() -> Message:

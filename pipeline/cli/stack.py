@@ -38,8 +38,11 @@ def _status(settings, show_secrets: bool = False) -> dict:  # type: ignore[no-un
         info["access_key"] = settings.s3_access_key.get_secret_value() if settings.s3_access_key else None
         info["secret_key"] = settings.s3_secret_key.get_secret_value() if settings.s3_secret_key else None
     if not show_secrets:
+        from pipeline.access.redact import redact_text
+
         info["secret_key"] = None
         info["secret_key_hidden"] = True
+        info["endpoint"] = redact_text(info["endpoint"]) if info.get("endpoint") else info.get("endpoint")
     return info
 
 

@@ -190,9 +190,9 @@ def record_metadata(ev: Evidence, case: Case, exhibit: Exhibit, source: dict[str
     # the same object and reference `Evidence.add_derived` makes, without a temporary file
     meta = {"exhibit-id": exhibit.id, "source-key": src["key"], "source-version": src.get("version_id") or "",
             "source-sha256": src["sha256"], "kind": "metadata"}
-    obj = ev.store.put_stream(ev.store.buckets["derived"], f"{new_key(exhibit)}/metadata",
-                              io.BytesIO(metadata_document(media, src)), content_type="application/json",
-                              metadata=meta, lock=True)
+    doc = metadata_document(media, src)
+    obj = ev.store.put_stream(ev.store.buckets["derived"], f"{new_key(exhibit)}/metadata", io.BytesIO(doc),
+                              content_type="application/json", metadata=meta, lock=True, size_hint=len(doc))
     ref = {**obj.ref(), "role": "derived", "kind": "metadata", "status": "ok", "original_name": "metadata.json",
            "source": src}
     record_committed(ev, case, exhibit, "metadata_extracted", warnings if warnings is not None else [], actor=actor,

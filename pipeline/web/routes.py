@@ -20,6 +20,7 @@ from fastapi.routing import APIRoute
 from pipeline.access.auth import Unauthenticated, User
 from pipeline.api.cases import DOWNLOAD_TTL, list_cases, object_id
 from pipeline.api.deps import CASE_ID, EXHIBIT_ID, OBJECT_ID, Services, actor, case_for, exhibit_for, note, services
+from pipeline.api.downloads import presigned_download
 from pipeline.custody.catalog import Case, Exhibit
 from pipeline.errors import IntegrityError, NotFoundError
 from pipeline.review.views import exhibit_metadata, exhibit_view
@@ -262,7 +263,8 @@ def download_object(request: Request, case_id: CaseId, exhibit_id: ExhibitId, ob
     o = _find_object(svc, e, object_id)
     ref = {"bucket": o.bucket, "key": o.key, "version_id": o.version_id, "sha256": o.sha256, "size": o.size,
            "role": "reference"}
-    url = svc.ev.store.presigned_get(o.bucket, o.key, o.version_id, DOWNLOAD_TTL)
+    url = presigned_download(svc.ev.store, o.bucket, o.key, o.version_id, DOWNLOAD_TTL, o.original_name,
+                             o.info.get("content_type"))  # an attachment of a safe type, never rendered
     _record(request, svc, c, e, user, "downloaded", objects=[ref],
             expires_seconds=int(DOWNLOAD_TTL.total_seconds()))
     note(request, object=o.key)
