@@ -42,6 +42,8 @@ def clean_human_text(value: str | None, what: str, max_len: int = 200, *, requir
 def escape_invisible(value: str) -> str:
     """A name exactly as found, made visible: invisible characters become `\\uXXXX`, undecodable bytes `\\xNN`.
 
+    Visible text (backslashes included) is kept as it is, so an ordinary name is recorded unchanged.
+
     For recording what a seized card called a file (its bytes matter to an examiner) without letting
     those bytes steer how the record is displayed.
     """
@@ -50,8 +52,6 @@ def escape_invisible(value: str) -> str:
         o = ord(c)
         if 0xDC80 <= o <= 0xDCFF:  # os.fsdecode's surrogateescape of an undecodable byte
             out.append(f"\\x{o - 0xDC00:02x}")
-        elif c == "\\":
-            out.append("\\\\")
         elif unicodedata.category(c) in _DROP:
             out.append(f"\\u{o:04x}" if o <= 0xFFFF else f"\\U{o:08x}")
         else:
