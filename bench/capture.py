@@ -1,10 +1,15 @@
 """Capture benchmark: CPU of the ffmpeg recorders per 1080p 4 Mbit/s camera, segment-close -> callback delay,
-and segment-close -> custody event delay (a second phase through a real embedded store).
+window-start latency, camera-return latency, and segment-close -> custody event delay (through a real store).
 
 A generated 1080p25 4 Mbit/s H.264 file is looped (no re-encoding) by the emulator's file cameras; N recorders
 pull them over RTSP/TCP with `-c copy`. CPU time of the recorder ffmpeg processes comes from
 getrusage(RUSAGE_CHILDREN) (the emulator is not reaped until afterwards, so it is excluded), divided by the
 recorded wall time, then extrapolated linearly to 16 cameras against the goal of < 0.5 core in total.
+
+Window start (goal <= 1 s to ffmpeg start): from calling record() to the first ffmpeg being started, and to
+the first packet (the recorder's wall0). Camera return (goal <= 1.5 s): a camera is stopped for 3 s (--quick:
+2 s) and started again; from the emulator's own start time to the first packet of the new connection (the gap's
+end), and to the emulator's PLAY from the recorder (its own clock only); also the start -> on_gap delay.
 
     .venv/bin/python bench/capture.py [--quick]      # --quick: < 60 s
 """
@@ -27,9 +32,66 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import print_json_line  # noqa: E402
-from pipeline.capture import SegmentInfo, camera_url, record, start_emulator, stop_emulator  # noqa: E402
+from pipeline.capture import (  # noqa: E402
+    GapInfo,
+    SegmentInfo,
+    camera_url,
+    control_camera,
+    emulator_status,
+    record,
+    start_emulator,
+    stop_emulator,
+)
 
 GOAL_CORES_16 = 0.5
+GOAL_WINDOW_START_S = 1.0
+GOAL_RETURN_S = 1.5
+OUTAGE_S = 3.0  # 2 s with --quick
+
+
+def wait_for(cond, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"bench: timed out after {timeout:g} s waiting for {what}")
+        threading.Event().wait(0.02)
+
+
+def camera_returns(info, state: Path, spool: Path, cycles: int,  # type: ignore[no-untyped-def]
+                   outage: float) -> dict[str, list[float]]:
+    """Stop/start one camera `cycles` times while recording it; seconds from each start to what followed."""
+    gaps: list[tuple[float, GapInfo]] = []
+    segs: list[SegmentInfo] = []
+    stop = threading.Event()
+    t = threading.Thread(target=lambda: record(camera_url(info, "hd1"), spool, segment_seconds=2, stall_timeout=5,
+                                               on_segment=segs.append, stop_event=stop, camera_clock=False,
+                                               on_gap=lambda g: gaps.append((time.time(), g))))
+    t.start()
+    out: dict[str, list[float]] = {"first_packet": [], "play": [], "on_gap": []}
+    def recording_since(t: float) -> bool:
+        return any(p.stat().st_mtime > t and p.stat().st_size > 0 for p in (spool / "hd1").glob("*.ts"))
+
+    try:
+        started = 0.0
+        for n in range(cycles):
+            wait_for(lambda t=started: recording_since(t + 0.5), 30, "data flowing")
+            control_camera(state, "hd1", "stop")
+            threading.Event().wait(outage)  # the outage itself
+            started = control_camera(state, "hd1", "start")["at"]
+            wait_for(lambda n=n: len(gaps) > n, 30, "the gap to be reported")
+            reported, gap = gaps[n]
+            plays = [x for x, what in emulator_status(state)["events"]["hd1"] if what == "play" and x >= started]
+            out["first_packet"].append(gap.end.timestamp() - started)
+            out["play"].append(min(plays) - started if plays else float("nan"))
+            out["on_gap"].append(reported - started)
+    finally:
+        stop.set()
+        t.join()
+    return out
+
+
+def ms(values: list[float], fn=statistics.median) -> float:  # type: ignore[no-untyped-def]
+    return round(fn(values) * 1000, 1) if values else -1
 
 
 def make_source(path: Path, seconds: int = 8) -> None:
@@ -73,11 +135,16 @@ def main() -> int:
                     delays.append(now - seg.path.stat().st_mtime)  # last write = segment close
 
         summaries = []
+        called: dict[str, float] = {}
+
+        def run_camera(n: int) -> None:
+            called[f"hd{n}"] = time.time()
+            summaries.append(record(camera_url(info, f"hd{n}"), tmp / "spool", segment_seconds=segment,
+                                    duration=seconds, stall_timeout=10, on_segment=on_segment))
+
         try:
             c0, s0, t0 = cpu(resource.RUSAGE_CHILDREN), cpu(resource.RUSAGE_SELF), time.monotonic()
-            threads = [threading.Thread(target=lambda n=n: summaries.append(record(
-                camera_url(info, f"hd{n}"), tmp / "spool", segment_seconds=segment, duration=seconds,
-                stall_timeout=10, on_segment=on_segment))) for n in range(1, cams + 1)]
+            threads = [threading.Thread(target=run_camera, args=(n,)) for n in range(1, cams + 1)]
             for t in threads:
                 t.start()
             for t in threads:
@@ -85,6 +152,10 @@ def main() -> int:
             wall = time.monotonic() - t0
             ff_cpu = cpu(resource.RUSAGE_CHILDREN) - c0
             py_cpu = cpu(resource.RUSAGE_SELF) - s0
+            to_ffmpeg = [s.attempts[0].timestamp() - called[s.camera] for s in summaries]
+            to_packet = [min(x.start for x in s.segments).timestamp() - called[s.camera] for s in summaries
+                         if s.segments]
+            returns = camera_returns(info, state, tmp / "spool-return", *((2, 2.0) if args.quick else (5, OUTAGE_S)))
             # phase 2: one camera through the whole custody path (spool -> S3 -> signed event)
             from bench._common import temp_stack
             from pipeline.capture.ingest import ingest_camera
@@ -92,7 +163,7 @@ def main() -> int:
 
             with temp_stack():
                 rep = ingest_camera(load_settings(), camera="hd1", url=camera_url(info, "hd1"), case_ref="BENCH/1",
-                                    duration=12.0 if args.quick else 40.0, segment_seconds=segment,
+                                    duration=10.0 if args.quick else 40.0, segment_seconds=segment,
                                     stall_timeout=10, drain_interval=0.5)
             event_delays = rep.close_to_event_s
         finally:
@@ -120,6 +191,17 @@ def main() -> int:
         "close_to_callback_ms_max": round(max(delays) * 1000, 1) if delays else -1,
         "close_to_custody_event_ms_median": round(statistics.median(event_delays) * 1000, 1) if event_delays else -1,
         "close_to_custody_event_ms_max": round(max(event_delays) * 1000, 1) if event_delays else -1,
+        "window_start_to_ffmpeg_ms_max": ms(to_ffmpeg, max),
+        "window_start_to_first_packet_ms_median": ms(to_packet),
+        "window_start_to_first_packet_ms_max": ms(to_packet, max),
+        "goal_window_start_to_ffmpeg_ms": GOAL_WINDOW_START_S * 1000,
+        "camera_return_to_first_packet_ms_median": ms(returns["first_packet"]),
+        "camera_return_to_first_packet_ms_max": ms(returns["first_packet"], max),
+        "camera_return_to_emulator_play_ms_max": ms(returns["play"], max),
+        "camera_return_to_on_gap_ms_max": ms(returns["on_gap"], max),
+        "goal_camera_return_to_first_packet_ms": GOAL_RETURN_S * 1000,
+        "meets_latency_goals": int(bool(to_ffmpeg and returns["first_packet"]) and max(to_ffmpeg) <= GOAL_WINDOW_START_S
+                                   and max(returns["first_packet"]) <= GOAL_RETURN_S),
     }
     table = Table(title=f"capture: {cams} x 1080p25 4 Mbit/s cameras, {seconds:g} s, {segment:g} s segments")
     table.add_column("figure")

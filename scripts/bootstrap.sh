@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Idempotent set-up for a fresh Debian machine: system packages, then the
-# project virtualenv at .venv pinned by requirements.lock. Re-running does
+# project virtualenv at .venv pinned by requirements.lock, then a preflight
+# (scripts/preflight.py) that checks every external piece the project uses and
+# names the Debian package of anything still missing. Re-running installs
 # nothing when everything is already in place.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +18,7 @@ APT_PACKAGES=(
   gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools
   gstreamer1.0-x              # pango overlays (clockoverlay, timeoverlay) in the emulator launch lines
   postgresql                  # Prefect server database in the scale test (initdb/pg_ctl, never the system service)
+  python3-venv                # `python3 -m venv` below, when python3 is Debian's (ensurepip is split out)
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -42,3 +45,10 @@ if [ ! -f "$stamp" ]; then
   rm -f .venv/.installed-*
   touch "$stamp"
 fi
+
+# Installed is not the same as usable: check each command, PostgreSQL tool, GStreamer binding and every element
+# the camera emulator's launch lines name (read from deploy/camera_emulator.py), naming the package if missing.
+if [ ! -x /usr/bin/python3 ]; then
+  echo "missing: /usr/bin/python3 (install Debian package python3)"; exit 1
+fi
+/usr/bin/python3 scripts/preflight.py

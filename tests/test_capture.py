@@ -33,6 +33,7 @@ from pipeline.capture import (
     UploadReceipt,
     camera_url,
     control_camera,
+    emulator_status,
     load_inventory,
     parse_inventory,
     record,
@@ -46,6 +47,9 @@ STALL_TIMEOUT = 3.0
 DURATION = 24.0
 OUTAGE = 5.0
 TOL = 0.75  # wall-clock estimate accuracy (one progress period + scheduling), see recorder docs
+BOUND = 0.5  # gap bounds vs the emulator's own stop/first-PLAY times (issue 13)
+LOST = 1.5  # footage lost after the camera's return (issue 13)
+GAP_REPORTED = 2.0  # on_gap after the return (the custody layer adds ~1 s before the event is stored)
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -63,6 +67,8 @@ class Run:
     camera: str
     segments: list[SegmentInfo] = field(default_factory=list)
     gaps: list[GapInfo] = field(default_factory=list)
+    gap_reported: list[float] = field(default_factory=list)  # when on_gap ran
+    emulator: dict[str, float] = field(default_factory=dict)  # the emulator's own times of each change
     dropouts: list[DropoutInfo] = field(default_factory=list)
     marks: dict[str, float] = field(default_factory=dict)
     summary: RecordingSummary | None = None
@@ -88,7 +94,8 @@ def recorded(emulator, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Ru
         try:
             run.summary = record(camera_url(emulator, run.camera), spool_dir, segment_seconds=SEGMENT,
                                  duration=DURATION if run.camera != "cam4" else 6.0, stall_timeout=STALL_TIMEOUT,
-                                 on_segment=run.segments.append, on_gap=run.gaps.append,
+                                 on_segment=run.segments.append,
+                                 on_gap=lambda g: (run.gap_reported.append(time.time()), run.gaps.append(g)),
                                  on_dropout=run.dropouts.append, backoff=(0.5, 2.0))
         except BaseException as exc:  # noqa: BLE001 - surfaced by the tests
             run.error = exc
@@ -96,10 +103,12 @@ def recorded(emulator, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Ru
     def stop_then_start(run: Run) -> None:
         wait_for(lambda: run.segments, 15, "cam2 first segment")
         run.marks["stop"] = time.time()
-        control_camera(state, "cam2", "stop")
+        run.emulator["stop"] = control_camera(state, "cam2", "stop")["at"]
+        run.marks["stopped"] = time.time()
         threading.Event().wait(OUTAGE)  # the outage itself
         run.marks["start"] = time.time()
-        control_camera(state, "cam2", "start")
+        run.emulator["start"] = control_camera(state, "cam2", "start")["at"]
+        run.marks["started"] = time.time()
 
     def stall_then_start(run: Run) -> None:
         wait_for(lambda: run.segments, 15, "cam3 first segment")
@@ -121,6 +130,8 @@ def recorded(emulator, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Ru
     for r in runs.values():
         if r.error:
             raise r.error
+    plays = [t for t, what in emulator_status(state)["events"]["cam2"] if what == "play"]
+    runs["cam2"].emulator["play"] = min((t for t in plays if t >= runs["cam2"].emulator["start"]), default=-1)
     runs["spool"] = spool_dir  # type: ignore[assignment]
     return runs
 
@@ -162,15 +173,48 @@ def test_stopped_camera_leaves_a_gap_containing_the_outage(recorded) -> None:
     assert len(run.gaps) == 1, run.gaps
     gap = run.gaps[0]
     assert not gap.open_ended and "EOF" in gap.reason
-    assert gap.start.timestamp() <= run.marks["stop"] + TOL
+    assert gap.start.timestamp() <= run.marks["stop"] + BOUND
     assert gap.end.timestamp() >= run.marks["start"]
-    assert gap.end.timestamp() <= run.marks["start"] + 2.0 + 5  # backoff cap + connect
+    assert gap.end.timestamp() <= run.marks["start"] + LOST
     before = [s for s in run.segments if s.end <= gap.start]
     after = [s for s in run.segments if s.start >= gap.end]
     assert before and after, "recording resumed on its own"
     assert before[-1].partial  # cut by the drop-out, kept
     assert len(before) + len(after) == len(run.segments)
     assert len({s.path for s in run.segments}) == len(run.segments)  # reconnect never overwrote
+
+
+def test_outage_gap_bounds_match_the_camera_and_little_is_lost(recorded) -> None:
+    """Issue 13: bounds from the last packet before to the first packet after, reported at once, retried fast."""
+    run = recorded["cam2"]
+    gap, emu = run.gaps[0], run.emulator
+    assert run.marks["stop"] <= emu["stop"] <= run.marks["stopped"]
+    assert abs(gap.start.timestamp() - emu["stop"]) <= BOUND, (gap, emu)
+    assert emu["play"] > 0, "the emulator saw no PLAY after the camera came back"
+    assert abs(gap.end.timestamp() - emu["play"]) <= BOUND, (gap, emu)  # first packet sent to the recorder again
+    lost = gap.end.timestamp() - emu["start"]
+    assert 0 <= lost <= LOST, f"{lost:.2f} s of footage lost after the camera's return"
+    assert emu["play"] - emu["start"] <= LOST  # the same, by the emulator's clock alone
+    assert run.gap_reported[0] - run.marks["started"] <= GAP_REPORTED
+    first_after = min((s for s in run.segments if s.start >= gap.end), key=lambda s: s.start)
+    assert first_after.start == gap.end  # footage resumes exactly where the gap ends
+    # retries: the first at once, then at most 1 s apart throughout the outage
+    assert run.summary is not None
+    tries = [a.timestamp() for a in run.summary.attempts if emu["stop"] <= a.timestamp() <= emu["play"]]
+    assert tries and tries[0] - emu["stop"] <= 1.0
+    assert max(b - a for a, b in zip(tries, tries[1:], strict=False)) <= 1.0, tries
+
+
+def test_segments_say_how_their_clock_was_obtained(recorded) -> None:
+    segs = recorded["cam1"].segments
+    assert all(s.clock_source.startswith("receiver clock: wall time = stream time + min(") for s in segs)
+    measured = [s for s in segs if s.camera_clock_offset is not None]
+    assert measured, [s.clock_source for s in segs]  # the emulator sends RTCP sender reports
+    assert all("RTCP sender report" in s.clock_source for s in measured)
+    assert all(abs(s.camera_clock_offset) < 0.1 for s in measured)  # its clock is ours
+    assert dict(segs[0].source)["source"] == "rtsp" and "tcp" in dict(segs[0].source)["transport"].lower()
+    again = SegmentInfo.from_json(json.loads(json.dumps(measured[0].to_json())))
+    assert again == measured[0]
 
 
 def test_stall_detected_and_gap_recorded(recorded) -> None:

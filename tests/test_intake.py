@@ -55,3 +55,15 @@ def test_bytes_ingested_then_uploaded_to_the_same_case_are_linked(cli: Cli, case
     view: Any = cli.json("exhibit", "show", "--case", case_ref, "--exhibit", "DUPI/2")
     (link,) = [e for e in view["events"] if e["action"] == "duplicate_linked"]
     assert link["details"]["duplicate_of"]["key"] == f["key"]
+
+
+def test_bad_camera_inventory_exits_2_naming_the_line(cli: Cli, tmp_path: Path) -> None:
+    inv = tmp_path / "cameras.yaml"
+    inv.write_text("cameras:\n  - id: cam1\n    url: rtsp://127.0.0.1:8554/cam1\n    case_ref: OP-X/1\n"
+                   "    exhibit_prefix: CAM1\n    segment_seconds: -5\n")
+    proc = cli.run("cameras", "serve", "--inventory", str(inv), check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert "line 6" in proc.stderr and "segment_seconds" in proc.stderr, proc.stderr
+    inv.write_text("cameras:\n  - id: cam1\n    url: [unclosed\n")
+    proc = cli.run("cameras", "run", "--camera", "cam1", "--inventory", str(inv), "--no-prefect", check=False)
+    assert proc.returncode == 2 and "line" in proc.stderr, proc.stderr

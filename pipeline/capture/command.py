@@ -1,7 +1,8 @@
 """The exact ffmpeg command line for one recorder connection, built with ffmpeg-python.
 
-The command is part of the custody record, so it is kept verbatim except for credentials, which are
-redacted from the RTSP URL before it is stored or logged.
+The command is part of the custody record, so it is kept verbatim except for credentials, which the camera's
+source redacts from the URL before it is stored or logged. How the input is opened (transport, timeouts) is the
+source's business (`pipeline.capture.sources`); the output side is the same for every camera.
 """
 
 from __future__ import annotations
@@ -15,20 +16,25 @@ from urllib.parse import urlsplit, urlunsplit
 
 import ffmpeg
 
+from .errors import FfmpegNotFound, RecorderError, SourceError
+from .sources import source_for
 
-class FfmpegNotFound(RuntimeError):
-    """ffmpeg is not on PATH; install it (Debian: apt-get install ffmpeg)."""
+# ffmpeg -progress period. Every report follows a muxed packet, so each is a sample of (arrival, stream time);
+# 0.1 s lets the recorder see a returning camera's first packets ~0.1 s after ffmpeg has them (see clock.py).
+STATS_PERIOD = 0.1
 
 
 def redact_url(url: str) -> str:
-    """rtsp://user:secret@host/x -> rtsp://user:***@host/x (user kept: it says which account recorded)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+    """URL with its password replaced by *** (the source's rule; a generic one for unknown schemes)."""
+    try:
+        return source_for(url).redact(url)
+    except SourceError:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        host = parts.hostname or ""
+        return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port
+                                                                                 else "")))
 
 
 def redact_command(cmd: list[str], url: str) -> tuple[str, ...]:
@@ -49,18 +55,18 @@ def ffmpeg_version(binary: str = "ffmpeg") -> str:
 def segment_pattern(camera: str, stamp: str, connection: int) -> str:
     """File name pattern unique per recording run and connection, so a reconnect never overwrites."""
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", camera):
-        raise ValueError(f"camera id {camera!r} must match [A-Za-z0-9_.-]+ (it becomes a file name)")
+        raise RecorderError(f"camera id {camera!r} must match [A-Za-z0-9_.-]+ (it becomes a file name)")
     return f"{camera}_{stamp}_c{connection:03d}_%05d.ts"
 
 
 def build_command(url: str, out_dir: Path, pattern: str, list_path: Path, *, segment_seconds: float,
-                  socket_timeout: float, stats_period: float = 0.5) -> list[str]:
-    """ffmpeg: RTSP over TCP, stream copy (never re-encode) into fixed-length MPEG-TS segments.
+                  socket_timeout: float, stats_period: float = STATS_PERIOD) -> list[str]:
+    """ffmpeg: the source's input, stream copy (never re-encode) into fixed-length MPEG-TS segments.
 
-    `-timeout` is the RTSP demuxer's TCP socket I/O timeout in microseconds in ffmpeg 5.x (it replaced
-    `-stimeout`). `-progress pipe:1` lets the recorder see data arriving independently of file buffering.
+    `-progress pipe:1` lets the recorder see data arriving independently of file buffering.
     """
-    stream = ffmpeg.input(url, rtsp_transport="tcp", timeout=str(int(socket_timeout * 1_000_000)))
+    target, options = source_for(url).input_args(url, socket_timeout=socket_timeout)
+    stream = ffmpeg.input(target, **options)
     out = ffmpeg.output(
         stream, str(out_dir / pattern),
         map="0", c="copy", f="segment", segment_time=f"{segment_seconds:g}", segment_format="mpegts",

@@ -1,9 +1,11 @@
 """Start, stop and steer the RTSP camera emulator (`deploy/camera_emulator.py`) from the venv.
 
 The emulator needs GStreamer's Python bindings, which only Debian's /usr/bin/python3 has, so it runs as a
-detached child process. It picks free ports itself (bind to port 0) and writes them to
-`<state_dir>/emulator.json` only once both servers listen; `start_emulator` waits for that file and a
-successful control call, so callers never guess with sleeps and parallel homes never clash.
+detached child process. It writes `<state_dir>/emulator.json` only once every camera really serves (see the
+emulator's readiness check); `start_emulator` waits for that file and a successful control call, so callers
+never guess with sleeps. Ports: the state dir's last ports (`ports.json`) are reused while free, so a
+cameras.yaml naming the emulator keeps working across stop/start; otherwise free ones are picked, so parallel
+homes never clash.
 """
 
 from __future__ import annotations
@@ -12,30 +14,43 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+
+from pipeline.errors import InfrastructureError, UsageError
 
 ROOT = Path(__file__).resolve().parents[2]
 EMULATOR = ROOT / "deploy" / "camera_emulator.py"
 SYSTEM_PYTHON = "/usr/bin/python3"
 STATE_FILE = "emulator.json"
+PORTS_FILE = "ports.json"  # last ports used, kept across stop/start
 
 Action = Literal["stop", "start", "stall"]
 
 _children: dict[int, subprocess.Popen] = {}
 
 
-class EmulatorError(RuntimeError):
-    """The emulator could not be started or controlled; the message says what to check."""
+class EmulatorError(InfrastructureError):
+    """The emulator could not be started or controlled; the message says what to check (exit 3)."""
 
 
 class EmulatorNotRunning(EmulatorError):
     """No live emulator for this state dir; run start_emulator (custody stack up --cameras N) first."""
+
+
+class EmulatorUsageError(UsageError, EmulatorError):
+    """A bad request to the emulator (exit 2)."""
+
+
+class UnknownEmulatorCamera(EmulatorUsageError):
+    """The emulator serves no camera of that name."""
 
 
 @dataclass(frozen=True)
@@ -51,7 +66,7 @@ class EmulatorInfo:
 def camera_url(info: EmulatorInfo, name: str) -> str:
     """rtsp://127.0.0.1:<port>/<name>; raises KeyError-like EmulatorError for an unknown camera."""
     if name not in info.cameras:
-        raise EmulatorError(f"emulator has no camera {name!r}; it serves {', '.join(info.cameras)}")
+        raise UnknownEmulatorCamera(f"emulator has no camera {name!r}; it serves {', '.join(info.cameras)}")
     return f"rtsp://{info.host}:{info.rtsp_port}/{name}"
 
 
@@ -98,7 +113,10 @@ def _http(info: EmulatorInfo, method: str, path: str, timeout: float = 10) -> di
 
 
 def emulator_status(state_dir: Path) -> dict[str, Any]:
-    """{'running': bool, ...ports, 'cameras': {name: running|stalled|stopped}} — never raises for 'down'."""
+    """{'running': bool, ...ports, 'cameras': {name: running|stalled|stopped}, 'events': {name: [[t, what]]}}.
+
+    Never raises for 'down'. `events` are the emulator's own wall-clock times of stop/stall/start and of each
+    client's PLAY, the reference for checking a recorder's gap bounds."""
     info = _read_info(Path(state_dir))
     if info is None or not _alive(info.pid):
         return {"running": False, "state_dir": str(state_dir)}
@@ -107,13 +125,62 @@ def emulator_status(state_dir: Path) -> dict[str, Any]:
     except EmulatorError as exc:
         return {"running": False, "pid": info.pid, "error": str(exc), "state_dir": str(state_dir)}
     return {"running": True, "pid": info.pid, "rtsp_port": info.rtsp_port, "control_port": info.control_port,
-            "cameras": st["cameras"], "urls": {n: camera_url(info, n) for n in info.cameras},
-            "state_dir": str(state_dir)}
+            "cameras": st["cameras"], "events": st.get("events", {}),
+            "urls": {n: camera_url(info, n) for n in info.cameras}, "state_dir": str(state_dir)}
+
+
+def _port_free(port: int) -> bool:
+    """Can we bind it the way the emulator will (SO_REUSEADDR, loopback)?"""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _last_ports(state_dir: Path) -> tuple[int, int]:
+    """The ports this state dir used last time, where still free, so a cameras.yaml naming them keeps working."""
+    try:
+        d = json.loads((state_dir / PORTS_FILE).read_text())
+        ports = int(d.get("rtsp_port", 0)), int(d.get("control_port", 0))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return 0, 0
+    return tuple(p if 0 < p < 65536 and _port_free(p) else 0 for p in ports)  # type: ignore[return-value]
+
+
+def _spawn(state_dir: Path, cmd: list[str]) -> tuple[subprocess.Popen, int]:
+    log_path = state_dir / "emulator.log"
+    with open(log_path, "ab") as logf:
+        offset = logf.tell()
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, start_new_session=True,
+                                env={k: v for k, v in os.environ.items() if not k.startswith("PYTHON")})
+    _children[proc.pid] = proc
+    return proc, offset
+
+
+def _failure(state_dir: Path, offset: int) -> str:
+    """What the emulator said about its failure: its own `camera_emulator:` lines, else the log's tail."""
+    try:
+        with open(state_dir / "emulator.log", "rb") as f:
+            f.seek(offset)
+            lines = f.read().decode(errors="replace").splitlines()
+    except OSError:
+        return ""
+    own = [ln.removeprefix("camera_emulator: ") for ln in lines if ln.startswith("camera_emulator: ")]
+    return " | ".join(own or lines[-5:])
 
 
 def start_emulator(state_dir: Path, cameras: int, rtsp_port: int | None = None, control_port: int | None = None,
-                   *, file_cameras: dict[str, Path] | None = None, timeout: float = 20.0) -> EmulatorInfo:
-    """Spawn the emulator detached and wait until it serves; idempotent if one is already running there."""
+                   *, file_cameras: dict[str, Path] | None = None, timeout: float = 20.0,
+                   extra_elements: Sequence[str] = ()) -> EmulatorInfo:
+    """Spawn the emulator detached and wait until it serves; idempotent if one is already running there.
+
+    Without explicit ports it reuses the state dir's last ports when they are free. It is ready only once
+    every camera's pipeline builds and answers DESCRIBE; otherwise EmulatorError carries the emulator's own
+    message (e.g. the missing GStreamer element and its Debian package). `extra_elements` is a test hook that
+    adds elements to the live cameras' launch line."""
     state_dir = Path(state_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
     existing = _read_info(state_dir)
@@ -123,42 +190,44 @@ def start_emulator(state_dir: Path, cameras: int, rtsp_port: int | None = None, 
         raise EmulatorError(f"{SYSTEM_PYTHON} not found; the emulator needs Debian's python3 with python3-gi and "
                             "gir1.2-gst-rtsp-server-1.0")
     if cameras < 0 or (cameras == 0 and not file_cameras):
-        raise EmulatorError(f"cameras must be >= 1 (or give file cameras), got {cameras}")
+        raise EmulatorUsageError(f"cameras must be >= 1 (or give file cameras), got {cameras}")
     (state_dir / STATE_FILE).unlink(missing_ok=True)
-    cmd = [SYSTEM_PYTHON, str(EMULATOR), "--state-dir", str(state_dir), "--cameras", str(cameras),
-           "--port", str(rtsp_port or 0), "--control-port", str(control_port or 0)]
+    preferred = _last_ports(state_dir) if rtsp_port is None and control_port is None else (0, 0)
+    ports = (rtsp_port or preferred[0], control_port or preferred[1])
+    base = [SYSTEM_PYTHON, str(EMULATOR), "--state-dir", str(state_dir), "--cameras", str(cameras)]
     for name, path in (file_cameras or {}).items():
-        cmd += ["--file-camera", f"{name}={Path(path).resolve()}"]
-    with open(state_dir / "emulator.log", "ab") as logf:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, start_new_session=True,
-                                env={k: v for k, v in os.environ.items() if not k.startswith("PYTHON")})
-    _children[proc.pid] = proc
+        base += ["--file-camera", f"{name}={Path(path).resolve()}"]
+    for element in extra_elements:
+        base += ["--extra-element", element]
+    proc, offset = _spawn(state_dir, [*base, "--port", str(ports[0]), "--control-port", str(ports[1])])
     deadline = time.monotonic() + timeout
     last_err = ""
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise EmulatorError(f"emulator exited with {proc.returncode} during start-up; see "
-                                f"{state_dir / 'emulator.log'}: {_tail(state_dir / 'emulator.log')}")
+            why = _failure(state_dir, offset)
+            if "cannot listen" in why and ports != (rtsp_port or 0, control_port or 0):
+                # a remembered port was taken between our check and the emulator's bind: any free port will do
+                _children.pop(proc.pid, None)
+                ports = (rtsp_port or 0, control_port or 0)
+                proc, offset = _spawn(state_dir, [*base, "--port", str(ports[0]), "--control-port", str(ports[1])])
+                continue
+            raise EmulatorError(f"emulator exited with {proc.returncode} during start-up: {why} "
+                                f"(log: {state_dir / 'emulator.log'})")
         info = _read_info(state_dir)
         if info is not None and info.pid == proc.pid:
             try:
                 _http(info, "GET", "/status", timeout=2)
                 (state_dir / "emulator.pid").write_text(f"{proc.pid}\n")
+                (state_dir / PORTS_FILE).write_text(json.dumps({"rtsp_port": info.rtsp_port,
+                                                                 "control_port": info.control_port}))
                 return info
             except EmulatorError as exc:
                 last_err = str(exc)
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=0.05)  # condition poll with a bounded wait, not a fixed sleep
     _kill(proc.pid)
-    raise EmulatorError(f"emulator not ready within {timeout:g} s ({last_err or 'no state file'}); "
-                        f"see {state_dir / 'emulator.log'}")
-
-
-def _tail(path: Path, n: int = 5) -> str:
-    try:
-        return " | ".join(path.read_text(errors="replace").splitlines()[-n:])
-    except OSError:
-        return ""
+    raise EmulatorError(f"emulator not ready within {timeout:g} s ({last_err or 'no state file'}): "
+                        f"{_failure(state_dir, offset)} (log: {state_dir / 'emulator.log'})")
 
 
 def _kill(pid: int, timeout: float = 10.0) -> None:
@@ -196,9 +265,11 @@ def stop_emulator(state_dir: Path) -> bool:
 
 
 def control_camera(state_dir: Path, name: str, action: Action) -> dict[str, Any]:
-    """stop: mount removed and clients disconnected; stall: connection kept, no RTP; start: back to normal."""
+    """stop: mount removed and clients disconnected; stall: connection kept, no RTP; start: back to normal.
+
+    Returns {'camera', 'state', 'at'}: `at` is the emulator's wall-clock time when the change took effect."""
     if action not in ("stop", "start", "stall"):
-        raise EmulatorError(f"unknown action {action!r}; use stop, start or stall")
+        raise EmulatorUsageError(f"unknown action {action!r}; use stop, start or stall")
     info = _read_info(Path(state_dir))
     if info is None or not _alive(info.pid):
         raise EmulatorNotRunning(f"no emulator running in {state_dir}; start it with start_emulator() "

@@ -2,7 +2,8 @@
 
 Credentials are referenced by environment-variable name only (`username_env`, `password_env`), so the
 inventory file can be reviewed, versioned and attached to the custody record without leaking secrets.
-A URL that embeds a password is rejected outright.
+A URL that embeds a password is rejected outright. The URL's scheme picks the camera source that reads it
+(`pipeline/capture/sources/`: rtsp:// and rtsps:// today), and that source validates it.
 
     cameras:
       - id: cam1
@@ -12,6 +13,7 @@ A URL that embeds a password is rejected outright.
         case_ref: OP-EXAMPLE/2026-001
         exhibit_prefix: JD/CAM1
         segment_seconds: 60
+        camera_clock: true          # measure its clock (RTCP sender reports) on a short second session
         windows:
           - cron: "0 22 * * *"     # 22:00 every day (UTC)
             duration: 8h
@@ -23,19 +25,22 @@ import os
 import re
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
-from urllib.parse import quote, urlsplit, urlunsplit
+from typing import Annotated, Any
 
 import yaml
 from cronsim import CronSim, CronSimError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from pipeline.errors import UsageError
+
+from .sources import source_for, validate_url
+
 _DUR = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*$")
 _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 
-class InventoryError(ValueError):
-    """The inventory file is unreadable or invalid; the message names the file, camera and field."""
+class InventoryError(UsageError):
+    """The inventory file is unreadable or invalid; the message names the file, line, camera and field (exit 2)."""
 
 
 class MissingCredential(InventoryError):
@@ -92,20 +97,15 @@ class Camera(BaseModel):
     exhibit_prefix: Annotated[str, Field(min_length=1)]
     segment_seconds: Annotated[float, Field(gt=0, le=3600)] = 60.0
     stall_timeout: Annotated[float, Field(gt=0, le=600)] = 10.0
+    # read the camera's clock from its RTCP sender reports on a short second RTSP session per connection
+    # (rtcp.py); false for a camera that allows only one session
+    camera_clock: bool = True
     windows: list[RecordingWindow] = Field(default_factory=list)
 
     @field_validator("url")
     @classmethod
     def _url(cls, v: str) -> str:
-        parts = urlsplit(v)
-        if parts.scheme not in ("rtsp", "rtsps"):
-            raise ValueError(f"url must be rtsp:// or rtsps://, got scheme {parts.scheme!r}")
-        if not parts.hostname:
-            raise ValueError("url has no host")
-        if parts.password is not None:
-            raise ValueError("url contains a password; remove it and set password_env (the name of an environment "
-                             "variable holding it) so the secret never lands in the inventory or custody record")
-        return v
+        return validate_url(v)  # the camera source registered for the scheme decides (sources/)
 
     @model_validator(mode="after")
     def _creds(self) -> Camera:
@@ -126,11 +126,8 @@ class Camera(BaseModel):
             if name not in env:
                 raise MissingCredential(f"camera {self.id}: {field} names ${name}, which is not set; export it "
                                         "before recording")
-            values[field] = quote(env[name], safe="")
-        parts = urlsplit(self.url)
-        user = values["username_env"] + (f":{values['password_env']}" if "password_env" in values else "")
-        netloc = f"{user}@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-        return urlunsplit(parts._replace(netloc=netloc))
+            values[field] = env[name]
+        return source_for(self.url).with_credentials(self.url, values["username_env"], values.get("password_env"))
 
 
 class Inventory(BaseModel):
@@ -153,11 +150,31 @@ class Inventory(BaseModel):
         raise InventoryError(f"no camera {camera_id!r} in inventory; have {', '.join(c.id for c in self.cameras)}")
 
 
-def _describe(exc: ValidationError, data: object) -> str:
+def _node_line(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
+    """1-based line of the YAML node at a pydantic error location (the nearest existing ancestor's if the
+    location names a missing field)."""
+    if node is None:
+        return None
+    line = node.start_mark.line + 1
+    for part in loc:
+        child = None
+        if isinstance(node, yaml.MappingNode):
+            child = next((v for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == str(part)), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
+            child = node.value[part]
+        if child is None:
+            return line
+        node = child
+        line = node.start_mark.line + 1
+    return line
+
+
+def _describe(exc: ValidationError, data: object, root: yaml.Node | None = None) -> str:
     msgs = []
     for err in exc.errors():
         loc = list(err["loc"])
-        where = []
+        line = _node_line(root, tuple(loc))
+        where = [f"line {line}"] if line else []
         if len(loc) >= 2 and loc[0] == "cameras" and isinstance(loc[1], int):
             cams = data.get("cameras") if isinstance(data, dict) else None
             cid = cams[loc[1]].get("id") if isinstance(cams, list) and isinstance(cams[loc[1]], dict) else None
@@ -165,23 +182,34 @@ def _describe(exc: ValidationError, data: object) -> str:
             loc = loc[2:]
         field = ".".join(str(x) for x in loc) or "(root)"
         msg = err["msg"].removeprefix("Value error, ")
-        msgs.append(f"{' '.join(where) + ': ' if where else ''}field {field}: {msg}")
+        msgs.append(f"{': '.join(where) + ': ' if where else ''}field {field}: {msg}")
     return "; ".join(msgs)
 
 
-def parse_inventory(data: object, source: str = "<inventory>") -> Inventory:
+def parse_inventory(data: object, source: str = "<inventory>", *, node: yaml.Node | None = None) -> Inventory:
+    """Validate inventory data; `node` (the composed YAML) lets errors name the line at fault."""
     try:
         return Inventory.model_validate(data)
     except ValidationError as exc:
-        raise InventoryError(f"{source}: {_describe(exc, data)}") from None
+        raise InventoryError(f"{source}: {_describe(exc, data, node)}") from None
 
 
 def load_inventory(path: Path) -> Inventory:
-    """Load and validate a YAML inventory; errors name the file, the camera and the bad field."""
+    """Load and validate a YAML inventory; errors name the file, the line, the camera and the bad field."""
     try:
-        data = yaml.safe_load(Path(path).read_text())
+        text = Path(path).read_text()
     except OSError as exc:
         raise InventoryError(f"cannot read inventory {path}: {exc.strerror}") from exc
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        at = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise InventoryError(f"{path}{at}: not valid YAML: {exc.problem or exc.context}") from None
     except yaml.YAMLError as exc:
-        raise InventoryError(f"{path}: not valid YAML: {exc}") from exc
-    return parse_inventory(data, str(path))
+        raise InventoryError(f"{path}: not valid YAML: {exc}") from None
+    finally:
+        loader.dispose()
+    return parse_inventory(data, str(path), node=node)

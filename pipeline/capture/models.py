@@ -15,9 +15,12 @@ from typing import Any
 class SegmentInfo:
     """One closed MPEG-TS segment, hashed at first contact.
 
-    Wall-clock times are UTC, estimated from the connection's first data (see recorder docs);
-    `stream_start`/`stream_end` are the exact stream times ffmpeg reported (None when unknown,
-    e.g. a segment cut by a crash).
+    Wall-clock times are UTC, estimated from the connection's packet arrivals (see clock.py); `clock_source`
+    says how, and `camera_clock_offset` is the camera's clock minus ours in seconds where the stream's RTCP
+    sender reports were measured (None: not available). `stream_start`/`stream_end` are the exact stream
+    times ffmpeg reported (None when unknown, e.g. a segment cut by a crash). `source` describes how the
+    stream was read (camera source, transport, redacted URL). Journals written before a field existed load
+    with its default.
     """
 
     path: Path
@@ -33,6 +36,9 @@ class SegmentInfo:
     partial: bool
     ffmpeg_version: str
     command: tuple[str, ...]
+    clock_source: str = "receiver clock (method not recorded)"
+    camera_clock_offset: float | None = None
+    source: tuple[tuple[str, str], ...] = ()
 
     @property
     def item_id(self) -> str:
@@ -45,6 +51,7 @@ class SegmentInfo:
         d["start"] = self.start.isoformat()
         d["end"] = self.end.isoformat()
         d["command"] = list(self.command)
+        d["source"] = dict(self.source)
         d["item_id"] = self.item_id
         return d
 
@@ -55,6 +62,8 @@ class SegmentInfo:
         d["start"] = datetime.fromisoformat(d["start"])
         d["end"] = datetime.fromisoformat(d["end"])
         d["command"] = tuple(d["command"])
+        if isinstance(d.get("source"), dict):
+            d["source"] = tuple((str(k), str(v)) for k, v in d["source"].items())
         return cls(**d)
 
 
@@ -96,6 +105,7 @@ class RecordingSummary:
     gaps: list[GapInfo] = field(default_factory=list)
     connections: int = 0
     ffmpeg_version: str = ""
+    attempts: list[datetime] = field(default_factory=list)  # start of each connection attempt
 
     @property
     def recorded_seconds(self) -> float:

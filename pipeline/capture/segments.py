@@ -3,24 +3,18 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-CHUNK = 1024 * 1024
+from hashing.stream import hash_file
 
 
 def sha256_file(path: Path) -> tuple[str, int]:
-    """SHA-256 and byte count in a single read (placeholder until the project's hashing module is wired in)."""
-    h = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
-            size += len(chunk)
-    return h.hexdigest(), size
+    """SHA-256 and byte count in one bounded-memory read, by the project's hashing module."""
+    d = hash_file(path)
+    return d.sha256, d.size
 
 
 @dataclass(frozen=True)

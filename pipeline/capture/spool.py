@@ -30,6 +30,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pipeline.errors import CustodyError, IntegrityError, UsageError
+
 from .models import SegmentInfo
 from .segments import SegmentListReader, sha256_file
 
@@ -38,16 +40,16 @@ log = logging.getLogger(__name__)
 JOURNAL = "journal.jsonl"
 
 
-class SpoolError(RuntimeError):
-    """Base class for spool problems."""
+class SpoolError(CustodyError):
+    """Base class for spool problems (exit 1 unless a subclass says otherwise)."""
 
 
-class SpoolBusy(SpoolError):
-    """Another live recorder holds this camera's spool directory; stop it or use another spool."""
+class SpoolBusy(UsageError, SpoolError):
+    """Another live recorder holds this camera's spool directory; stop it or use another spool (exit 2)."""
 
 
-class SpoolIntegrityError(SpoolError):
-    """A spooled file no longer matches the hash taken at first contact; it is not uploaded."""
+class SpoolIntegrityError(IntegrityError, SpoolError):
+    """A spooled file no longer matches the hash taken at first contact; it is not uploaded (exit 1)."""
 
 
 @dataclass(frozen=True)
