@@ -21,6 +21,7 @@ def temp_stack(prefect: bool = False) -> Iterator[Path]:
     afterwards."""
     with tempfile.TemporaryDirectory(prefix="custody-bench-") as d:
         home = Path(d) / "home"
+        os.environ.setdefault("CUSTODY_ACTOR", "bench")  # every custody event names who acted
         env = {**os.environ, "CUSTODY_HOME": str(home)}
         subprocess.run([CUSTODY, "stack", "up", "--prefect" if prefect else "--no-prefect"], env=env, check=True,
                        capture_output=True)

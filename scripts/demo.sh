@@ -7,6 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
 export CUSTODY_HOME="${CUSTODY_HOME:-$HOME/.custody}"
+export CUSTODY_ACTOR="${CUSTODY_ACTOR:-demo operator}"   # every custody event names who acted
 OUT="${DEMO_OUT:-$PWD/demo-out}"
 mkdir -p "$OUT"
 CASE="DEMO/$(date -u +%Y%m%d-%H%M%S)"

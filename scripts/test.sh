@@ -8,8 +8,11 @@ echo "== ruff"
 ruff check .
 echo "== pytest"
 set +e
-pytest -q -p no:cacheprovider "$@"
+# a private base temp dir: concurrent pytest sessions of one user would otherwise rotate each other's away
+base="$(mktemp -d "${TMPDIR:-/tmp}/custody-pytest.XXXXXX")"
+pytest -q -p no:cacheprovider --basetemp="$base/t" "$@"
 rc=$?
 set -e
+rm -rf "$base"
 if [ "$rc" -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi
 exit "$rc"

@@ -63,7 +63,7 @@ def prefect_api(cli: Cli) -> str:
 
 @pytest.fixture(scope="session")
 def stack_status(cli: Cli) -> dict:
-    return cli.json("stack", "status")  # type: ignore[return-value]
+    return cli.json("stack", "status", "--show-secrets")  # type: ignore[return-value]
 
 
 @pytest.fixture
@@ -76,13 +76,15 @@ def case_ref(cli: Cli) -> str:
 @pytest.fixture(scope="session")
 def settings_env(cli: Cli) -> Iterator[None]:
     """Point in-process library calls at the test home."""
-    old = os.environ.get("CUSTODY_HOME")
+    old = {k: os.environ.get(k) for k in ("CUSTODY_HOME", "CUSTODY_ACTOR")}
     os.environ["CUSTODY_HOME"] = str(cli.home)
+    os.environ["CUSTODY_ACTOR"] = "pytest"  # in-process calls need a named actor as the CLI does
     yield
-    if old is None:
-        os.environ.pop("CUSTODY_HOME", None)
-    else:
-        os.environ["CUSTODY_HOME"] = old
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
 
 
 @pytest.fixture(scope="session")

@@ -261,7 +261,7 @@ def test_duplicate_with_declared_hash_is_linked_not_stored(world: World, raw_cli
     keys = [o.object_name for o in raw_client.list_objects("custody-originals", prefix=f"{world.case_id}/",
                                                            recursive=True)]
     assert keys.count(first.json()["key"]) == 1
-    index = json.loads(raw_client.get_object("custody-custody", f"index/sha256/{sha}.json").read())
+    index = json.loads(raw_client.get_object("custody-custody", f"index/sha256/{sha}/{world.case_id}.json").read())
     assert index["key"] == first.json()["key"]
 
 

@@ -30,20 +30,20 @@ def health() -> dict[str, str]:
 
 @router.get("/me", summary="Who the token belongs to and which cases they are assigned")
 def me(svc: SvcDep, user: UserDep) -> dict[str, Any]:
-    return {"name": user.name, "role": user.role, "assigned_cases": sorted(svc.auth.assigned_case_ids(user.name))}
+    return {"name": user.name, "role": user.role, "assigned_cases": sorted(user.cases)}
 
 
 @router.get("/users", summary="Users (admin)")
 def list_users(request: Request, svc: SvcDep, user: UserDep) -> list[dict[str, Any]]:
     authorize(request, svc, user, "users.manage")
-    return [{"name": u.name, "role": u.role, "created": u.created, "disabled": u.disabled}
-            for u in svc.auth.list_users()]
+    return [{"name": u.name, "role": u.role, "created": u.created, "disabled": u.disabled,
+             "records_verify": not u.tampered} for u in svc.auth.list_users()]
 
 
 @router.post("/users", status_code=201, summary="Create a user; the token is returned once and stored hashed (admin)")
 def add_user(request: Request, svc: SvcDep, user: UserDep, body: UserIn) -> dict[str, Any]:
     authorize(request, svc, user, "users.manage")
-    new, token = svc.auth.add_user(body.name, body.role, user.name)
+    new, token = svc.auth.add_user(body.name, body.role, user.name, user.role)
     note(request, subject=new.name)
     return {"name": new.name, "role": new.role, "token": token}
 
@@ -52,14 +52,14 @@ def add_user(request: Request, svc: SvcDep, user: UserDep, body: UserIn) -> dict
 def issue_token(request: Request, svc: SvcDep, user: UserDep, name: UserName) -> dict[str, Any]:
     authorize(request, svc, user, "users.manage")
     note(request, subject=name)
-    return {"name": name, "token": svc.auth.issue_token(name, user.name)}
+    return {"name": name, "token": svc.auth.issue_token(name, user.name, user.role)}
 
 
 @router.post("/users/{name}/assignments", status_code=201, summary="Assign a user to a case (admin)")
 def assign(request: Request, svc: SvcDep, user: UserDep, name: UserName, body: AssignIn) -> dict[str, Any]:
     authorize(request, svc, user, "users.manage")
     case = load_case(svc, body.case_id)
-    svc.auth.assign(name, case, user.name)
+    svc.auth.assign(name, case, user.name, by_role=user.role)
     note(request, subject=name, case_id=case.id)
     return {"name": name, "case_id": case.id, "case": case.ref, "active": True}
 
@@ -69,7 +69,7 @@ def unassign(request: Request, svc: SvcDep, user: UserDep, name: UserName,
              case_id: Annotated[str, Path(pattern=CASE_ID)]) -> dict[str, Any]:
     authorize(request, svc, user, "users.manage")
     case = load_case(svc, case_id)
-    svc.auth.assign(name, case, user.name, active=False)
+    svc.auth.assign(name, case, user.name, active=False, by_role=user.role)
     note(request, subject=name, case_id=case.id)
     return {"name": name, "case_id": case.id, "case": case.ref, "active": False}
 

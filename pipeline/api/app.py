@@ -5,7 +5,11 @@ Two rules are enforced here rather than in each handler:
     trail *before* its response starts — if the entry can't be stored the
     caller gets 503 instead of the data ("no audit, no access");
   * errors become JSON `{"detail": ...}` with a 4xx/503 status from the
-    exception type, and never a stack trace.
+    exception type, and never a stack trace;
+  * no credential is kept: the audit entry's query string goes through the one
+    redaction rule (`access.redact`), as do error details and log lines, so a
+    token sent in the wrong place (`?access_token=cust_...`) is refused *and*
+    not written down. Every response says `X-Content-Type-Options: nosniff`.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pipeline import __version__
+from pipeline.access.redact import install_log_redaction, redact_headers, redact_query, redact_text
 from pipeline.api import admin, cameras, cases, media, recover, review
 from pipeline.api.statuses import outcome, status_for
 from pipeline.errors import (
@@ -56,9 +61,10 @@ class AuditMiddleware:
                 facts: dict[str, Any] = dict(state.get("audit") or {})
                 client = scope.get("client")
                 entry = {"request_id": rid, "method": scope.get("method"), "path": path,
-                         "query": (scope.get("query_string") or b"").decode("latin-1")[:1000],
+                         "query": redact_query(scope.get("query_string") or b"")[:1000],
                          "status": status, "outcome": outcome(status),
-                         "client": client[0] if client else None, **facts}
+                         "client": client[0] if client else None,
+                         **_client_headers(scope), **facts}
                 entry.setdefault("user", None)
                 try:
                     await run_in_threadpool(_audit_trail(scope).write, entry)
@@ -70,7 +76,8 @@ class AuditMiddleware:
                     await resp(scope, _no_receive, send)
                     return
                 message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
+                message["headers"] = [*message["headers"], (b"x-request-id", rid.encode()),
+                                      (b"x-content-type-options", b"nosniff")]
             await send(message)
 
         started = False
@@ -94,6 +101,13 @@ class AuditMiddleware:
             raise
 
 
+def _client_headers(scope: Scope) -> dict[str, str]:
+    """The request headers worth keeping (who called, from where), through the one redaction rule."""
+    wanted = {b"user-agent": "user_agent", b"referer": "referer", b"origin": "origin"}
+    found = {wanted[k]: v.decode("latin-1")[:300] for k, v in scope.get("headers") or [] if k in wanted}
+    return redact_headers(found)
+
+
 async def _no_receive() -> Message:
     return {"type": "http.disconnect"}
 
@@ -114,7 +128,7 @@ def _error_response(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error in %s %s", request.method, request.url.path)
         detail = f"internal error ({type(exc).__name__}); request {getattr(request.state, 'request_id', '-')}"
     else:
-        detail = str(exc)
+        detail = redact_text(str(exc))
     from pipeline.api.deps import note
 
     note(request, reason=detail[:500])
@@ -124,6 +138,7 @@ def _error_response(request: Request, exc: Exception) -> JSONResponse:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; S3 is contacted on the first request, not here."""
+    install_log_redaction()
     app = FastAPI(title="custody API", version=__version__, openapi_url="/api/openapi.json", docs_url="/api/docs",
                   redoc_url=None,
                   description="Field uploads, cases, exhibits, custody timelines, metadata, downloads and work "

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import anyio
 from anyio import from_thread
 from fastapi import APIRouter, Body, Header, Path, Query, Request
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 from pipeline.access.auth import ALL_CASES, AccessDenied
 from pipeline.api.deps import (
@@ -33,13 +33,16 @@ from pipeline.api.deps import (
     exhibit_for,
     note,
 )
+from pipeline.api.downloads import presigned_download, safe_content_type
 from pipeline.custody.catalog import Case, Exhibit
 from pipeline.errors import NotFoundError, UsageError
 from pipeline.frames.models import Selection
 from pipeline.intake.clock import CLOCK_ACTION, clock_parameters
+from pipeline.intake.dedupe import HashIndex
 from pipeline.intake.seizure import seizure_parameters
 from pipeline.intake.upload import offer, store_stream
 from pipeline.review.views import exhibit_metadata, exhibit_view
+from pipeline.text import strip_invisible
 
 router = APIRouter(prefix="/api")
 
@@ -49,33 +52,37 @@ ObjectId = Annotated[str, Path(pattern=OBJECT_ID, description="object_id from th
 DOWNLOAD_TTL = timedelta(minutes=5)
 
 
+#: human-entered text: invisible format and control characters (bidi overrides, zero-width...) stripped
+HumanText = Annotated[str, AfterValidator(strip_invisible)]
+
+
 class CaseIn(BaseModel):
     ref: str = Field(min_length=1, max_length=64, description="Case reference, e.g. OP-NIGHTJAR/26")
-    title: str = Field(default="", max_length=200)
+    title: HumanText = Field(default="", max_length=200)
 
 
 class ExhibitIn(BaseModel):
     ref: str = Field(min_length=1, max_length=32, description="Exhibit reference, e.g. JB/1")
-    officer: str = Field(min_length=1, max_length=100)
-    description: str = Field(default="", max_length=500)
+    officer: HumanText = Field(min_length=1, max_length=100)
+    description: HumanText = Field(default="", max_length=500)
 
 
 class ClockIn(BaseModel):
     camera_time: str = Field(max_length=40, description="What the camera's clock showed (ISO 8601)")
     reference_time: str = Field(max_length=40, description="The reference clock at the same instant (ISO 8601)")
-    note: str = Field(default="", max_length=500)
+    note: HumanText = Field(default="", max_length=500)
 
 
 class FramesIn(Selection):
     """A frame request speaks the extractor's own vocabulary (the mode registry's fields); none chosen: 1 per s."""
 
     object_id: str | None = Field(default=None, pattern=OBJECT_ID)
-    note: str = Field(default="", max_length=500)
+    note: HumanText = Field(default="", max_length=500)
 
 
 class BundleIn(BaseModel):
     exhibit_ids: list[Annotated[str, Field(pattern=EXHIBIT_ID)]] | None = Field(default=None, max_length=500)
-    note: str = Field(default="", max_length=500)
+    note: HumanText = Field(default="", max_length=500)
 
 
 class Accepted(BaseModel):
@@ -263,11 +270,31 @@ def download(request: Request, svc: SvcDep, user: UserDep, case_id: CaseId, exhi
         raise NotFoundError(f"object {object_id_} is not part of exhibit {e.id}")
     ref = {"bucket": match.bucket, "key": match.key, "version_id": match.version_id, "sha256": match.sha256,
            "size": match.size, "role": "reference"}
-    url = svc.ev.store.presigned_get(match.bucket, match.key, match.version_id, DOWNLOAD_TTL)
+    ctype = match.info.get("content_type")
+    url = presigned_download(svc.ev.store, match.bucket, match.key, match.version_id, DOWNLOAD_TTL,
+                             match.original_name, ctype)
     _record(svc, c, e, "downloaded", user, request, objects=[ref], expires_seconds=int(DOWNLOAD_TTL.total_seconds()))
     note(request, object=match.key)
     return {"url": url, "expires_seconds": int(DOWNLOAD_TTL.total_seconds()), "sha256": match.sha256,
-            "size": match.size, "original_name": match.original_name, "version_id": match.version_id}
+            "size": match.size, "original_name": match.original_name, "version_id": match.version_id,
+            "served_as": {"content_type": safe_content_type(ctype), "disposition": "attachment"}}
+
+
+# ---- identical bytes across cases (supervisory, audited) ------------------------------
+@router.get("/duplicates", summary="Cases holding exactly these bytes (supervisor, auditor, admin; audited)")
+def search_duplicates(request: Request, svc: SvcDep, user: UserDep,
+                      sha256: Annotated[str, Query(pattern=r"^[0-9a-fA-F]{64}$")],
+                      reason: Annotated[HumanText, Query(min_length=3, max_length=500,
+                                                         description="Why you search (audited)")]) -> dict[str, Any]:
+    """The one place a match across cases is visible: no case's own view ever shows another case."""
+    authorize(request, svc, user, "duplicates.search")
+    found = HashIndex(svc.ev.store).matches(sha256)
+    refs = {c.id: c.ref for c in svc.ev.catalog.list_cases()}
+    note(request, sha256=sha256.lower(), reason=reason, matches=len(found),
+         case_ids=[m["case_id"] for m in found])
+    return {"sha256": sha256.lower(),
+            "matches": [{"case_id": m["case_id"], "case": refs.get(m["case_id"]), "exhibit_id": m["exhibit_id"],
+                         "object_id": object_id(m["bucket"], m["key"]), "since": m["time"]} for m in found]}
 
 
 # ---- work requests (fulfilled later by flows) --------------------------------------

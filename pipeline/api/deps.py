@@ -33,8 +33,8 @@ class Services:
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.ev = Evidence(settings)
-        self.auth = AuthStore(self.ev.store)
-        self.audit = AuditTrail(self.ev.store)
+        self.audit = AuditTrail(self.ev.store, self.ev.signer)
+        self.auth = AuthStore(self.ev.store, self.ev.signer, on_alert=self.audit.alert)
 
 
 def services(request: Request) -> Services:

@@ -88,7 +88,11 @@ def hold(case: CaseOpt, exhibit: ExhibitOpt,
          reason: Annotated[str, typer.Option(help="Why (recorded in custody).")] = "",
          json_out: JsonOpt = False) -> None:
     """Place or release an S3 legal hold on every original of an exhibit."""
+    from pipeline.text import clean_human_text
+
+    reason = clean_human_text(reason, "reason", 500)
     ev = evidence()
+    who = actor_for(ev)  # before any hold is set: a missing actor must not leave holds unrecorded
     c, e = ev.get(case, exhibit)
     if not ev.store.lock_supported:
         raise UsageError("this S3 server has no Object Lock, so legal holds are not available")
@@ -96,7 +100,7 @@ def hold(case: CaseOpt, exhibit: ExhibitOpt,
     objs = [o for o in ev.objects(chain.events, roles=("original",))]
     for o in objs:
         ev.store.set_legal_hold(o.bucket, o.key, o.version_id, on)
-    ev.record(c, e, "legal_hold_on" if on else "legal_hold_off", actor=actor_for(ev),
+    ev.record(c, e, "legal_hold_on" if on else "legal_hold_off", actor=who,
               objects=[{"bucket": o.bucket, "key": o.key, "version_id": o.version_id, "sha256": o.sha256,
                         "size": o.size, "role": "reference"} for o in objs], parameters={"reason": reason})
     if json_out:

@@ -6,6 +6,8 @@ what it needs inside its function, so `custody exhibit list` costs no more than 
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -29,9 +31,36 @@ def evidence() -> Evidence:
 
 
 def actor_for(ev: Evidence, name: str | None = None, role: str = "operator") -> Actor:
-    from pipeline.custody.actor import Actor
+    """The named actor: `name` (e.g. --officer), else --actor / CUSTODY_ACTOR / settings, else asked once on a
+    terminal (and kept in settings.json); without a terminal the command fails saying how to set it (exit 2)."""
+    from pipeline.custody.actor import Actor, NoActor, validate_actor_name
 
-    return Actor(name or ev.settings.actor or Actor.default(ev.settings).name, role)
+    if name and name.strip():
+        return Actor(validate_actor_name(name), role)
+    try:
+        return Actor(Actor.default(ev.settings).name, role)
+    except NoActor:
+        if not (sys.stdin.isatty() and sys.stderr.isatty()):
+            raise
+    who = validate_actor_name(typer.prompt("Who is acting? This name is recorded in every custody event "
+                                           "(kept in settings.json)", err=True))
+    remember_actor(ev.settings.home, who)
+    ev.settings.actor = who
+    return Actor(who, role)
+
+
+def remember_actor(home: Path, name: str) -> None:
+    """Write `actor` into $CUSTODY_HOME/settings.json, keeping every other setting."""
+    import json
+    import os
+
+    path = home / "settings.json"
+    data = json.loads(path.read_text()) if path.exists() else {}
+    data["actor"] = name
+    home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(f".settings.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+    tmp.replace(path)
 
 
 def progress_bar() -> Progress:

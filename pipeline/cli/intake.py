@@ -1,4 +1,10 @@
-"""`custody ingest` and `custody upload`: originals from local files (or through a remote API)."""
+"""`custody ingest` and `custody upload`: originals from local files (or through a remote API).
+
+The source is walked by `intake.files` (regular files only, links recorded, special files and
+anything of CUSTODY_HOME refused, each file read through the inode that was checked); what was
+already taken from the same card into the same exhibit is recognised (`intake.card`). Exit 0 when
+the work is recorded, even if something local failed afterwards (then with a warning).
+"""
 
 from __future__ import annotations
 
@@ -20,59 +26,127 @@ def ingest(files: Annotated[list[Path], typer.Argument(help="Files or directorie
            also_hash: Annotated[str, typer.Option("--also-hash", help="Extra digests: md5,sha1")] = "",
            json_out: JsonOpt = False) -> None:
     """Store local files as locked originals, each with its custody event (and what they are: probe, EXIF)."""
-    from pipeline.intake.files import walk_files
+    _local(files, case, exhibit, officer, description, "local-file", {}, _algorithms(also_hash), None, json_out)
 
-    paths = walk_files(files)
+
+def _local(paths: list[Path], case: str, exhibit: str, officer: str, description: str, source: str,
+           params: dict[str, Any], algorithms: tuple[str, ...], limit_mb_s: float | None, json_out: bool) -> None:
+    from pipeline.intake.files import walk_sources
+    from pipeline.intake.upload import ensure_exhibit_committed
+    from pipeline.settings import load_settings
+
+    walk = walk_sources(paths, load_settings().home)
     ev = evidence()
     who = actor_for(ev, officer, "officer")
-    c, e = ev.ensure_exhibit(case, exhibit, officer, who, description)
-    results = store_files(ev, c, e, paths, "local-file", {}, _algorithms(also_hash), who)
+    early: list[str] = []
+    c, e = ensure_exhibit_committed(ev, case, exhibit, officer, who, description, early)
+    results, others, warnings = store_walk(ev, c, e, walk, source, params, algorithms, who, limit_mb_s)
+    warnings = early + warnings
     if json_out:
-        emit_json({"case": c.ref, "case_id": c.id, "exhibit": e.ref, "exhibit_id": e.id, "objects": results})
+        emit_json({"case": c.ref, "case_id": c.id, "exhibit": e.ref, "exhibit_id": e.id, "objects": results,
+                   "not_stored": others, "warnings": warnings})
     else:
-        _print_results(results)
+        _print_results(results, others, warnings)
 
 
 def _algorithms(also_hash: str) -> tuple[str, ...]:
     return ("sha256", *[a.strip().lower() for a in also_hash.split(",") if a.strip()])
 
 
-def store_files(ev: Any, c: Any, e: Any, files: list[Path], source: str, params: dict[str, Any],
-                algorithms: tuple[str, ...], who: Any, limit_mb_s: float | None = None) -> list[dict[str, Any]]:
-    """Each file through the one intake path, with a progress bar per file and in total."""
-    from pipeline.intake.upload import offer, store_original
+def store_walk(ev: Any, c: Any, e: Any, walk: Any, source: str, params: dict[str, Any],
+               algorithms: tuple[str, ...], who: Any, limit_mb_s: float | None = None
+               ) -> tuple[list[dict[str, Any]], list[dict[str, str]], list[str]]:
+    """Each regular file through the one intake path; links and refusals recorded once, in one event.
 
-    def one(p: Path, adv: Callable[[int], None]) -> dict[str, Any]:
-        return store_original(ev, c, e, p, offer(p.name, source, params), actor=who, algorithms=algorithms,
-                              progress=adv, limit_mb_s=limit_mb_s).as_dict()
+    Returns (results, items not stored, warnings).
+    """
+    from pipeline.intake.card import CardItems
+    from pipeline.intake.files import Changed, HomeGuard, open_pinned
+    from pipeline.intake.upload import PREHASH_MAX_BYTES, offer, repair_local_state, store_original
+    from pipeline.text import escape_invisible
 
-    return each_with_progress(files, one)
+    warnings = repair_local_state(ev.settings.home)
+    guard = HomeGuard(ev.settings.home)
+    card = CardItems(ev.store, e.id)
+    others: list[dict[str, str]] = [i.as_record() for i in walk.others]
+
+    def one(item: Any, adv: Callable[[int], None]) -> dict[str, Any] | None:
+        from hashing.stream import hash_file
+
+        try:
+            with open_pinned(item, guard) as pinned:
+                sha = None
+                if item.size <= PREHASH_MAX_BYTES or card.maybe_known(item.source_path, item.size):
+                    sha = hash_file(pinned, ("sha256",)).sha256
+                    if card.stored(item.source_path, sha):
+                        adv(item.size)
+                        return {"original_name": item.name, "source_path": item.source_path, "status":
+                                "already_stored", "sha256": sha, "size": item.size,
+                                "message": "already stored from this card into this exhibit; not recorded again"}
+                o = offer(item.name, source, {**params, "source_path": item.source_path,
+                                              "submitted_name": escape_invisible(item.name)})
+                r = store_original(ev, c, e, pinned, o, actor=who, algorithms=algorithms, progress=adv,
+                                   limit_mb_s=limit_mb_s, expected_sha256=sha).as_dict()
+        except Changed as exc:
+            others.append({**item.as_record(), "status": "refused_changed", "message": str(exc)})
+            return None
+        card.add({"path": item.source_path, "sha256": r["sha256"], "size": r["size"], "event_seq": r["event_seq"],
+                  "key": r["key"]})
+        warnings.extend(f"{item.source_path}: {w}" for w in r.get("warnings") or [])
+        return {**r, "source_path": item.source_path}
+
+    try:
+        results = [r for r in each_with_progress(walk.files, one) if r is not None]
+        new = [o for o in others if not card.recorded(o)]
+        for i in range(0, len(new), 500):  # bounded events, however hostile the card
+            ev.record(c, e, "items_not_stored", actor=who, parameters={**params, "source": source},
+                      details={"items": new[i:i + 500], "reason": "links are recorded with their target text, "
+                               "never followed; only regular files are read"})
+        for o in new:
+            card.add(o)
+    finally:
+        card.flush()
+    return results, others, warnings
 
 
-def each_with_progress(files: list[Path], fn: Callable[[Path, Callable[[int], None]], dict[str, Any]]
-                       ) -> list[dict[str, Any]]:
-    """Run `fn(file, advance)` for each file with a progress bar per file and one for the total."""
-    results: list[dict[str, Any]] = []
+def each_with_progress(items: list[Any], fn: Callable[[Any, Callable[[int], None]], Any]) -> list[Any]:
+    """Run `fn(item, advance)` for each item (a walk Item, or a Path) with a progress bar per item and in total."""
+    results: list[Any] = []
+
+    def size(x: Any) -> int:
+        return int(x.size) if hasattr(x, "size") else Path(x).stat().st_size
+
     with progress_bar() as prog:
-        overall = prog.add_task(f"total ({len(files)} files)", total=sum(p.stat().st_size for p in files))
-        for p in files:
-            task = prog.add_task(p.name[:40], total=p.stat().st_size)
+        overall = prog.add_task(f"total ({len(items)} files)", total=sum(size(x) for x in items))
+        for x in items:
+            task = prog.add_task(x.name[:40], total=size(x))
 
             def adv(n: int, task: Any = task) -> None:
                 prog.advance(task, n)
                 prog.advance(overall, n)
 
-            results.append(fn(p, adv))
+            results.append(fn(x, adv))
+            prog.remove_task(task)
     return results
 
 
-def _print_results(results: list[dict[str, Any]]) -> None:
+def _print_results(results: list[dict[str, Any]], others: list[dict[str, str]], warnings: list[str]) -> None:
+    already = [r for r in results if r["status"] == "already_stored"]
     for r in results:
-        extra = " (linked to an identical earlier upload)" if r["linked"] else ""
-        extra += f" (resumed: {r['resumed_parts']} parts reused)" if r["resumed_parts"] else ""
+        if r["status"] == "already_stored":
+            continue
+        extra = " (linked to an identical earlier upload in this case)" if r.get("linked") else ""
+        extra += f" (resumed: {r['resumed_parts']} parts reused)" if r.get("resumed_parts") else ""
         say(f"{r['status']:20} {r['original_name']}  sha256 {r['sha256']}  ({r['size']} bytes){extra}")
         if r["status"] != "ok":
             say(f"  {r['message']}")
+    if already:
+        say(f"already stored from this card: {len(already)} file(s), not recorded again")
+    for o in others:
+        target = f" -> {o['target']}" if "target" in o else ""
+        say(f"{o['status']:20} {o['path']}{target}  ({o['message']})")
+    for w in warnings:
+        say(f"[yellow]warning:[/] {w}")
 
 
 def upload(paths: Annotated[list[Path], typer.Argument(help="Files or directories; each file is its own original.")],
@@ -93,42 +167,51 @@ def upload(paths: Annotated[list[Path], typer.Argument(help="Files or directorie
     """Upload field footage as originals: resumable (rerun after an interruption), hashed while sent.
 
     Bad input (empty, not media, truncated, broken EXIF) is stored all the same and flagged with a status.
+    A rerun recognises what was already stored from the same card into the same exhibit.
     """
-    from pipeline.intake.files import walk_files
     from pipeline.intake.seizure import seizure_parameters
 
-    files = walk_files(paths)
     params = seizure_parameters(seized_at, location, device)
     if api:
-        _upload_via_api(api, token, files, case, exhibit, officer, description, params, json_out)
+        _upload_via_api(api, token, paths, case, exhibit, officer, description, params, json_out)
         return
-    ev = evidence()
-    who = actor_for(ev, officer, "officer")
-    c, e = ev.ensure_exhibit(case, exhibit, officer, who, description)
-    results = store_files(ev, c, e, files, "field-upload", params, _algorithms(also_hash), who, limit_rate)
-    if json_out:
-        emit_json({"case": c.ref, "case_id": c.id, "exhibit": e.ref, "exhibit_id": e.id, "objects": results})
-    else:
-        _print_results(results)
+    _local(paths, case, exhibit, officer, description, "field-upload", params, _algorithms(also_hash), limit_rate,
+           json_out)
 
 
-def _upload_via_api(api: str, token: str | None, files: list[Path], case: str, exhibit: str, officer: str,
+def _upload_via_api(api: str, token: str | None, paths: list[Path], case: str, exhibit: str, officer: str,
                     description: str, params: dict[str, Any], json_out: bool) -> None:
     """The same upload through the HTTP API (not resumable: a rerun sends the file again)."""
     from pipeline.intake.api_client import ApiClient
+    from pipeline.intake.files import Changed, HomeGuard, open_pinned, walk_sources
+    from pipeline.settings import load_settings
 
     if not token:
         raise UsageError("--api needs --token (or CUSTODY_API_TOKEN)")
+    home = load_settings().home
+    walk = walk_sources(paths, home)
+    guard = HomeGuard(home)
     client = ApiClient(api, token)
     case_id, exhibit_id = client.exhibit(case, exhibit, officer, description)
-    results = each_with_progress(files, lambda p, adv: client.upload(case_id, exhibit_id, p, params, adv))
+    others = [i.as_record() for i in walk.others]
+
+    def one(item: Any, adv: Callable[[int], None]) -> dict[str, Any] | None:
+        try:
+            with open_pinned(item, guard) as pinned:
+                return client.upload(case_id, exhibit_id, pinned, params, adv, name=item.name)
+        except Changed as exc:
+            others.append({**item.as_record(), "status": "refused_changed", "message": str(exc)})
+            return None
+
+    results = [r for r in each_with_progress(walk.files, one) if r is not None]
     if json_out:
         emit_json({"case": case, "case_id": case_id, "exhibit": exhibit, "exhibit_id": exhibit_id,
-                   "objects": results})
+                   "objects": results, "not_stored": others})
     else:
         for r in results:
             say(f"{r['status']:20} {r['original_name']}  sha256 {r['sha256']}  ({r['size']} bytes)")
-
+        for o in others:
+            say(f"{o['status']:20} {o['path']}  ({o['message']}; not sent)")
 
 
 def register(app: typer.Typer) -> None:

@@ -14,7 +14,8 @@ app = typer.Typer(no_args_is_help=True, help="Start, stop and inspect the embedd
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 
 
-def _status(settings) -> dict:  # type: ignore[no-untyped-def]
+def _status(settings, show_secrets: bool = False) -> dict:  # type: ignore[no-untyped-def]
+    """What is running where; the S3 secret key only with `show_secrets` (it unlocks every piece of evidence)."""
     from pipeline.capture import emulator_status
     from pipeline.ops.prefect import prefect_api_url, ui_url
     from pipeline.ops.stack import read_state
@@ -36,6 +37,12 @@ def _status(settings) -> dict:  # type: ignore[no-untyped-def]
         info["endpoint"] = settings.s3_endpoint
         info["access_key"] = settings.s3_access_key.get_secret_value() if settings.s3_access_key else None
         info["secret_key"] = settings.s3_secret_key.get_secret_value() if settings.s3_secret_key else None
+    if not show_secrets:
+        from pipeline.access.redact import redact_text
+
+        info["secret_key"] = None
+        info["secret_key_hidden"] = True
+        info["endpoint"] = redact_text(info["endpoint"]) if info.get("endpoint") else info.get("endpoint")
     return info
 
 
@@ -100,16 +107,19 @@ def down(json_out: JsonOpt = False) -> None:
 
 
 @app.command()
-def status(json_out: JsonOpt = False) -> None:
-    """Endpoint, credentials and buckets; exit 3 when the store is not running."""
+def status(json_out: JsonOpt = False,
+           show_secrets: Annotated[bool, typer.Option("--show-secrets", help="Include the S3 secret key (it "
+                                                      "unlocks all evidence: keep it off screens and logs).")]
+           = False) -> None:
+    """Endpoint, access key and buckets (the secret key only with --show-secrets); exit 3 when not running."""
     settings = load_settings()
-    info = _status(settings)
+    info = _status(settings, show_secrets)
     if json_out:
         emit_json(info)
     else:
-        secret = "****" if info.get("secret_key") else None
+        secret = info["secret_key"] if show_secrets else "(hidden; --show-secrets to print it)"
         say(f"home: {info['home']}\nrunning: {info['running']}\nendpoint: {info['endpoint']}\n"
-            f"access key: {info.get('access_key')}\nsecret key: {secret} (use --json to reveal)\n"
+            f"access key: {info.get('access_key')}\nsecret key: {secret}\n"
             f"buckets: {', '.join(info['buckets'].values())}")
     if not info["running"]:
         raise typer.Exit(3)

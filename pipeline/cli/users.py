@@ -13,10 +13,13 @@ user_app = typer.Typer(no_args_is_help=True, help="API users, tokens and case as
 
 
 def _auth():  # type: ignore[no-untyped-def]
+    """The auth store signing with this home's key; a tampered record raises an alert in the audit trail."""
+    from pipeline.access.audit import AuditTrail
     from pipeline.access.auth import AuthStore
 
     ev = evidence()
-    return ev, AuthStore(ev.store)
+    audit = AuditTrail(ev.store, ev.signer)
+    return ev, AuthStore(ev.store, ev.signer, on_alert=lambda kind, **f: audit.alert(kind, via="cli", **f))
 
 
 @user_app.command("add")
@@ -47,8 +50,8 @@ def user_token(name: Annotated[str, typer.Argument()], json_out: JsonOpt = False
 @user_app.command("revoke")
 def user_revoke(token: Annotated[str, typer.Option("--token", help="The token to revoke.")]) -> None:
     """Revoke one token."""
-    _ev, auth = _auth()
-    auth.revoke_token(token)
+    ev, auth = _auth()
+    auth.revoke_token(token, actor_for(ev).name)
     say("revoked")
 
 
@@ -56,8 +59,8 @@ def user_revoke(token: Annotated[str, typer.Option("--token", help="The token to
 def user_disable(name: Annotated[str, typer.Argument()],
                  enable: Annotated[bool, typer.Option("--enable", help="Re-enable instead.")] = False) -> None:
     """Disable (or re-enable) a user: all their tokens stop working."""
-    _ev, auth = _auth()
-    u = auth.set_disabled(name, not enable)
+    ev, auth = _auth()
+    u = auth.set_disabled(name, not enable, actor_for(ev).name)
     say(f"user {u.name} {'disabled' if u.disabled else 'enabled'}")
 
 
@@ -77,14 +80,17 @@ def user_assign(name: Annotated[str, typer.Argument()], case: CaseOpt,
 
 @user_app.command("list")
 def user_list(json_out: JsonOpt = False) -> None:
+    """Users with role, cases and whether their administration records verify."""
     _ev, auth = _auth()
     users = auth.list_users()
     if json_out:
         emit_json([{"name": u.name, "role": u.role, "created": u.created, "disabled": u.disabled,
-                    "cases": sorted(auth.assigned_case_ids(u.name))} for u in users])
+                    "cases": sorted(u.cases), "records_verify": not u.tampered, "findings": u.tampered}
+                   for u in users])
     else:
         for u in users:
-            say(f"{u.name}\t{u.role}{'  (disabled)' if u.disabled else ''}")
+            flag = "  (RECORDS DO NOT VERIFY: refused service)" if u.tampered else ""
+            say(f"{u.name}\t{u.role}{'  (disabled)' if u.disabled else ''}{flag}")
 
 
 

@@ -18,16 +18,15 @@ from typing import Any
 from pipeline.custody.events import utcnow
 from pipeline.errors import ChainConflict, NotFoundError, UsageError
 from pipeline.storage.store import EvidenceStore
+from pipeline.text import clean_human_text
 
 CASE_REF = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ./_:-]{0,63}")
 EXHIBIT_REF = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ./_-]{0,31}")
 
 
 def _clean_text(value: str, what: str, max_len: int = 200) -> str:
-    value = value.strip()
-    if not value or len(value) > max_len or any(ord(c) < 32 or ord(c) == 127 for c in value):
-        raise UsageError(f"{what} must be 1-{max_len} printable characters")
-    return value
+    """Human-entered text: invisible and control characters stripped (pipeline.text), then 1..max_len."""
+    return clean_human_text(value, what, max_len, required=True)
 
 
 def validate_case_ref(ref: str) -> str:
@@ -114,7 +113,7 @@ class Catalog:
         existing = self.find_case(ref)
         if existing:
             return existing, False
-        case = Case(new_id("case"), ref, title.strip()[:200], utcnow(), created_by)
+        case = Case(new_id("case"), ref, clean_human_text(title, "case title", 200), utcnow(), created_by)
         self.store.put_bytes(self.bucket, f"cases/{case.id}/case.json", json.dumps(asdict(case)).encode(),
                              if_absent=True, lock=True)
         try:
@@ -153,7 +152,8 @@ class Catalog:
         existing = self.find_exhibit(case, ref)
         if existing:
             return existing, False
-        ex = Exhibit(new_id("exh"), case.id, ref, officer, description.strip()[:500], utcnow())
+        ex = Exhibit(new_id("exh"), case.id, ref, officer, clean_human_text(description, "description", 500),
+                     utcnow())
         self.store.put_bytes(self.bucket, f"exhibits/{ex.id}/exhibit.json", json.dumps(asdict(ex)).encode(),
                              if_absent=True, lock=True)
         try:

@@ -12,6 +12,7 @@ The finished bundle is stored under Object Lock and its hash recorded as an
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -48,6 +49,7 @@ from pipeline.export.format import (
 )
 from pipeline.export.readme import readme_text
 from pipeline.export.report import MAX_THUMBS, ReportData, render_html, render_pdf
+from pipeline.text import clean_human_text
 
 
 @dataclass
@@ -144,6 +146,7 @@ def build_bundle(ev: Evidence, case_ref: str, exhibit_refs: list[str] | None, ou
     `keep` chooses the derived objects that go in (originals always do; None: all); `selection` says how.
     """
     t0 = time.perf_counter()
+    recipient, reason = clean_human_text(recipient, "recipient", 200), clean_human_text(reason, "reason", 500)
     case = ev.catalog.get_case(case_ref)
     exhibits = ([ev.catalog.get_exhibit(case, r) for r in dict.fromkeys(exhibit_refs)] if exhibit_refs
                 else ev.catalog.list_exhibits(case))
@@ -270,7 +273,9 @@ def build_bundle(ev: Evidence, case_ref: str, exhibit_refs: list[str] | None, ou
             tmp.replace(out)
         built = time.perf_counter() - t0
     except BaseException:
-        z.zf.close()
+        # a full disk fails the close too (it writes the central directory): the partial file goes regardless
+        with contextlib.suppress(Exception):
+            z.zf.close()
         tmp.unlink(missing_ok=True)
         raise
 
@@ -279,7 +284,12 @@ def build_bundle(ev: Evidence, case_ref: str, exhibit_refs: list[str] | None, ou
     if store_bundle:
         if plan:
             plan("storing bundle", result.size)
-        _store_and_record(ev, result, snaps, actor, working_copies, recipient, reason, progress)
+        try:
+            _store_and_record(ev, result, snaps, actor, working_copies, recipient, reason, progress)
+        except BaseException:
+            if len(result.events) < len(snaps):  # not (fully) recorded as exported: no unrecorded copy is left
+                out.unlink(missing_ok=True)
+            raise
     else:
         from hashing.stream import hash_file
 

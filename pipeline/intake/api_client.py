@@ -54,7 +54,8 @@ class ApiClient:
         return case["case_id"], ex["exhibit_id"]
 
     def upload(self, case_id: str, exhibit_id: str, path: Path, parameters: dict[str, Any],
-               progress: Progress | None = None) -> dict[str, Any]:
+               progress: Progress | None = None, name: str | None = None) -> dict[str, Any]:
+        """Send one file; `name` is its name on the card when `path` is a pinned `/proc/self/fd` path."""
         digests = Digests(("sha256",))
 
         def body() -> Iterator[bytes]:
@@ -65,7 +66,7 @@ class ApiClient:
                         progress(len(chunk))
                     yield chunk
 
-        params = {"name": path.name, **{k: v for k, v in parameters.items() if k in ("seized_at", "location",
+        params = {"name": name or path.name, **{k: v for k, v in parameters.items() if k in ("seized_at", "location",
                                                                                        "device")}}
         r = self.http.post(f"/api/cases/{case_id}/exhibits/{exhibit_id}/uploads", params=params, content=body(),
                            headers={"Content-Type": "application/octet-stream"})

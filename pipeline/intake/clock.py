@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pipeline.errors import UsageError
+from pipeline.text import clean_human_text
 
 
 def parse_time(value: str, what: str) -> datetime:
@@ -34,7 +35,7 @@ def clock_parameters(camera_time: str, reference_time: str, note: str = "") -> d
     ref = parse_time(reference_time, "reference time")
     offset_ms = int(round((cam - ref).total_seconds() * 1000))
     return {"camera_time": cam.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "reference_time": ref.astimezone(UTC).strftime(
-        "%Y-%m-%dT%H:%M:%S.%fZ"), "offset_ms": offset_ms, "note": note[:500]}
+        "%Y-%m-%dT%H:%M:%S.%fZ"), "offset_ms": offset_ms, "note": clean_human_text(note, "note", 500)}
 
 
 def clock_offset_ms(events: list[dict[str, Any]]) -> int | None:

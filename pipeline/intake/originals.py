@@ -10,7 +10,7 @@ are and why they are here.
 
 from __future__ import annotations
 
-import tempfile
+import io
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +19,7 @@ from typing import Any, BinaryIO
 
 from pipeline.custody.actor import Actor
 from pipeline.custody.catalog import Case, Exhibit
+from pipeline.custody.events import normalise
 from pipeline.evidence import Evidence, safe_display_name
 from pipeline.intake.dedupe import HashIndex
 from pipeline.intake.mediainfo import MediaReport, content_type_for, content_type_of, metadata_document
@@ -46,6 +47,7 @@ class UploadResult:
     metadata: dict[str, Any] | None = None
     content_type: str = "application/octet-stream"
     digests: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # committed, but something local failed afterwards
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -115,41 +117,86 @@ def record_original(ev: Evidence, case: Case, exhibit: Exhibit, obj: StoredObjec
     ref = object_ref(obj, offer, media)
     tools = {**media.tools, **(offer.tools or {})}
     params = {**offer.parameters, **({"resumed_parts": resumed_parts} if resumed_parts else {})}
-    event = ev.record(case, exhibit, offer.action, actor=actor, objects=[ref], parameters=params,
-                      details=details or None, tools=tools)
-    record_metadata(ev, case, exhibit, ref, media, actor)
+    warnings: list[str] = []
+    event = record_committed(ev, case, exhibit, offer.action, warnings, actor=actor, objects=[ref],
+                             parameters=params, details=details or None, tools=tools)
+    record_metadata(ev, case, exhibit, ref, media, actor, warnings)
     return UploadResult(offer.display_name, media.status, media.message, ref["sha256"], int(ref["size"]),
                         ref["bucket"], ref["key"], ref.get("version_id"), event["seq"], duplicate_of=dup,
                         resumed_parts=resumed_parts, metadata=media.metadata or None, content_type=ref["content_type"],
-                        digests=ref["digests"])
+                        digests=ref["digests"], warnings=warnings)
+
+
+def record_committed(ev: Evidence, case: Case, exhibit: Exhibit, action: str, warnings: list[str],
+                     **kw: Any) -> dict[str, Any]:
+    """`ev.record`, honest about a local failure after the event is committed in S3.
+
+    S3 failures leave the storage seam as StorageError; an OSError escaping here is local (the log's
+    witness file, a full disk). If the event did land, the work is done: return it and add a warning
+    (the witness catches up at the exhibit's next event) instead of reporting a failed intake.
+    """
+    try:
+        return ev.record(case, exhibit, action, **kw)
+    except OSError as exc:
+        found = _find_recorded(ev, exhibit, action, kw)
+        if found is None:
+            raise
+        warnings.append(f"stored and recorded (event {found['seq']}), but a local write failed afterwards "
+                        f"({exc.strerror or type(exc).__name__}{f': {exc.filename}' if exc.filename else ''}); "
+                        "nothing is lost: the local witness of this exhibit catches up at its next event")
+        return found
+
+
+def _find_recorded(ev: Evidence, exhibit: Exhibit, action: str, kw: dict[str, Any]) -> dict[str, Any] | None:
+    """The exhibit's newest event with exactly this action, actor, objects and parameters, if it was stored."""
+    want = normalise({"actor": kw["actor"].as_dict(), "objects": kw.get("objects") or [],
+                      "parameters": kw.get("parameters") or {}})
+    for e in reversed(ev.log.events(exhibit.id)[-20:]):
+        if e.get("action") == action and all(e.get(k) == v for k, v in want.items()):
+            return e
+    return None
 
 
 def link_duplicate(ev: Evidence, case: Case, exhibit: Exhibit, existing: dict[str, Any], offer: Offer,
                    media: MediaReport, actor: Actor) -> UploadResult:
-    """Identical bytes are already held: record a `duplicate_linked` event instead of a second copy."""
+    """Identical bytes are already held in this case: record a `duplicate_linked` event instead of a second copy.
+
+    Never across cases: linking to another case's object would tell this case that the other exists.
+    """
+    if existing.get("case_id") != case.id:
+        raise ValueError("a duplicate is only ever linked within its own case")
     ref = object_ref(existing, offer, media, {"linked": True})
-    event = ev.record(case, exhibit, "duplicate_linked", actor=actor, objects=[ref], parameters=offer.parameters,
-                      details={"duplicate_of": {k: existing.get(k) for k in
-                                                ("bucket", "key", "version_id", "case_id", "exhibit_id")},
-                               "reason": "identical SHA-256 already held; not stored again"})
+    warnings: list[str] = []
+    event = record_committed(ev, case, exhibit, "duplicate_linked", warnings, actor=actor, objects=[ref],
+                             parameters=offer.parameters,
+                             details={"duplicate_of": {k: existing.get(k) for k in
+                                                       ("bucket", "key", "version_id", "case_id", "exhibit_id")},
+                                      "reason": "identical SHA-256 already held in this case; not stored again"})
     return UploadResult(offer.display_name, media.status, media.message, existing["sha256"], int(existing["size"]),
                         existing["bucket"], existing["key"], existing.get("version_id"), event["seq"],
                         duplicate_of=existing, linked=True, metadata=media.metadata or None,
-                        content_type=ref["content_type"], digests=ref["digests"])
+                        content_type=ref["content_type"], digests=ref["digests"], warnings=warnings)
 
 
 def record_metadata(ev: Evidence, case: Case, exhibit: Exhibit, source: dict[str, Any], media: MediaReport,
-                    actor: Actor) -> dict[str, Any] | None:
-    """Store the metadata JSON as a derived object and record `metadata_extracted` with tool versions."""
+                    actor: Actor, warnings: list[str] | None = None) -> dict[str, Any] | None:
+    """Store the metadata JSON as a derived object and record `metadata_extracted` with tool versions.
+
+    Sent from memory (a few KB), so a full local disk cannot stop it after the original is committed.
+    """
     if media.kind not in ("video", "image") or not media.tools:
         return None
     src = {k: source.get(k) for k in ("bucket", "key", "version_id", "sha256")}
-    with tempfile.TemporaryDirectory(prefix="custody-meta-") as d:
-        p = Path(d) / "metadata.json"
-        p.write_bytes(metadata_document(media, src))
-        _obj, ref = ev.add_derived(case, exhibit, p, source=src, kind="metadata", actor=actor,
-                                   content_type="application/json")
-    ev.record(case, exhibit, "metadata_extracted", actor=actor, objects=[ref], tools=media.tools,
-              parameters={"extractor": "pipeline.intake.mediainfo", "source_sha256": source["sha256"]},
-              details={"status": media.status, "message": media.message, "metadata": media.metadata})
+    # the same object and reference `Evidence.add_derived` makes, without a temporary file
+    meta = {"exhibit-id": exhibit.id, "source-key": src["key"], "source-version": src.get("version_id") or "",
+            "source-sha256": src["sha256"], "kind": "metadata"}
+    doc = metadata_document(media, src)
+    obj = ev.store.put_stream(ev.store.buckets["derived"], f"{new_key(exhibit)}/metadata", io.BytesIO(doc),
+                              content_type="application/json", metadata=meta, lock=True, size_hint=len(doc))
+    ref = {**obj.ref(), "role": "derived", "kind": "metadata", "status": "ok", "original_name": "metadata.json",
+           "source": src}
+    record_committed(ev, case, exhibit, "metadata_extracted", warnings if warnings is not None else [], actor=actor,
+                     objects=[ref], tools=media.tools,
+                     parameters={"extractor": "pipeline.intake.mediainfo", "source_sha256": source["sha256"]},
+                     details={"status": media.status, "message": media.message, "metadata": media.metadata})
     return ref

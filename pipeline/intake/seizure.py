@@ -5,17 +5,14 @@ from __future__ import annotations
 from datetime import UTC
 from typing import Any
 
-from pipeline.errors import UsageError
 from pipeline.intake.clock import parse_time
+from pipeline.text import clean_human_text
 
 
 def _clean(value: str | None, what: str, max_len: int = 200) -> str | None:
     if value is None:
         return None
-    v = "".join(c for c in value if c.isprintable()).strip()
-    if len(v) > max_len:
-        raise UsageError(f"{what} is longer than {max_len} characters")
-    return v or None
+    return clean_human_text(value, what, max_len) or None
 
 
 def seizure_parameters(seized_at: str | None, location: str | None, device: str | None) -> dict[str, Any]:

@@ -3,7 +3,8 @@
 Both entry points end in `originals.record_original`, so every door makes the
 same object and the same events.
 
-Duplicates: local files up to PREHASH_MAX_BYTES are hashed before sending
+Duplicates are recognised within the case only (`dedupe.HashIndex`: a case learns nothing of
+another). Local files up to PREHASH_MAX_BYTES are hashed before sending
 (cheap, and a duplicate then costs no upload: a `duplicate_linked` event points
 at the existing object). An API upload declaring `X-Content-SHA256` of bytes
 already held is hashed without being stored and linked the same way (a
@@ -38,7 +39,47 @@ from pipeline.intake.originals import (
 from pipeline.intake.resumable import RateLimiter, exclusive, journal_dir, journal_id, load_journal, resumable_put
 
 PREHASH_MAX_BYTES = 32 * 1024 * 1024
+STALE_TMP_SECONDS = 60
 Progress = Callable[[int], None]
+
+
+def repair_local_state(home: Path) -> list[str]:
+    """Remove temporary files an earlier run left when the local disk filled (journals, witnesses).
+
+    Those files are written next to their target and renamed over it; one older than a minute was
+    never renamed, so its writer failed. Returns what was done, as warnings for the operator.
+    """
+    import time
+
+    removed = 0
+    cutoff = time.time() - STALE_TMP_SECONDS
+    for sub in ("uploads", "witness"):
+        d = home / sub
+        if not d.is_dir():
+            continue
+        for p in d.glob("*.tmp"):
+            try:
+                if p.is_file() and not p.is_symlink() and p.stat().st_mtime < cutoff:
+                    p.unlink()
+                    removed += 1
+            except OSError:
+                continue
+    return [f"removed {removed} temporary file(s) an earlier run left in {home} (disk full then?)"] if removed else []
+
+
+def ensure_exhibit_committed(ev: Evidence, case_ref: str, exhibit_ref: str, officer: str, actor: Actor,
+                             description: str, warnings: list[str]) -> tuple[Case, Exhibit]:
+    """`ev.ensure_exhibit`, honest about a local failure (the witness file) once the exhibit is recorded in S3."""
+    try:
+        return ev.ensure_exhibit(case_ref, exhibit_ref, officer, actor, description)
+    except OSError as exc:
+        case = ev.catalog.find_case(case_ref)
+        ex = case and ev.catalog.find_exhibit(case, exhibit_ref)
+        if not (case and ex and any(e.get("action") == "exhibit_created" for e in ev.log.events(ex.id)[:1])):
+            raise
+        warnings.append(f"exhibit {ex.ref} recorded, but a local write failed afterwards "
+                        f"({exc.strerror or type(exc).__name__}); its local witness catches up at its next event")
+        return case, ex
 
 
 def offer(name: str, source: str, parameters: dict[str, Any] | None = None) -> Offer:
@@ -62,7 +103,7 @@ def store_original(ev: Evidence, case: Case, exhibit: Exhibit, path: Path, offer
     if expected is None and offer.index and st.st_size <= PREHASH_MAX_BYTES:
         expected = hash_file(path).sha256
     if expected and offer.index:
-        existing = HashIndex(ev.store).lookup(expected)
+        existing = HashIndex(ev.store).lookup(expected, case.id)
         if existing:
             if progress:
                 progress(st.st_size)
@@ -117,7 +158,7 @@ def store_stream(ev: Evidence, case: Case, exhibit: Exhibit, stream: BinaryIO, o
         offer.parameters = {**offer.parameters, "declared_content_type": declared_type[:100]}
     cap = HeadCapture(stream)
     if expected_sha256 and offer.index:
-        existing = HashIndex(ev.store).lookup(expected_sha256)
+        existing = HashIndex(ev.store).lookup(expected_sha256, case.id)
         if existing:  # hash the body without storing it: identical bytes are linked, a mismatch refused
             d = Digests(("sha256",))
             while chunk := cap.read(1024 * 1024):

@@ -15,6 +15,7 @@ keys are generated IDs, never user strings. SDK errors end here: callers see
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -145,23 +146,29 @@ class EvidenceStore:
     def put_file(self, bucket: str, key: str, path: Path, **kw: Any) -> StoredObject:
         """Upload a local file, reading it exactly once."""
         with open(path, "rb") as f:
+            kw.setdefault("size_hint", os.fstat(f.fileno()).st_size)
             return self.put_stream(bucket, key, f, **kw)
 
     def put_stream(self, bucket: str, key: str, stream: BinaryIO, *, content_type: ContentType = "application/"
                    "octet-stream", metadata: dict[str, str] | None = None, lock: bool = False,
                    legal_hold: bool = False, expected_sha256: str | None = None,
                    algorithms: tuple[str, ...] = DEFAULT_ALGORITHMS, progress: Progress | None = None,
-                   tag_digests: bool = True, if_absent: bool = False) -> StoredObject:
+                   tag_digests: bool = True, if_absent: bool = False, size_hint: int | None = None) -> StoredObject:
         """Upload a stream of any length in bounded memory, hashing in the same pass.
 
         With `expected_sha256` the hash is written into the object's metadata at creation and a
         mismatch aborts the upload before anything is stored. An object smaller than one part is
         one request with its digests as tags; a larger one gets its digests tagged once known.
-        `if_absent` makes the server refuse to replace an existing key (ChainConflict).
+        `if_absent` makes the server refuse to replace an existing key (ChainConflict). `size_hint` (the
+        expected length) sizes the first buffer, so a small object does not cost a part-sized allocation;
+        a stream longer than hinted is still read in full.
         """
         part_size = self.settings.part_size_mb * 1024 * 1024
         reader = HashingReader(stream, algorithms)
-        first = read_full(reader, part_size)
+        cap = part_size if size_hint is None else max(1, min(part_size, size_hint + 1))
+        first = read_full(reader, cap)
+        if len(first) == cap < part_size:  # longer than hinted: read on to a full part
+            first += read_full(reader, part_size - cap)
         ctype = content_type(bytes(first[:1024 * 1024])) if callable(content_type) else content_type
         meta = dict(metadata or {})
         if expected_sha256:

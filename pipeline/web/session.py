@@ -33,6 +33,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
 from pipeline.access.auth import AccessDenied, Unauthenticated, User
+from pipeline.access.redact import redact_query, redact_text
 from pipeline.api.deps import Services, note, services
 from pipeline.api.statuses import outcome, status_for
 from pipeline.errors import CustodyError, UsageError
@@ -181,10 +182,11 @@ def error_response(request: Request, exc: Exception) -> Response:
         code, detail = exc.status_code, str(exc.detail)
     else:
         code = status_for(exc)
-        detail = str(exc) if code != 500 else f"internal error; request {getattr(request.state, 'request_id', '-')}"
+        detail = redact_text(str(exc)) if code != 500 else \
+            f"internal error; request {getattr(request.state, 'request_id', '-')}"
         if code == 500:
             log.exception("portal error in %s %s", request.method, request.url.path)
-    note(request, reason=detail[:500])
+    note(request, reason=redact_text(detail)[:500])
     if _wants_json(request):
         return JSONResponse({"detail": detail}, status_code=code)
     titles = {401: "Sign-in needed", 403: "Access refused", 404: "Not found", 409: "Conflict",
@@ -211,7 +213,7 @@ class PortalRoute(APIRoute):
             facts: dict[str, Any] = dict(getattr(request.state, "audit", None) or {})
             client = request.client
             entry = {"request_id": rid, "method": request.method, "path": request.url.path,
-                     "query": request.url.query[:1000], "status": response.status_code,
+                     "query": redact_query(request.url.query)[:1000], "status": response.status_code,
                      "outcome": outcome(response.status_code), "client": client.host if client else None,
                      "via": "portal", **facts}
             entry.setdefault("user", None)
