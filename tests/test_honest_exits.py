@@ -23,6 +23,8 @@ from typing import Any
 
 from tests.conftest import CUSTODY, Cli
 
+WHY = ("--recipient", "CPS reviewing lawyer", "--reason", "test disclosure")
+
 
 def _limited(max_bytes: int):  # type: ignore[no-untyped-def]
     def pre() -> None:
@@ -74,7 +76,7 @@ def test_bundle_hitting_a_full_disk_leaves_nothing(cli: Cli, case_ref: str, tmp_
     _bundle_exhibit(cli, case_ref, tmp_path, 2 << 20)
     out_dir = tmp_path / "out"
     out_dir.mkdir()
-    r = _run_limited(cli, 256 * 1024, "bundle", "--case", case_ref, "--out", str(out_dir / "b.zip"))
+    r = _run_limited(cli, 256 * 1024, "bundle", "--case", case_ref, "--out", str(out_dir / "b.zip"), *WHY)
     assert r.returncode == 3, r.stderr
     assert "local disk problem" in r.stderr and "free space" in r.stderr
     assert list(out_dir.iterdir()) == []
@@ -85,7 +87,7 @@ def test_bundle_hitting_a_full_disk_leaves_nothing(cli: Cli, case_ref: str, tmp_
     if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small)], capture_output=True).returncode:
         return  # no mount privilege (a container): the RLIMIT case above stands
     try:
-        r = cli.run("bundle", "--case", case_ref, "--out", str(small / "b.zip"), check=False)
+        r = cli.run("bundle", "--case", case_ref, "--out", str(small / "b.zip"), *WHY, check=False)
         assert r.returncode == 3 and "No space left" in r.stderr, r.stderr
         assert list(small.iterdir()) == []
     finally:
@@ -101,7 +103,7 @@ def test_store_stopped_during_bundle_is_exit_3_and_leaves_nothing(cli: Cli, case
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     settings = load_settings(home=cli.home)
-    proc = subprocess.Popen([CUSTODY, "bundle", "--case", case_ref, "--out", str(out_dir / "b.zip")], env=cli.env,
+    proc = subprocess.Popen([CUSTODY, "bundle", "--case", case_ref, "--out", str(out_dir / "b.zip"), *WHY], env=cli.env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
@@ -136,7 +138,7 @@ def test_every_action_has_a_named_actor_never_the_os_user(cli: Cli, tmp_path: Pa
     f = tmp_path / "a.bin"
     f.write_bytes(b"a")
     cli.run("upload", str(f), "--case", ref, "--exhibit", "W/1", "--officer", "DC Officer", env={"CUSTODY_ACTOR": ""})
-    out: Any = cli.json("--actor", "DS Bundler", "bundle", "--case", ref, "--out", str(tmp_path / "b.zip"),
+    out: Any = cli.json("--actor", "DS Bundler", "bundle", "--case", ref, "--out", str(tmp_path / "b.zip"), *WHY,
                         env={"CUSTODY_ACTOR": ""})
     with zipfile.ZipFile(out["path"]) as z:
         info = next(n for n in z.namelist() if n.endswith("/bag-info.txt"))

@@ -249,7 +249,7 @@ def test_case_page_lanes_and_the_view_session_summary(page: Any, served: dict, r
         return next((x["view_session"] for x in entries if x.get("view_session")), None)
 
     got = wait_for(summary, 20, "the view-session summary in the audit trail")
-    assert got["watched_seconds"] > 0.5 and got["stills_taken"] == 1, got
+    assert got["watched_ms"] > 500 and got["stills_taken"] == 1, got
     page.goto(exhibit_url)
 
 

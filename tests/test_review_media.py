@@ -216,7 +216,7 @@ def test_view_session_summary_goes_to_the_audit_trail(api: dict, seeded: dict, e
     assert r.status_code == 204
     (entry,) = AuditTrail(evidence.store).read(request_id=r.headers["x-request-id"])
     assert entry["view_session"]["watched"] == [["2026-11-28T12:00:00.000000Z", "2026-11-28T12:00:02.500000Z"]]
-    assert entry["view_session"]["watched_seconds"] == 2.5 and entry["view_session"]["frames_stepped"] == 3
+    assert entry["view_session"]["watched_ms"] == 2500 and entry["view_session"]["frames_stepped"] == 3
 
 
 def test_portal_session_works_on_the_api_and_needs_csrf_to_change_anything(api: dict, seeded: dict) -> None:

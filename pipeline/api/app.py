@@ -76,8 +76,10 @@ class AuditMiddleware:
                     await resp(scope, _no_receive, send)
                     return
                 message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", rid.encode()),
-                                      (b"x-content-type-options", b"nosniff")]
+                extra = [(b"x-request-id", rid.encode())]
+                if not any(k.lower() == b"x-content-type-options" for k, _ in message["headers"]):
+                    extra.append((b"x-content-type-options", b"nosniff"))
+                message["headers"] = [*message["headers"], *extra]
             await send(message)
 
         started = False

@@ -150,7 +150,8 @@ def view_session(request: Request, user: CallerDep, case_id: CaseId, exhibit_id:
     exhibit_for(request, svc, user, case_id, exhibit_id, "evidence.read")
     spans = [(a, b) for a, b in body.watched_us if 0 < a <= b]
     note(request, view_session={"watched": [[iso_us(a), iso_us(b)] for a, b in spans[:100]],
-                                "watched_seconds": round(sum(b - a for a, b in spans) / 1e6, 3),
+                                # integers: audit entries, like events, hold no floats
+                                "watched_ms": sum(b - a for a, b in spans) // 1000,
                                 "frames_stepped": body.frames_stepped, "stills_taken": body.stills_taken})
     return Response(status_code=204)
 
