@@ -7,7 +7,6 @@ at evidence is part of its custody; listings and timelines are audited only.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -36,6 +35,7 @@ from pipeline.api.deps import (
 from pipeline.api.downloads import presigned_download, safe_content_type
 from pipeline.custody.catalog import Case, Exhibit
 from pipeline.errors import NotFoundError, UsageError
+from pipeline.evidence import object_id  # noqa: F401 - re-exported
 from pipeline.frames.models import Selection
 from pipeline.intake.clock import CLOCK_ACTION, clock_parameters
 from pipeline.intake.dedupe import HashIndex
@@ -91,9 +91,6 @@ class Accepted(BaseModel):
     status: str
 
 
-def object_id(bucket: str, key: str) -> str:
-    """A path-safe, stable ID for an object (keys contain slashes)."""
-    return hashlib.sha256(f"{bucket}/{key}".encode()).hexdigest()[:32]
 
 
 def _case_dict(c: Case) -> dict[str, Any]:

@@ -17,14 +17,11 @@ from typing import Any
 
 from pipeline.custody.chain import ChainReport, Slot, check_chain, seq_from_name
 from pipeline.custody.log import events_prefix
-from pipeline.evidence import Evidence, ExhibitObject
+from pipeline.evidence import Evidence, ExhibitObject, object_id
 
 ALL_ROLES = ("original", "derived", "bundle", "metadata")
 
 
-def object_id(bucket: str, key: str) -> str:
-    """The path-safe object ID the API and portal use (same formula as `pipeline.api.cases.object_id`)."""
-    return hashlib.sha256(f"{bucket}/{key}".encode()).hexdigest()[:32]
 
 
 @dataclass
