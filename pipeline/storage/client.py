@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from importlib.metadata import version
-
+import minio
 import urllib3
 from minio import Minio
 
@@ -12,7 +11,9 @@ from pipeline.secrets import embedded_credentials
 from pipeline.settings import Settings, is_loopback, split_endpoint
 from pipeline.storage.embedded import read_state
 
-SDK_VERSION = version("minio")
+SDK_VERSION = str(minio.__version__)
+# SeaweedFS's default; naming it saves the SDK a `GET ?location` round trip per bucket and process
+EMBEDDED_REGION = "us-east-1"
 
 
 def make_client(settings: Settings) -> Minio:
@@ -24,7 +25,7 @@ def make_client(settings: Settings) -> Minio:
                 f"the embedded S3 server for CUSTODY_HOME={settings.home} is not running; "
                 "start it with `custody stack up`")
         access, secret = embedded_credentials(settings.secrets_dir)
-        return Minio(state.endpoint, access, secret, secure=False)
+        return Minio(state.endpoint, access, secret, secure=False, region=EMBEDDED_REGION)
     endpoint, scheme_tls = split_endpoint(settings.s3_endpoint or "")
     host = endpoint.rsplit(":", 1)[0].strip("[]")
     secure = settings.s3_secure if settings.s3_secure is not None else (

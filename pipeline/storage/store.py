@@ -15,6 +15,7 @@ keys are generated IDs, never user strings. SDK errors end here: callers see
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -96,9 +97,16 @@ class EvidenceStore:
 
     # ---- buckets -------------------------------------------------------
     def ensure_buckets(self) -> list[str]:
-        """Create missing buckets with versioning + Object Lock; warn where the server can't."""
+        """Create missing buckets with versioning + Object Lock; warn where the server can't.
+
+        One listing tells which exist (every command connects, so this is one request, not one per bucket).
+        """
+        try:
+            existing = {b.name for b in self._call(self.client.list_buckets)}
+        except StorageError:  # a key allowed our buckets but not the listing: ask bucket by bucket
+            existing = {n for n in self.buckets.values() if self._call(self.client.bucket_exists, n)}
         for role, name in self.buckets.items():
-            if self._call(self.client.bucket_exists, name):
+            if name in existing:
                 continue
             try:
                 self._call(self.client.make_bucket, name, object_lock=True)
@@ -145,23 +153,24 @@ class EvidenceStore:
     def put_file(self, bucket: str, key: str, path: Path, **kw: Any) -> StoredObject:
         """Upload a local file, reading it exactly once."""
         with open(path, "rb") as f:
-            return self.put_stream(bucket, key, f, **kw)
+            return self.put_stream(bucket, key, f, size_hint=os.fstat(f.fileno()).st_size, **kw)
 
     def put_stream(self, bucket: str, key: str, stream: BinaryIO, *, content_type: ContentType = "application/"
                    "octet-stream", metadata: dict[str, str] | None = None, lock: bool = False,
                    legal_hold: bool = False, expected_sha256: str | None = None,
                    algorithms: tuple[str, ...] = DEFAULT_ALGORITHMS, progress: Progress | None = None,
-                   tag_digests: bool = True, if_absent: bool = False) -> StoredObject:
+                   tag_digests: bool = True, if_absent: bool = False, size_hint: int | None = None) -> StoredObject:
         """Upload a stream of any length in bounded memory, hashing in the same pass.
 
         With `expected_sha256` the hash is written into the object's metadata at creation and a
         mismatch aborts the upload before anything is stored. An object smaller than one part is
         one request with its digests as tags; a larger one gets its digests tagged once known.
-        `if_absent` makes the server refuse to replace an existing key (ChainConflict).
+        `if_absent` makes the server refuse to replace an existing key (ChainConflict). `size_hint` (bytes the
+        stream should hold) sizes the first buffer.
         """
         part_size = self.settings.part_size_mb * 1024 * 1024
         reader = HashingReader(stream, algorithms)
-        first = read_full(reader, part_size)
+        first = read_full(reader, part_size, size_hint)
         ctype = content_type(bytes(first[:1024 * 1024])) if callable(content_type) else content_type
         meta = dict(metadata or {})
         if expected_sha256:
