@@ -212,8 +212,8 @@ def test_metadata_wallclock_versions(clips: dict[str, Path], tmp_path: Path) -> 
     assert set(tool_versions()) >= {"opencv", "ffmpeg", "numpy", "python"}
     assert res.params["every_seconds"] == 1
     enc = res.params["png_encoder"]  # every knob that decides the PNG bytes, with the compressor's version
-    assert enc == {"library": "custody.frames.png", "level": DEFAULT_PNG_LEVEL, "filter": "up, every row", "idat_chunk": 1 << 20,
-                   "color": "rgb, 8 bit, no alpha, no interlace", "ancillary_chunks": "none",
+    assert enc == {"library": "custody.frames.png", "level": DEFAULT_PNG_LEVEL, "filter": "up, every row",
+                   "idat_chunk": 1 << 20, "color": "rgb, 8 bit, no alpha, no interlace", "ancillary_chunks": "none",
                    "deflate": f"libdeflate {tool_versions()['libdeflate']} (python deflate "
                               f"{tool_versions()['deflate']}), zlib container"}
 
