@@ -90,7 +90,8 @@ def same_frames_bytes(video: Path, tmp: Path, env: dict[str, str]) -> tuple[int,
     neighbouring frames, whose sizes differ by noise alone), from one core extraction at 1 still/s."""
     ours, theirs = fresh(tmp / "same"), fresh(tmp / "same_ffmpeg")
     run_timed([sys.executable, "-c", CORE_INTERVAL, str(video), str(ours)], {**env, "PYTHONPATH": str(ROOT)})
-    run_timed(ffmpeg("-pattern_type", "glob", "-i", str(ours / "*.png"), str(theirs / "ff_%05d.png")))
+    run_timed(ffmpeg("-pattern_type", "glob", "-i", str(ours / "frame_t*.png"), "-fps_mode", "passthrough",
+                     str(theirs / "ff_%05d.png")))
     (a, n), (b, m) = dir_bytes(ours), dir_bytes(theirs)
     assert n == m and n > 0, f"{n} stills but ffmpeg wrote {m}"
     return a, b

@@ -22,6 +22,9 @@ def extract(exhibit: Annotated[str, typer.Argument(help="Exhibit reference, e.g.
             scenes: Annotated[bool, typer.Option("--scenes", help="A still at every scene/motion change.")] = False,
             scene_threshold: Annotated[float, typer.Option(help="Mean abs. difference (0-255) on 64x36 grey.")] = 30.0,
             at: Annotated[str, typer.Option("--at", help="Comma-separated times in seconds, e.g. 12.5,30.")] = "",
+            png_level: Annotated[int | None, typer.Option(
+                "--png-level", min=0, max=12, help="PNG compression (libdeflate level; default 1: ~25 ms a "
+                "1080p still, about ffmpeg's bytes; higher is smaller and slower, 0 stores uncompressed).")] = None,
             workers: Annotated[int | None, typer.Option(
                 help="Workers (default: one per core, as many as fit in CUSTODY_FRAMES_MEMORY_MB).")] = None,
             json_out: JsonOpt = False) -> None:
@@ -42,7 +45,8 @@ def extract(exhibit: Annotated[str, typer.Argument(help="Exhibit reference, e.g.
         gap = 0.0 if keyframe_min_interval.strip() in ("0", "0s") else parse_duration(keyframe_min_interval)
     params = ExtractParams(every_seconds=parse_duration(every) if every else None, keyframes=keyframes,
                            keyframe_min_interval=gap, scenes=scenes, scene_threshold=scene_threshold,
-                           timestamps=tuple(times), name_prefix=e.ref)
+                           timestamps=tuple(times), name_prefix=e.ref,
+                           **({"png_compression": png_level} if png_level is not None else {}))
     if not params.wants_anything():
         raise UsageError("choose at least one of --every, --keyframes, --scenes, --at")
     objs, events = footage_objects(ev, e)
