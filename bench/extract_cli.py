@@ -39,6 +39,8 @@ from rich.table import Table
 from bench._common import CUSTODY, cached_footage, print_json_line, run_timed, temp_stack
 
 ROOT = Path(__file__).resolve().parent.parent
+# the code measured (its processes get it as PYTHONPATH): CUSTODY_BENCH_CODE=/path/to/checkout gives "before"
+CODE = Path(os.environ.get("CUSTODY_BENCH_CODE") or ROOT)
 X264_ISSUE = ["-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-b:v", "4M", "-maxrate", "4M",
               "-bufsize", "8M", "-g", "25", "-keyint_min", "25", "-sc_threshold", "0", "-bf", "0"]
 X264_FRAMES_PY = ["-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-b:v", "4M", "-maxrate", "4M",
@@ -89,7 +91,7 @@ def same_frames_bytes(video: Path, tmp: Path, env: dict[str, str]) -> tuple[int,
     """Our stills' bytes and ffmpeg's default PNG of exactly the same pixels (`ffmpeg -vf fps=1` picks
     neighbouring frames, whose sizes differ by noise alone), from one core extraction at 1 still/s."""
     ours, theirs = fresh(tmp / "same"), fresh(tmp / "same_ffmpeg")
-    run_timed([sys.executable, "-c", CORE_INTERVAL, str(video), str(ours)], {**env, "PYTHONPATH": str(ROOT)})
+    run_timed([sys.executable, "-c", CORE_INTERVAL, str(video), str(ours)], {**env, "PYTHONPATH": str(CODE)})
     run_timed(ffmpeg("-pattern_type", "glob", "-i", str(ours / "frame_t*.png"), "-fps_mode", "passthrough",
                      str(theirs / "ff_%05d.png")))
     (a, n), (b, m) = dir_bytes(ours), dir_bytes(theirs)
@@ -120,7 +122,7 @@ def run_variant(name: str, video: Path, env: dict[str, str], case: str, rounds: 
         "ffmpeg_fps": lambda: run_timed(ffmpeg("-i", str(video), "-vf", "fps=1", str(fresh(out) / "out_%d.png"))),
         "ffmpeg_null": lambda: run_timed(ffmpeg("-threads", "0", "-i", str(video), "-f", "null", "-")),
         "core_keyframes": lambda: run_timed([sys.executable, "-c", CORE_KEYFRAMES, str(video), str(fresh(out))],
-                                            {**env, "PYTHONPATH": str(ROOT)}),
+                                            {**env, "PYTHONPATH": str(CODE)}),
         "ffmpeg_nokey": lambda: run_timed(ffmpeg("-skip_frame", "nokey", "-i", str(video), "-fps_mode", "vfr",
                                                  str(fresh(out) / "k_%d.png"))),
         "cli_keyframes": lambda: run_timed([CUSTODY, "extract", exhibit, "--case", case, "--keyframes", "--json"],
@@ -172,7 +174,7 @@ def main() -> None:
     per: dict[str, dict[str, float]] = {}
     t0 = time.perf_counter()
     with temp_stack() as home, tempfile.TemporaryDirectory(prefix="custody-bench-extract-") as d:
-        env = {**os.environ, "CUSTODY_HOME": str(home), "PYTHONPATH": str(ROOT)}
+        env = {**os.environ, "CUSTODY_HOME": str(home), "PYTHONPATH": str(CODE)}
         case = "BENCH/X"
         subprocess.run([CUSTODY, "case", "create", "--ref", case], env=env, check=True, capture_output=True)
         for n in names:
