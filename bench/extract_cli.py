@@ -91,7 +91,7 @@ def same_frames_bytes(video: Path, tmp: Path, env: dict[str, str]) -> tuple[int,
     """Our stills' bytes and ffmpeg's default PNG of exactly the same pixels (`ffmpeg -vf fps=1` picks
     neighbouring frames, whose sizes differ by noise alone), from one core extraction at 1 still/s."""
     ours, theirs = fresh(tmp / "same"), fresh(tmp / "same_ffmpeg")
-    run_timed([sys.executable, "-c", CORE_INTERVAL, str(video), str(ours)], {**env, "PYTHONPATH": str(CODE)})
+    run_timed([sys.executable, "-P", "-c", CORE_INTERVAL, str(video), str(ours)], {**env, "PYTHONPATH": str(CODE)})
     run_timed(ffmpeg("-pattern_type", "glob", "-i", str(ours / "frame_t*.png"), "-fps_mode", "passthrough",
                      str(theirs / "ff_%05d.png")))
     (a, n), (b, m) = dir_bytes(ours), dir_bytes(theirs)
@@ -121,7 +121,7 @@ def run_variant(name: str, video: Path, env: dict[str, str], case: str, rounds: 
                                           env),
         "ffmpeg_fps": lambda: run_timed(ffmpeg("-i", str(video), "-vf", "fps=1", str(fresh(out) / "out_%d.png"))),
         "ffmpeg_null": lambda: run_timed(ffmpeg("-threads", "0", "-i", str(video), "-f", "null", "-")),
-        "core_keyframes": lambda: run_timed([sys.executable, "-c", CORE_KEYFRAMES, str(video), str(fresh(out))],
+        "core_keyframes": lambda: run_timed([sys.executable, "-P", "-c", CORE_KEYFRAMES, str(video), str(fresh(out))],
                                             {**env, "PYTHONPATH": str(CODE)}),
         "ffmpeg_nokey": lambda: run_timed(ffmpeg("-skip_frame", "nokey", "-i", str(video), "-fps_mode", "vfr",
                                                  str(fresh(out) / "k_%d.png"))),
