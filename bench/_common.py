@@ -12,6 +12,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 CUSTODY = str(Path(sys.executable).parent / "custody")
 CACHE = Path(os.environ.get("CUSTODY_BENCH_CACHE") or Path.home() / ".cache" / "custody-bench")
@@ -69,8 +70,15 @@ def cached_footage(name: str, ffmpeg_args: list[str]) -> Path:
     return path
 
 
-def run_timed(cmd: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> tuple[float, int, str]:
-    """Run a fresh process; (wall seconds, its peak RSS in KiB, stdout). Raises on a non-zero exit."""
+class Timed(NamedTuple):
+    seconds: float  # wall
+    maxrss_kb: int  # the process's own peak RSS
+    stdout: str
+    cpu: float  # user + system seconds of the process (and children it waited for): robust to other tenants
+
+
+def run_timed(cmd: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> Timed:
+    """Run a fresh process; wall time, its peak RSS, stdout and CPU time. Raises on a non-zero exit."""
     import time
 
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as errf:
@@ -84,4 +92,4 @@ def run_timed(cmd: list[str], env: dict[str, str] | None = None, cwd: Path | Non
         errf.seek(0)
         if code != 0:
             raise SystemExit(f"{' '.join(cmd[:4])} ... failed with exit code {code}:\n{errf.read().decode()[-2000:]}")
-        return elapsed, usage.ru_maxrss, out.read().decode()
+        return Timed(elapsed, usage.ru_maxrss, out.read().decode(), usage.ru_utime + usage.ru_stime)

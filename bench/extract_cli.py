@@ -129,12 +129,14 @@ def run_variant(name: str, video: Path, env: dict[str, str], case: str, rounds: 
                                            env),
     }
     times: dict[str, list[float]] = {k: [] for k in jobs}
+    cpu: dict[str, list[float]] = {k: [] for k in jobs}
     rss: list[int] = []
     ours_bytes = ff_bytes = (0, 0)
     for r in range(rounds):
         for k, job in jobs.items():
-            secs, maxrss, stdout = job()
+            secs, maxrss, stdout, used = job()
             times[k].append(secs)
+            cpu[k].append(used)
             if k == "cli_interval":
                 rss.append(maxrss)
                 seq = json.loads(stdout)["results"][0]["event_seq"]
@@ -143,6 +145,7 @@ def run_variant(name: str, video: Path, env: dict[str, str], case: str, rounds: 
                 ff_bytes = dir_bytes(out)
         con.print(f"{name} round {r + 1}/{rounds}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items()))
     med = {k: statistics.median(v) for k, v in times.items()}
+    mcpu = {k: statistics.median(v) for k, v in cpu.items()}
     same_ours, same_ff = same_frames_bytes(video, tmp, env)
     per_still = ours_bytes[0] / max(1, ours_bytes[1])
     ff_per_still = ff_bytes[0] / max(1, ff_bytes[1])
@@ -151,6 +154,9 @@ def run_variant(name: str, video: Path, env: dict[str, str], case: str, rounds: 
             "cli_vs_decode_limit": round(med["ffmpeg_null"] / med["cli_interval"], 3),
             "keyframes_vs_nokey": round(med["ffmpeg_nokey"] / med["core_keyframes"], 3),
             "cli_keyframes_vs_nokey": round(med["ffmpeg_nokey"] / med["cli_keyframes"], 3),
+            # CPU seconds (theirs / ours): what the wall ratios become when other tenants take the cores
+            "cpu_cli_vs_ffmpeg_fps": round(mcpu["ffmpeg_fps"] / mcpu["cli_interval"], 3),
+            "cpu_keyframes_vs_nokey": round(mcpu["ffmpeg_nokey"] / mcpu["core_keyframes"], 3),
             "still_bytes_vs_ffmpeg": round(same_ours / max(1, same_ff), 3),
             "still_mb": round(per_still / 1e6, 3), "ffmpeg_png_mb": round(same_ff / max(1, ours_bytes[1]) / 1e6, 3),
             "ffmpeg_fps_png_mb": round(ff_per_still / 1e6, 3),
