@@ -23,7 +23,7 @@ def extract(exhibit: Annotated[str, typer.Argument(help="Exhibit reference, e.g.
             scene_threshold: Annotated[float, typer.Option(help="Mean abs. difference (0-255) on 64x36 grey.")] = 30.0,
             at: Annotated[str, typer.Option("--at", help="Comma-separated times in seconds, e.g. 12.5,30.")] = "",
             png_level: Annotated[int | None, typer.Option(
-                "--png-level", min=0, max=12, help="PNG compression (libdeflate level; default 1: ~25 ms a "
+                "--png-level", min=0, max=12, help="PNG compression (libdeflate level; default 2: ~27 ms a "
                 "1080p still, about ffmpeg's bytes; higher is smaller and slower, 0 stores uncompressed).")] = None,
             workers: Annotated[int | None, typer.Option(
                 help="Workers (default: one per core, as many as fit in CUSTODY_FRAMES_MEMORY_MB).")] = None,

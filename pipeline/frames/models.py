@@ -7,7 +7,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-DEFAULT_PNG_LEVEL = 1  # libdeflate level of the still encoder (pipeline.frames.png); see its docstring
+DEFAULT_PNG_LEVEL = 2  # libdeflate level of the still encoder (pipeline.frames.png); see its docstring
 
 
 def sanitise_prefix(label: str) -> str:

@@ -6,10 +6,12 @@ stream from libdeflate at a fixed level, split into fixed-size IDAT chunks, no a
 
 Why libdeflate: its compressor has no CPU-dependent code paths (SIMD only in checksums, which are exact),
 so its output depends on (version, level, input) alone; ISA-L (faster still) dispatches to different match
-finders per CPU generation and so gives different bytes on different machines. Measured on noisy 1080p
-H.264 frames (`bench/frames.py`, `bench/extract_cli.py`): level 2 + UP takes ~25 ms a frame and gives
-0.78-1.05x the bytes of ffmpeg's default PNG (zlib level 6, no filter, ~80 ms); OpenCV at level 1 + UP
-gives the same bytes in ~80-120 ms; the former default (level 0, stored) took ~11 ms but 3.2x the bytes.
+finders per CPU generation and so gives different bytes on different machines. Measured on 1080p frames
+(one thread): UP + libdeflate level 2 ~27 ms (level 1 ~22 ms), against ~80 ms for ffmpeg's default PNG
+(zlib level 6, no filter) and ~80-120 ms for OpenCV level 1 + UP; bytes relative to ffmpeg's for the same
+pixels at level 2: 0.78 (noisy mandelbrot, the issue's footage), 1.02-1.07 (testsrc2 + noise, 720p/1080p,
+the synthetic worst case), 1.08 (720p MJPEG); level 1 reached 1.10 there, hence level 2. The former
+default (OpenCV level 0, stored) took ~11 ms but 3.0-3.2x the bytes.
 PNG stays lossless whatever the level.
 """
 
