@@ -1,4 +1,5 @@
-"""Shared bench helpers: a throwaway embedded stack and incompressible data."""
+"""Shared bench helpers: a throwaway embedded stack, incompressible data, cached test footage, and timing a
+fresh process (wall time and its own peak RSS)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 CUSTODY = str(Path(sys.executable).parent / "custody")
+CACHE = Path(os.environ.get("CUSTODY_BENCH_CACHE") or Path.home() / ".cache" / "custody-bench")
 
 
 @contextlib.contextmanager
@@ -55,3 +58,41 @@ def write_random(path: Path, size: int) -> str:
 
 def print_json_line(figures: dict) -> None:
     print(json.dumps(figures, sort_keys=True))
+
+
+def cached_footage(name: str, ffmpeg_args: list[str]) -> Path:
+    """Footage made once by `ffmpeg ARGS out.mp4` and kept under CACHE by a hash of the arguments (rendering
+    a minute of 1080p mandelbrot takes ~2 minutes here; the bench's figures do not include it)."""
+    digest = hashlib.sha256(json.dumps(ffmpeg_args).encode()).hexdigest()[:16]
+    path = CACHE / f"{name}-{digest}.mp4"
+    if not path.exists():
+        CACHE.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".part.mp4")
+        subprocess.run(["ffmpeg", "-v", "error", "-y", *ffmpeg_args, str(tmp)], check=True)
+        tmp.replace(path)
+    return path
+
+
+class Timed(NamedTuple):
+    seconds: float  # wall
+    maxrss_kb: int  # the process's own peak RSS
+    stdout: str
+    cpu: float  # user + system seconds of the process (and children it waited for): robust to other tenants
+
+
+def run_timed(cmd: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> Timed:
+    """Run a fresh process; wall time, its peak RSS, stdout and CPU time. Raises on a non-zero exit."""
+    import time
+
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as errf:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=errf, env=env, cwd=cwd)
+        _pid, status, usage = os.wait4(proc.pid, 0)
+        elapsed = time.perf_counter() - t0
+        code = os.waitstatus_to_exitcode(status)
+        proc.returncode = code
+        out.seek(0)
+        errf.seek(0)
+        if code != 0:
+            raise SystemExit(f"{' '.join(cmd[:4])} ... failed with exit code {code}:\n{errf.read().decode()[-2000:]}")
+        return Timed(elapsed, usage.ru_maxrss, out.read().decode(), usage.ru_utime + usage.ru_stime)

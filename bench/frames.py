@@ -8,8 +8,10 @@ Figures (their wall time / ours; higher is better; goal in brackets):
   interval_vs_ffmpeg_fps     1 PNG/s vs `ffmpeg -i X -vf fps=1 out_%d.png`                      [>= 2]
   interval_vs_naive_opencv   1 PNG/s vs cap.read() every frame + cv2.imwrite once per second    [>= 1.5]
   keyframes_vs_ffmpeg_nokey  keyframes vs `ffmpeg -skip_frame nokey -i X -fps_mode vfr k_%d.png` [>= 3]
+  png_bytes_vs_ffmpeg        bytes of our stills (1 PNG/s) / ffmpeg's default PNG of the same pixels [<= 1.1]
   peak_rss_mb                peak RSS of the whole process tree (ours + pool + ffmpeg) at 1 PNG/s
                              on an hour of 1080p (with --quick: on the short clip)              [< 500]
+Stills are encoded by pipeline.frames.png (UP filter + libdeflate, level in ExtractParams.png_compression).
 Headline figures are the worst variant; per-variant figures follow in the JSON line.
 """
 
@@ -94,6 +96,21 @@ def ours(video: Path, out: Path, **params) -> None:  # type: ignore[no-untyped-d
 
     r = extract_frames(video, out, ExtractParams(name_prefix="bench", **params))
     assert r.stills, "no stills"
+
+
+def png_bytes_ratio(video: Path, out: Path) -> tuple[float, float]:
+    """(our bytes / ffmpeg's default PNG bytes for the very same pixels, our MB per still)."""
+    from pipeline.frames import ExtractParams, extract_frames
+
+    fresh(out)
+    r = extract_frames(video, out, ExtractParams(name_prefix="bytes", every_seconds=1))
+    theirs = out / "ffmpeg"
+    theirs.mkdir()
+    ffmpeg("-pattern_type", "glob", "-i", str(out / "bytes_t*.png"), "-fps_mode", "passthrough",
+           str(theirs / "f_%05d.png"))
+    ours = sum(s.png_size for s in r.stills)
+    ff = sum(p.stat().st_size for p in theirs.glob("*.png"))
+    return ours / ff, ours / len(r.stills) / 1e6
 
 
 def ffmpeg(*args: str) -> None:
@@ -215,6 +232,9 @@ def main() -> None:
                  "interval_vs_naive_opencv": t_naive / t_ours_i, "keyframes_vs_ffmpeg_nokey": t_nokey / t_ours_k}
             for k, v in f.items():
                 figures[f"{k}_{name}"] = round(v, 3)
+            ratio, mb = png_bytes_ratio(video, out)
+            figures[f"png_bytes_vs_ffmpeg_{name}"] = round(ratio, 3)
+            figures[f"png_mb_per_still_{name}"] = round(mb, 3)
             figures[f"ours_interval_s_{name}"] = round(t_ours_i, 3)
             figures[f"ours_keyframes_s_{name}"] = round(t_ours_k, 3)
             rows.append((name, t_ours_i, t_null, t_fps, t_naive, t_ours_k, t_nokey, f))
@@ -222,6 +242,7 @@ def main() -> None:
         for k in ("interval_vs_decode_limit", "interval_vs_ffmpeg_fps", "interval_vs_naive_opencv",
                   "keyframes_vs_ffmpeg_nokey"):
             figures[k] = min(figures[f"{k}_{n}"] for n, _, _ in variants)
+        figures["png_bytes_vs_ffmpeg"] = max(figures[f"png_bytes_vs_ffmpeg_{n}"] for n, _, _ in variants)
         if args.quick:
             rss_video, rss_label = tmp / f"{variants[0][0]}.mp4", f"{seconds} s 1080p clip (quick mode)"
         else:
@@ -246,6 +267,7 @@ def main() -> None:
         f"{k[4:]}={v:.2f}" for k, v in figures.items() if k.startswith("cpu_")))
     Console(width=160).print(f"peak RSS (process tree) on {rss_label}: {figures['peak_rss_mb']:.0f} MB "
                     f"(largest single process {figures['peak_rss_single_process_mb']:.0f} MB, run {wall:.1f}s); "
+                    f"PNG bytes vs ffmpeg's for the same pixels {figures['png_bytes_vs_ffmpeg']:.3f} (<= 1.1); "
                     "goals: >=1.0, >=2, >=1.5, >=3, <500 MB")
     print_json_line(json.loads(json.dumps(figures)))
 

@@ -4,7 +4,8 @@
 2. For each original that may be footage: fetch it, checking its SHA-256
    against the custody record at the hand-off.
 3. Extract stills with the recorded parameters, store each as a derived
-   object pointing at its source, and record a `frames_extracted` event.
+   object pointing at its source while extraction runs, and record a
+   `frames_extracted` event once all are stored.
 """
 
 from __future__ import annotations
@@ -25,10 +26,10 @@ def extract_one(case_ref: str, exhibit_ref: str, key: str, version_id: str | Non
 
     ev = Evidence()
     case, exhibit = ev.get(case_ref, exhibit_ref)
-    objs, _ = footage_objects(ev, exhibit)
+    objs, events = footage_objects(ev, exhibit)
     obj = next(o for o in objs if o.key == key and o.version_id == version_id)
     event = extract_object(ev, case, exhibit, obj, ExtractParams(**params), actor=Actor(actor, "examiner"),
-                           workers=workers, dask=dask_address)
+                           workers=workers, dask=dask_address, events=events)
     return {"seq": event["seq"], "action": event["action"], "stills": event["details"].get("stills", 0)}
 
 

@@ -27,6 +27,7 @@ from pipeline.frames import (
     tool_versions,
 )
 from pipeline.frames import plan as planmod
+from pipeline.frames.models import DEFAULT_PNG_LEVEL
 from pipeline.frames.png import pixel_sha256
 from tests import footage
 
@@ -210,8 +211,11 @@ def test_metadata_wallclock_versions(clips: dict[str, Path], tmp_path: Path) -> 
     assert calls and calls[-1][0] == calls[-1][1] == len(res.stills)
     assert set(tool_versions()) >= {"opencv", "ffmpeg", "numpy", "python"}
     assert res.params["every_seconds"] == 1
-    assert res.params["png_encoder"] == {"library": "opencv", "compression": 0, "strategy": "default", "filter": "none",
-                                         "zlib_buffer": 1 << 20}
+    enc = res.params["png_encoder"]  # every knob that decides the PNG bytes, with the compressor's version
+    assert enc == {"library": "custody.frames.png", "level": DEFAULT_PNG_LEVEL, "filter": "up, every row",
+                   "idat_chunk": 1 << 20, "color": "rgb, 8 bit, no alpha, no interlace", "ancillary_chunks": "none",
+                   "deflate": f"libdeflate {tool_versions()['libdeflate']} (python deflate "
+                              f"{tool_versions()['deflate']}), zlib container"}
 
 
 def test_dask_backend_identical(clips: dict[str, Path], tmp_path: Path) -> None:

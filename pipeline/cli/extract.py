@@ -16,9 +16,15 @@ def extract(exhibit: Annotated[str, typer.Argument(help="Exhibit reference, e.g.
             case: Annotated[str | None, typer.Option("--case", help="Case reference (needed if ambiguous).")] = None,
             every: Annotated[str | None, typer.Option("--every", help="One still every interval, e.g. 1s.")] = None,
             keyframes: Annotated[bool, typer.Option("--keyframes", help="A still of every keyframe.")] = False,
+            keyframe_min_interval: Annotated[str | None, typer.Option(
+                "--keyframe-min-interval", help="With --keyframes: at least this long between stills, e.g. 2s "
+                "(default: 1s on all-intra footage such as MJPEG, else every keyframe; 0: every keyframe).")] = None,
             scenes: Annotated[bool, typer.Option("--scenes", help="A still at every scene/motion change.")] = False,
             scene_threshold: Annotated[float, typer.Option(help="Mean abs. difference (0-255) on 64x36 grey.")] = 30.0,
             at: Annotated[str, typer.Option("--at", help="Comma-separated times in seconds, e.g. 12.5,30.")] = "",
+            png_level: Annotated[int | None, typer.Option(
+                "--png-level", min=0, max=12, help="PNG compression (libdeflate level; default 2: ~27 ms a "
+                "1080p still, about ffmpeg's bytes; higher is smaller and slower, 0 stores uncompressed).")] = None,
             workers: Annotated[int | None, typer.Option(
                 help="Workers (default: one per core, as many as fit in CUSTODY_FRAMES_MEMORY_MB).")] = None,
             json_out: JsonOpt = False) -> None:
@@ -34,12 +40,16 @@ def extract(exhibit: Annotated[str, typer.Argument(help="Exhibit reference, e.g.
         raise UsageError(f"--at {at!r}: give seconds separated by commas") from None
     ev = evidence()
     c, e = ev.find_exhibit(exhibit, case)
+    gap = None
+    if keyframe_min_interval is not None:
+        gap = 0.0 if keyframe_min_interval.strip() in ("0", "0s") else parse_duration(keyframe_min_interval)
     params = ExtractParams(every_seconds=parse_duration(every) if every else None, keyframes=keyframes,
-                           scenes=scenes, scene_threshold=scene_threshold, timestamps=tuple(times),
-                           name_prefix=e.ref)
+                           keyframe_min_interval=gap, scenes=scenes, scene_threshold=scene_threshold,
+                           timestamps=tuple(times), name_prefix=e.ref,
+                           **({"png_compression": png_level} if png_level is not None else {}))
     if not params.wants_anything():
         raise UsageError("choose at least one of --every, --keyframes, --scenes, --at")
-    objs, _ = footage_objects(ev, e)
+    objs, events = footage_objects(ev, e)
     if not objs:
         raise UsageError(f"exhibit {e.ref} has no footage originals to extract from")
     actor = actor_for(ev, role="examiner")
@@ -52,7 +62,7 @@ def extract(exhibit: Annotated[str, typer.Argument(help="Exhibit reference, e.g.
             def cb(n: int, total: int, task=task) -> None:  # type: ignore[no-untyped-def]
                 prog.update(task, completed=n, total=total)
 
-            event = extract_object(ev, c, e, o, params, actor=actor, workers=workers, progress=cb)
+            event = extract_object(ev, c, e, o, params, actor=actor, workers=workers, progress=cb, events=events)
             done.append({"source": o.original_name, "source_sha256": o.sha256, "event_seq": event["seq"],
                          "action": event["action"], **event.get("details", {})})
     if json_out:

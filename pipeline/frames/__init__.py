@@ -9,7 +9,12 @@ does not load OpenCV or libav.
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Any
+
+# numpy's OpenBLAS starts a thread per core that spins at start-up; extraction does no linear algebra and
+# parallelises itself, so one BLAS thread is enough (only effective before numpy is first imported).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 _NAMES = {
     "BadParamsError": "pipeline.frames.errors", "ExtractionError": "pipeline.frames.errors",

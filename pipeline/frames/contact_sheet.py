@@ -11,6 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from pipeline.frames.pixels import write_file
 from pipeline.frames.png import encode_png
 
 LABEL_H = 18
@@ -43,6 +44,6 @@ def build_contact_sheets(out_dir: Path, prefix: str, thumbs: Sequence[tuple[Path
             cv2.putText(sheet, _fmt(offset), (x + 2, y + ch + LABEL_H - 5), cv2.FONT_HERSHEY_SIMPLEX, 0.42,
                         (255, 255, 255), 1, cv2.LINE_8)
         name = f"{prefix}_contact_{page_no:03d}.png"
-        (out_dir / name).write_bytes(encode_png(sheet, png_level))
+        write_file(out_dir / name, encode_png(sheet, png_level).parts)
         names.append(name)
     return names

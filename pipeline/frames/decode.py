@@ -20,8 +20,9 @@ Rotation is applied by us (never by the decoder), per frame from its display mat
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,9 +31,10 @@ import av.logging
 import numpy as np
 
 from pipeline.frames.allocator import keep_frame_buffers_in_heap
-from pipeline.frames.pixels import Scaler, Scalers, rotation_cw, thumbnail, write_file
-from pipeline.frames.png import encode_jpeg, encode_png, pixel_sha256, rotate_upright
+from pipeline.frames.pixels import Scaler, Scalers, rotation_cw, thumbnail
+from pipeline.frames.png import rotate_upright
 from pipeline.frames.probe import clean_log_line, presentation_ts
+from pipeline.frames.stills import StillOut, encode_pool, write_still
 
 # PyAV forwards libav's log lines only while a level is set; per-thread Capture then attributes them to the
 # chunk that caused them. Repeat-suppression is process-wide state, so it is off to keep warnings per chunk
@@ -83,19 +85,7 @@ class DecodeTask:
     png_level: int
     thumb_width: int
     liveness_only: bool = False  # no stills, only "what decodes": the deblocking filter can be skipped (~20 %)
-
-
-@dataclass
-class StillOut:
-    pts: int
-    stem: str
-    width: int
-    height: int
-    rotation: int
-    pixel_sha256: str
-    png_sha256: str
-    png: str
-    thumb: str
+    encode_slots: int = 1  # stills of this batch being encoded at once (memory bound), see stills.py
 
 
 @dataclass
@@ -195,21 +185,21 @@ def _decode(cc: av.CodecContext, pkt: av.Packet | None, problems: list[str]) -> 
         return []
 
 
-def _write_still(frame: av.VideoFrame, pts: int, stem: str, task: DecodeTask, scalers: Scalers) -> StillOut:
+def _hand_over(frame: av.VideoFrame, pts: int, stem: str, task: DecodeTask, scalers: Scalers,
+               sem: threading.Semaphore) -> Future[StillOut]:
+    """Convert a kept frame to upright BGR and its thumbnail here (they need the decoded planes), then
+    leave compression, hashing and writing to the encode pool."""
     rotation = rotation_cw(frame)
     img = rotate_upright(scalers.full(frame), rotation)
-    png = encode_png(img, task.png_level)
-    out_dir = Path(task.out_dir)
-    write_file(out_dir / f"{stem}.png", png)
     thumb = thumbnail(frame, img, rotation, task.thumb_width, scalers.thumb)
-    write_file(out_dir / "thumbs" / f"{stem}.jpg", encode_jpeg(thumb))
-    return StillOut(pts=pts, stem=stem, width=img.shape[1], height=img.shape[0], rotation=rotation,
-                    pixel_sha256=pixel_sha256(img),
-                    png_sha256=hashlib.sha256(png).hexdigest(), png=f"{stem}.png", thumb=f"thumbs/{stem}.jpg")
+    out_dir, level = Path(task.out_dir), task.png_level
+    return encode_pool().submit(sem, lambda: write_still(img, thumb, pts, stem, rotation, out_dir, level))
 
 
-def _decode_chunk(inp: _Input, task: DecodeTask, spec: ChunkSpec, scalers: Scalers) -> DecodeOut:
+def _decode_chunk(inp: _Input, task: DecodeTask, spec: ChunkSpec, scalers: Scalers,
+                  sem: threading.Semaphore) -> DecodeOut:
     out = DecodeOut(chunk_id=spec.chunk_id)
+    pending: list[Future[StillOut]] = []
     stems = dict(spec.wanted)
     remaining = set(stems)
     unsent = set(stems)
@@ -226,7 +216,7 @@ def _decode_chunk(inp: _Input, task: DecodeTask, spec: ChunkSpec, scalers: Scale
             out.last_pts = p if out.last_pts is None else max(out.last_pts, p)
             if p in remaining:
                 remaining.discard(p)
-                out.stills.append(_write_still(fr, p, stems[p], task, scalers))
+                pending.append(_hand_over(fr, p, stems[p], task, scalers, sem))
             if spec.to_eof:
                 continue
             if not remaining or (hi is not None and p > hi):  # output is in pts order: nothing wanted is left
@@ -264,21 +254,33 @@ def _decode_chunk(inp: _Input, task: DecodeTask, spec: ChunkSpec, scalers: Scale
             cc.skip_frame = "DEFAULT"
             if not done and not flushed:  # stopped early (keyframes passed, demux error): drain held frames
                 take(_decode(cc, None, problems))
+    out.stills = [f.result() for f in pending]  # the chunk is done once its files are written
     out.problems = _problems(list(logs)) + sorted(set(problems))
     out.missing = sorted(remaining)
     return out
 
 
-def decode_batch(task: DecodeTask) -> list[DecodeOut]:
-    """Decode a batch of chunks, writing each wanted frame as PNG + JPEG thumbnail; holds one frame at a time."""
+#: called with each chunk's result as soon as its stills are written (threads and inline runs only)
+OnChunk = Callable[[DecodeOut], None]
+
+
+def decode_batch(task: DecodeTask, on_chunk: OnChunk | None = None) -> list[DecodeOut]:
+    """Decode a batch of chunks, writing each wanted frame as PNG + JPEG thumbnail through the encode pool;
+    at most `task.encode_slots` stills of this batch are in memory at once."""
     import cv2
 
     cv2.setNumThreads(1)
     keep_frame_buffers_in_heap()
     inp = _Input(task.source, task.liveness_only)
     scalers = Scalers()
+    sem = threading.Semaphore(max(1, task.encode_slots))
+    outs: list[DecodeOut] = []
     try:
-        return [_decode_chunk(inp, task, spec, scalers) for spec in task.chunks]
+        for spec in task.chunks:
+            outs.append(_decode_chunk(inp, task, spec, scalers, sem))
+            if on_chunk is not None:
+                on_chunk(outs[-1])
+        return outs
     finally:
         inp.close()
 
@@ -345,8 +347,8 @@ def scene_chunk(task: SceneTask) -> SceneOut:
                     first=first, last=prev, problems=_problems(list(logs)) + sorted(set(problems)))
 
 
-def run_task(task: DecodeTask | SceneTask) -> list[DecodeOut] | SceneOut:
+def run_task(task: DecodeTask | SceneTask, on_chunk: OnChunk | None = None) -> list[DecodeOut] | SceneOut:
     """Single entry point for executors, so decode batches and scene scans share one pool."""
     if isinstance(task, DecodeTask):
-        return decode_batch(task)
+        return decode_batch(task, on_chunk)
     return scene_chunk(task)

@@ -80,6 +80,11 @@ def cores() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
 
 
+def decoder_mb(width: int, height: int) -> float:
+    """Resident memory of one decoding worker for frames of this size (see FRAMES_PER_WORKER)."""
+    return FRAMES_PER_WORKER * width * height * 3 / 2**20
+
+
 def default_workers(width: int = 0, height: int = 0, memory_mb: int = DEFAULT_MEMORY_MB) -> int:
     """One worker per core, but no more than fit in `memory_mb` for frames of this size.
 
@@ -87,7 +92,7 @@ def default_workers(width: int = 0, height: int = 0, memory_mb: int = DEFAULT_ME
     measured ~55 MB per worker at 1080p and ~26 MB at 720p. Without the cap a 16-core host would use
     ~1 GB for 1080p; with it, 1080p gets 4 workers in the default 400 MB and 720p 10.
     """
-    per_worker_mb = FRAMES_PER_WORKER * width * height * 3 / 2**20
+    per_worker_mb = decoder_mb(width, height)
     if per_worker_mb <= 0:
         return cores()
     return max(1, min(cores(), int((memory_mb - BASE_MB) // per_worker_mb)))

@@ -8,9 +8,11 @@ Output bytes depend only on the input and the parameters, never on worker count 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import platform
+import threading
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,16 +33,28 @@ from pipeline.frames.decode import (
     scene_chunk,
 )
 from pipeline.frames.errors import BadParamsError
-from pipeline.frames.executor import DEFAULT_MEMORY_MB, ChunkExecutor, default_workers, open_executor
+from pipeline.frames.executor import (
+    BASE_MB,
+    DEFAULT_MEMORY_MB,
+    ChunkExecutor,
+    decoder_mb,
+    default_workers,
+    open_executor,
+)
 from pipeline.frames.models import ExtractionResult, ExtractParams, Still
-from pipeline.frames.modes import MODES, active
-from pipeline.frames.png import THUMB_JPEG_QUALITY, png_settings
+from pipeline.frames.modes import MODES, active, keyframe_min_interval
+from pipeline.frames.png import THUMB_JPEG_QUALITY, encoder_versions, png_settings
 from pipeline.frames.probe import VideoInfo, probe
+from pipeline.frames.stills import StillOut, encode_slots
 
 # 2: in-process libavcodec decoding (PyAV) instead of an ffmpeg process per chunk
 # 3: rotation read from each still's own frame (display matrix), not once from the first keyframe
-ENGINE_VERSION = "3"
+# 4: PNG by our encoder (UP filter + libdeflate level 2) instead of OpenCV level 0; keyframe mode takes at most
+#    one still per `keyframe_min_interval` (default 1 s on all-intra footage); wall-clock time in still names
+ENGINE_VERSION = "4"
 TAIL_ID = -1
+#: called with each still once its PNG and thumbnail are written (from worker threads: must be thread-safe)
+OnStill = Callable[[StillOut], None]
 
 
 def tool_versions() -> dict[str, str]:
@@ -51,14 +65,22 @@ def tool_versions() -> dict[str, str]:
     libs = {f"{k}": ".".join(map(str, v)) for k, v in av.library_versions.items()
             if k in ("libavcodec", "libavformat", "libswscale")}
     return {"opencv": cv2.__version__, "ffmpeg": av.ffmpeg_version_info, "pyav": av.__version__, **libs,
-            "numpy": np.__version__, "python": platform.python_version(),
+            "numpy": np.__version__, "python": platform.python_version(), **encoder_versions(),
             "custody.frames": ENGINE_VERSION}
 
 
-def engine_params(params: ExtractParams) -> dict[str, Any]:
+def engine_params(params: ExtractParams, info: VideoInfo | None = None,
+                  wallclock_start: datetime | None = None) -> dict[str, Any]:
     """The user parameters plus every pinned engine knob, so the run can be reproduced exactly."""
-    return {**params.model_dump(mode="json"),
-            "png_encoder": {"library": "opencv", **png_settings(params.png_compression)},
+    extra: dict[str, Any] = {}
+    if info is not None and params.keyframes:
+        gap = keyframe_min_interval(params.keyframe_min_interval, len(info.key_pts), len(info.frame_pts))
+        extra["keyframe_min_interval_applied"] = float(gap)
+    if wallclock_start is not None:
+        extra["wallclock_start"] = _utc(wallclock_start).isoformat().replace("+00:00", "Z")
+    return {**params.model_dump(mode="json"), **extra,
+            "png_encoder": png_settings(params.png_compression),
+            "still_name": "{name_prefix}[_{wall-clock UTC YYYYMMDDTHHMMSS.mmmZ}]_t{offset:010.3f}[_f{frame index}]",
             "thumb": {"format": "jpeg", "quality": THUMB_JPEG_QUALITY, "width": params.thumb_width,
                       "scaler": "swscale area, from the decoded frame"},
             "decode": {"library": "libavcodec via PyAV", "decoder_threads": 1, "pix_fmt": "bgr24 (swscale, 1 thread)",
@@ -115,11 +137,26 @@ def _scene_pass(ex: ChunkExecutor, src: Source, info: VideoInfo, threshold: floa
     return planmod.scene_cuts(np.concatenate(all_pts), np.concatenate(all_diffs), threshold), warnings
 
 
-def _stems(wanted: dict[int, planmod.Wanted], info: VideoInfo, prefix: str) -> dict[int, str]:
+def _utc(t: datetime) -> datetime:
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+
+
+def wallclock_label(t: datetime) -> str:
+    """Portable UTC stamp for file names, to the millisecond (truncated): 20260102T030405.123Z."""
+    t = _utc(t)
+    return f"{t:%Y%m%dT%H%M%S}.{t.microsecond // 1000:03d}Z"
+
+
+def _stems(wanted: dict[int, planmod.Wanted], info: VideoInfo, prefix: str,
+           wallclock_start: datetime | None = None) -> dict[int, str]:
+    """File stems: unique within one source; the prefix (exhibit and source id) makes them unique across the
+    sources of an exhibit, and the wall-clock time, when known, says when each still was recorded."""
     stems: dict[int, str] = {}
     used: set[str] = set()
     for p in sorted(wanted):
-        stem = f"{prefix}_t{info.offset_of(p):010.3f}"
+        off = info.offset_of(p)
+        wall = f"_{wallclock_label(wallclock_start + timedelta(seconds=off))}" if wallclock_start else ""
+        stem = f"{prefix}{wall}_t{off:010.3f}"
         if stem in used:
             stem = f"{stem}_f{wanted[p].index:07d}"
         used.add(stem)
@@ -129,22 +166,29 @@ def _stems(wanted: dict[int, planmod.Wanted], info: VideoInfo, prefix: str) -> d
 
 def extract_frames(source: Path, out_dir: Path, params: ExtractParams, *, workers: int | None = None,
                    progress: Callable[[int, int], None] | None = None, wallclock_start: datetime | None = None,
-                   dask: Any = None, processes: bool = False, memory_mb: int = DEFAULT_MEMORY_MB) -> ExtractionResult:
+                   dask: Any = None, processes: bool = False, memory_mb: int = DEFAULT_MEMORY_MB,
+                   on_still: OnStill | None = None) -> ExtractionResult:
     """Extract the stills `params` asks for from `source` into `out_dir` (PNGs, thumbs/, contact sheets).
 
     `source` is only read. `workers` chunks run at once (default: one per core, as many as fit in
     `memory_mb` for this frame size), in threads driving libavcodec decoders (`processes=True` for a
     process pool); `dask` (a distributed.Client or scheduler address) runs
     chunks on a cluster instead. Output is byte-identical whichever is used. `progress(done, total)` is called
-    with still counts. Truncated input never raises: `complete`, `decode_stopped_at` and `warnings` say what
-    happened. Raises NotVideoError / ExtractionError / BadParamsError.
+    with still counts. `on_still(still)` is called once per still of the result as soon as its files are
+    written (from worker threads; it may block to slow extraction down, and what it raises aborts it): a
+    still is handed over once no retry can replace it. Truncated input never raises: `complete`,
+    `decode_stopped_at` and `warnings` say what happened. Raises NotVideoError / ExtractionError / BadParamsError.
     """
     if not params.wants_anything():
         raise BadParamsError(f"nothing to extract: set one of {', '.join(m.field for m in MODES.values())}")
     source, out_dir = Path(source), Path(out_dir)
     info = probe(source)
     n_workers = max(1, workers or default_workers(info.width, info.height, memory_mb))
-    base = dict(source=str(source), out_dir=str(out_dir), params=engine_params(params), tool_versions=tool_versions())
+    # what the decoders leave of the budget goes to stills being encoded, shared between the decoders
+    spare = memory_mb - BASE_MB - n_workers * decoder_mb(info.width, info.height)
+    per_decoder = max(1, encode_slots(info.width, info.height, spare) // n_workers)
+    base = dict(source=str(source), out_dir=str(out_dir), params=engine_params(params, info, wallclock_start),
+                tool_versions=tool_versions())
     if info.moov_missing:
         return ExtractionResult(**base, stills=[], contact_sheets=[], frames_in_index=0, frames_readable=0,
                                 duration=0.0, complete=False, decode_stopped_at=None, warnings=list(info.warnings),
@@ -161,12 +205,13 @@ def extract_frames(source: Path, out_dir: Path, params: ExtractParams, *, worker
         wanted, pw = planmod.plan_wanted(info.frame_pts, info.key_pts, info.time_base, scene_cuts=cuts,
                                          params=params)
         warnings += pw
-        stems = _stems(wanted, info, params.name_prefix)
+        stems = _stems(wanted, info, params.name_prefix, wallclock_start)
         chunks = planmod.plan_chunks(list(wanted), info.frame_pts, info.key_pts)
 
         def batch(items: list[ChunkSpec]) -> DecodeTask:
             return DecodeTask(source=src, chunks=tuple(items), out_dir=str(out_dir), png_level=params.png_compression,
-                              thumb_width=params.thumb_width, liveness_only=not any(c.wanted for c in items))
+                              thumb_width=params.thumb_width, liveness_only=not any(c.wanted for c in items),
+                              encode_slots=per_decoder)
 
         last_gop = planmod.gop_of(info.key_pts, int(info.frame_pts[-1]))
         specs = [ChunkSpec(chunk_id=c.id, seek_pts=c.seek_pts, wanted=tuple((p, stems[p]) for p in c.wanted),
@@ -188,10 +233,14 @@ def extract_frames(source: Path, out_dir: Path, params: ExtractParams, *, worker
         # the batch that decodes to the end of the file is the longest: start it first, not last
         batches.sort(key=lambda t: not any(c.to_eof for c in t.chunks))
         tasks = tail_batch + batches
-        for batch_out in ex.map_unordered(run_task, tasks):
+        handed = _Handover(on_still)
+        # threads report each chunk as it finishes; process pools and Dask when their batch comes back
+        fn = functools.partial(run_task, on_chunk=handed.chunk) if dask is None and not processes else run_task
+        for batch_out in ex.map_unordered(fn, tasks):
             for o in batch_out:
                 outs[o.chunk_id] = o
                 done += len(o.stills) + len(o.missing)
+                handed.chunk(o)
             if progress:
                 progress(done, total)
     tail = outs.pop(TAIL_ID, None) or outs[tail_id]
@@ -228,6 +277,8 @@ def extract_frames(source: Path, out_dir: Path, params: ExtractParams, *, worker
             if not [p for p in o.missing if p <= last_ok]:
                 break
         outs[c.id] = o
+    for c in chunks:  # chunks held back for a possible retry are final now
+        handed.chunk(outs[c.id], final=True)
 
     stills: list[Still] = []
     tb = f"{info.time_base.numerator}/{info.time_base.denominator}"
@@ -243,7 +294,7 @@ def extract_frames(source: Path, out_dir: Path, params: ExtractParams, *, worker
             stills.append(Still(index=w.index, pts=s.pts, time_base=tb, pts_time=info.pts_time(s.pts), offset=off,
                                 reasons=sorted(w.reasons), requested_times=sorted(w.requested), width=s.width,
                                 height=s.height, rotation=s.rotation, pixel_sha256=s.pixel_sha256, png=s.png,
-                                png_sha256=s.png_sha256, thumb=s.thumb,
+                                png_sha256=s.png_sha256, png_size=s.png_size, thumb=s.thumb,
                                 wallclock=wallclock_start + timedelta(seconds=off) if wallclock_start else None))
     stills.sort(key=lambda s: s.pts)
     sheets = build_contact_sheets(out_dir, params.name_prefix, [(out_dir / s.thumb, s.offset) for s in stills],
@@ -256,6 +307,26 @@ def extract_frames(source: Path, out_dir: Path, params: ExtractParams, *, worker
                             warnings=_dedupe(warnings), chunks=len(chunks),
                             # rotation comes with each decoded frame; the probe does not decode one for it
                             probe={**info.summary(), "rotation": stills[0].rotation if stills else None})
+
+
+class _Handover:
+    """Hands each chunk's stills to `on_still` exactly once, and only when no retry can replace them: a chunk
+    with frames missing may be decoded again from an earlier keyframe, so it waits until the retries are done."""
+
+    def __init__(self, on_still: OnStill | None) -> None:
+        self.on_still = on_still
+        self.done: set[int] = set()
+        self.lock = threading.Lock()
+
+    def chunk(self, out: DecodeOut, final: bool = False) -> None:
+        if self.on_still is None or out.chunk_id == TAIL_ID or (out.missing and not final):
+            return
+        with self.lock:
+            if out.chunk_id in self.done:
+                return
+            self.done.add(out.chunk_id)
+        for still in out.stills:
+            self.on_still(still)
 
 
 def _dedupe(items: list[str]) -> list[str]:

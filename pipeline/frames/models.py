@@ -7,6 +7,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+DEFAULT_PNG_LEVEL = 2  # libdeflate level of the still encoder (pipeline.frames.png); see its docstring
+
 
 def sanitise_prefix(label: str) -> str:
     """Exhibit labels end up in file names; keep them to [A-Za-z0-9_-] so names are portable and unambiguous."""
@@ -27,6 +29,9 @@ class Selection(BaseModel):
 
     every_seconds: float | None = Field(default=None, gt=0)
     keyframes: bool = False
+    # keyframe mode: at least this many seconds between stills; None = 1 s on all-intra footage (MJPEG,
+    # where every frame is a keyframe), none otherwise; 0 = every keyframe
+    keyframe_min_interval: float | None = Field(default=None, ge=0)
     scenes: bool = False
     scene_threshold: float = Field(default=30.0, gt=0, le=255)
     timestamps: tuple[float, ...] = ()
@@ -50,7 +55,7 @@ class ExtractParams(Selection):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name_prefix: str = "frame"
-    png_compression: int = Field(default=0, ge=0, le=9)
+    png_compression: int = Field(default=DEFAULT_PNG_LEVEL, ge=0, le=12, description="libdeflate level")
     thumb_width: int = Field(default=160, ge=16, le=1024)
     contact_sheet_columns: int = Field(default=8, ge=1, le=32)
     contact_sheet_rows: int = Field(default=10, ge=1, le=64)
@@ -77,6 +82,7 @@ class Still(BaseModel):
     pixel_sha256: str = Field(description="SHA-256 of 'HxWx3:bgr24\\n' + upright BGR pixel bytes")
     png: str = Field(description="PNG file name inside out_dir")
     png_sha256: str
+    png_size: int = 0
     thumb: str
     wallclock: datetime | None = None
 

@@ -24,6 +24,7 @@ class Footage:
     key_pts: np.ndarray
     time_base: Fraction
     scene_cuts: tuple[int, ...] = ()
+    keyframe_min_interval: float | None = None  # as in Selection: None = automatic (see keyframe_min_interval)
 
     @property
     def first(self) -> int:
@@ -109,8 +110,27 @@ def _timestamps(f: Footage, times: tuple[float, ...], warnings: list[str]) -> It
         yield f.index_at(ft), float(ft)
 
 
+ALL_INTRA_KEYFRAME_INTERVAL = Fraction(1)
+
+
+def keyframe_min_interval(asked: float | None, n_keys: int, n_frames: int) -> Fraction:
+    """Seconds kept between keyframe stills: as asked, else 1 s when every frame is a keyframe (all-intra
+    footage such as MJPEG, where "every keyframe" would mean every frame), else 0 (every keyframe)."""
+    if asked is not None:
+        return exact(asked)
+    return ALL_INTRA_KEYFRAME_INTERVAL if n_frames > 1 and n_keys >= n_frames else Fraction(0)
+
+
 def _keyframes(f: Footage, _on: bool, _w: list[str]) -> Iterable[tuple[int, float | None]]:
+    """Every keyframe, or with a minimum interval the first keyframe at or after the last kept one + interval
+    (media time), so the spacing never drifts."""
+    gap = keyframe_min_interval(f.keyframe_min_interval, len(f.key_pts), len(f.frame_pts))
+    next_due: Fraction | None = None
     for p in f.key_pts:
+        off = Fraction(int(p) - f.first) * f.time_base
+        if gap and next_due is not None and off < next_due:
+            continue
+        next_due = off + gap
         yield f.index_of(int(p)), None
 
 
@@ -127,7 +147,8 @@ register(FrameMode("interval", "every_seconds", "seconds", "--every", "Every N s
 register(FrameMode("timestamp", "timestamps", "times", "--at", "At these times",
                    "Stills at the given media times in seconds, e.g. 12.5,30.", _timestamps))
 register(FrameMode("keyframe", "keyframes", "flag", "--keyframes", "Every keyframe",
-                   "A still of every keyframe (intra-coded picture).", _keyframes))
+                   "A still of every keyframe (intra-coded picture); on all-intra footage (MJPEG) at most one a "
+                   "second unless --keyframe-min-interval says otherwise.", _keyframes))
 register(FrameMode("scene", "scenes", "flag", "--scenes", "Scene / motion changes",
                    "A still at every scene or motion change (mean absolute difference of 64x36 grey frames).",
                    _scenes, needs_scene_pass=True))

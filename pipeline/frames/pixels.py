@@ -15,15 +15,18 @@ from pipeline.frames.png import rotate_upright, thumb_size
 WRITE_CHUNK = 1 << 20
 
 
-def write_file(path: Path, data: np.ndarray | bytes) -> None:
-    """Write in 1 MiB pieces: one 6 MB write() measured ~10 ms here against ~1.5 ms in pieces."""
-    view = memoryview(data).cast("B")
+def write_file(path: Path, data: np.ndarray | bytes | list[bytes | memoryview]) -> None:
+    """Write a buffer (or a list of them, e.g. PNG chunks) in 1 MiB pieces: one 6 MB write() measured ~10 ms
+    here against ~1.5 ms in pieces."""
+    parts = data if isinstance(data, list) else [data]
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
     try:
-        for off in range(0, len(view), WRITE_CHUNK):
-            chunk = view[off:off + WRITE_CHUNK]
-            while chunk:
-                chunk = chunk[os.write(fd, chunk):]
+        for part in parts:
+            view = memoryview(part).cast("B")
+            for off in range(0, len(view), WRITE_CHUNK):
+                chunk = view[off:off + WRITE_CHUNK]
+                while chunk:
+                    chunk = chunk[os.write(fd, chunk):]
     finally:
         os.close(fd)
 

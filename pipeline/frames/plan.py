@@ -66,7 +66,8 @@ def plan_wanted(frame_pts: np.ndarray, key_pts: np.ndarray, time_base: Fraction,
     warnings: list[str] = []
     if len(frame_pts) == 0:
         return wanted, warnings
-    footage = Footage(frame_pts, key_pts, time_base, tuple(scene_cuts))
+    gap = getattr(params, "keyframe_min_interval", None) if params is not None else values.get("keyframe_min_interval")
+    footage = Footage(frame_pts, key_pts, time_base, tuple(scene_cuts), gap)
     for mode in MODES.values():
         value = getattr(params, mode.field) if params is not None else values.get(mode.field)
         if not value:

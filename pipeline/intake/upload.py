@@ -16,6 +16,7 @@ throughput. Either way nothing offered is discarded unrecorded.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -98,7 +99,13 @@ def store_original(ev: Evidence, case: Case, exhibit: Exhibit, path: Path, offer
     while sending. Files of a part or more are resumable through a journal unless `resumable=False`.
     """
     st = path.stat()
-    media = media or inspect_file(path)
+    # Classifying (ffprobe, EXIF: a process start, ~0.1-0.3 s) only reads the file's head: do it while the
+    # bytes are sent, not before (a fixed cost that made short uploads ~20 % slower than the transfer).
+    probing = _Background(inspect_file, path) if media is None else None
+
+    def media_report() -> MediaReport:
+        return probing.result() if probing is not None else media  # type: ignore[return-value]
+
     expected = expected_sha256
     if expected is None and offer.index and st.st_size <= PREHASH_MAX_BYTES:
         expected = hash_file(path).sha256
@@ -107,12 +114,12 @@ def store_original(ev: Evidence, case: Case, exhibit: Exhibit, path: Path, offer
         if existing:
             if progress:
                 progress(st.st_size)
-            return link_duplicate(ev, case, exhibit, existing, offer, media, actor)
+            return link_duplicate(ev, case, exhibit, existing, offer, media_report(), actor)
     part_size = ev.store.settings.part_size_mb * 1024 * 1024
     if st.st_size < part_size or not resumable or offer.key:
         obj = put_original(ev, exhibit, path, offer, expected_sha256=expected, algorithms=algorithms,
                            progress=progress)
-        return record_original(ev, case, exhibit, obj, offer, media, actor)
+        return record_original(ev, case, exhibit, obj, offer, media_report(), actor)
     jdir = journal_dir(ev.settings.home)
     jid = journal_id(path, st, exhibit)
     jpath = jdir / f"{jid}.json"
@@ -126,10 +133,32 @@ def store_original(ev: Evidence, case: Case, exhibit: Exhibit, path: Path, offer
         headers = ev.store.object_headers(ctype, meta, lock=True)
         obj, reused = resumable_put(ev.store, journal, path, headers, algorithms=algorithms, progress=progress,
                                     expected_sha256=expected, limiter=RateLimiter(limit_mb_s))
-        result = record_original(ev, case, exhibit, obj, offer, media, actor, reused)
+        result = record_original(ev, case, exhibit, obj, offer, media_report(), actor, reused)
         jpath.unlink(missing_ok=True)
     (jdir / f"{jid}.lock").unlink(missing_ok=True)
     return result
+
+
+class _Background:
+    """Run one call in a daemon thread; `result()` joins it and re-raises what it raised."""
+
+    def __init__(self, fn: Callable[..., Any], *args: Any) -> None:
+        self._out: list[Any] = []
+        self._err: list[BaseException] = []
+        self._thread = threading.Thread(target=self._run, args=(fn, *args), daemon=True, name="intake-probe")
+        self._thread.start()
+
+    def _run(self, fn: Callable[..., Any], *args: Any) -> None:
+        try:
+            self._out.append(fn(*args))
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller of result()
+            self._err.append(exc)
+
+    def result(self) -> Any:
+        self._thread.join()
+        if self._err:
+            raise self._err[0]
+        return self._out[0]
 
 
 class HeadCapture:

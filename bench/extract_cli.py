@@ -1,0 +1,219 @@
+"""The investigator's command end to end against ffmpeg, and what a light command costs.
+
+`custody extract EX --every 1s` in a fresh process on an ingested exhibit (fetch with hash check, extract,
+store every still and thumbnail, record the event), on a throwaway embedded stack, against the same
+footage from local disk through ffmpeg, rounds interleaved so drift hits all alike (medians):
+  cli_vs_ffmpeg_fps       `ffmpeg -i X -vf fps=1 out_%d.png` / `custody extract --every 1s`      [>= 3]
+  cli_vs_decode_limit     `ffmpeg -threads 0 -i X -f null -` (a full decode) / the same           [>= 1.5]
+  keyframes_vs_nokey      `ffmpeg -skip_frame nokey -i X -fps_mode vfr k_%d.png` / a fresh process
+                          calling extract_frames(keyframes=True)                                  [>= 3]
+  cli_keyframes_vs_nokey  the same ffmpeg / `custody extract --keyframes` (stored and recorded)
+  still_bytes_vs_ffmpeg   our PNG bytes / ffmpeg's default PNG of the same pixels                [<= 1.1]
+  light_vs_imports        `custody exhibit list` / `python -c "import minio, typer, rich"`, each a
+                          fresh process, medians of many runs                                     [<= 1.5]
+  cli_peak_rss_mb         peak RSS of `custody extract` (its own process)
+Footage (made once, cached in ~/.cache/custody-bench): the issue's (60 s 1080p H.264, 25 fps, 1 s GOP,
+no B-frames, 4 Mbit/s, mandelbrot + noise) and bench/frames.py's (1080p, 30 fps, 2 s GOP, 3 B-frames,
+testsrc2 + noise). `--quick`: 20 s of testsrc2 + noise with the issue's encoding, 2 rounds (< 60 s).
+Headline figures are the worst variant; per-variant figures follow in the JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from rich.console import Console
+from rich.table import Table
+
+from bench._common import CUSTODY, cached_footage, print_json_line, run_timed, temp_stack
+
+ROOT = Path(__file__).resolve().parent.parent
+# the code measured (its processes get it as PYTHONPATH): CUSTODY_BENCH_CODE=/path/to/checkout gives "before"
+CODE = Path(os.environ.get("CUSTODY_BENCH_CODE") or ROOT)
+X264_ISSUE = ["-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-b:v", "4M", "-maxrate", "4M",
+              "-bufsize", "8M", "-g", "25", "-keyint_min", "25", "-sc_threshold", "0", "-bf", "0"]
+X264_FRAMES_PY = ["-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-b:v", "4M", "-maxrate", "4M",
+                  "-bufsize", "8M", "-g", "60", "-keyint_min", "60", "-sc_threshold", "0", "-bf", "3"]
+VARIANTS = {
+    "issue": ["-f", "lavfi", "-i", "mandelbrot=size=1920x1080:rate=25,noise=alls=10:allf=t+u", "-t", "60",
+              *X264_ISSUE],
+    "frames_py": ["-f", "lavfi", "-i", "testsrc2=size=1920x1080:rate=30:duration=60,noise=alls=10:allf=t+u",
+                  *X264_FRAMES_PY],
+    "quick": ["-f", "lavfi", "-i", "testsrc2=size=1920x1080:rate=25:duration=20,noise=alls=10:allf=t+u",
+              *X264_ISSUE],
+}
+CORE_INTERVAL = ("import sys; from pathlib import Path; from pipeline.frames import ExtractParams, extract_frames; "
+                 "r = extract_frames(Path(sys.argv[1]), Path(sys.argv[2]), ExtractParams(every_seconds=1)); "
+                 "print(len(r.stills))")
+CORE_KEYFRAMES = ("import sys; from pathlib import Path; from pipeline.frames import ExtractParams, extract_frames; "
+                  "r = extract_frames(Path(sys.argv[1]), Path(sys.argv[2]), ExtractParams(keyframes=True)); "
+                  "print(len(r.stills))")
+
+
+def ffmpeg(*args: str) -> list[str]:
+    return ["ffmpeg", "-v", "error", "-y", *args]
+
+
+def fresh(d: Path) -> Path:
+    shutil.rmtree(d, ignore_errors=True)
+    d.mkdir(parents=True)
+    return d
+
+
+def dir_bytes(d: Path) -> tuple[int, int]:
+    files = [p for p in d.glob("*.png") if "_contact_" not in p.name]  # stills only, not contact sheets
+    return sum(p.stat().st_size for p in files), len(files)
+
+
+def stored_still_bytes(exhibit: str, case: str, seq: int) -> tuple[int, int]:
+    """Bytes and count of the stills the event `seq` recorded."""
+    from pipeline.evidence import Evidence
+
+    ev = Evidence()
+    _, e = ev.get(case, exhibit)
+    event = next(x for x in ev.log.events(e.id) if x["seq"] == seq)
+    stills = [o for o in event["objects"] if o.get("kind") == "still"]
+    return sum(int(o["size"]) for o in stills), len(stills)
+
+
+def same_frames_bytes(video: Path, tmp: Path, env: dict[str, str]) -> tuple[int, int]:
+    """Our stills' bytes and ffmpeg's default PNG of exactly the same pixels (`ffmpeg -vf fps=1` picks
+    neighbouring frames, whose sizes differ by noise alone), from one core extraction at 1 still/s."""
+    ours, theirs = fresh(tmp / "same"), fresh(tmp / "same_ffmpeg")
+    run_timed([sys.executable, "-P", "-c", CORE_INTERVAL, str(video), str(ours)], {**env, "PYTHONPATH": str(CODE)})
+    run_timed(ffmpeg("-pattern_type", "glob", "-i", str(ours / "frame_t*.png"), "-fps_mode", "passthrough",
+                     str(theirs / "ff_%05d.png")))
+    (a, n), (b, m) = dir_bytes(ours), dir_bytes(theirs)
+    assert n == m and n > 0, f"{n} stills but ffmpeg wrote {m}"
+    return a, b
+
+
+def light_command(env: dict[str, str], case: str, runs: int) -> dict[str, float]:
+    """Median wall time of `custody exhibit list` and of the bare imports, fresh processes, interleaved."""
+    cmds = {"exhibit_list": [CUSTODY, "exhibit", "list", "--case", case],
+            "imports": [sys.executable, "-c", "import minio, typer, rich"]}
+    times: dict[str, list[float]] = {k: [] for k in cmds}
+    for _ in range(runs):
+        for k, cmd in cmds.items():
+            times[k].append(run_timed(cmd, env)[0])
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def run_variant(name: str, video: Path, env: dict[str, str], case: str, rounds: int, tmp: Path,
+                con: Console) -> dict[str, float]:
+    exhibit = f"V/{name}"
+    subprocess.run([CUSTODY, "ingest", str(video), "--case", case, "--exhibit", exhibit, "--officer", "bench",
+                    "--json"], env=env, check=True, capture_output=True)
+    out = tmp / "out"
+    jobs = {
+        "cli_interval": lambda: run_timed([CUSTODY, "extract", exhibit, "--case", case, "--every", "1s", "--json"],
+                                          env),
+        "ffmpeg_fps": lambda: run_timed(ffmpeg("-i", str(video), "-vf", "fps=1", str(fresh(out) / "out_%d.png"))),
+        "ffmpeg_null": lambda: run_timed(ffmpeg("-threads", "0", "-i", str(video), "-f", "null", "-")),
+        "core_keyframes": lambda: run_timed([sys.executable, "-P", "-c", CORE_KEYFRAMES, str(video), str(fresh(out))],
+                                            {**env, "PYTHONPATH": str(CODE)}),
+        "ffmpeg_nokey": lambda: run_timed(ffmpeg("-skip_frame", "nokey", "-i", str(video), "-fps_mode", "vfr",
+                                                 str(fresh(out) / "k_%d.png"))),
+        "cli_keyframes": lambda: run_timed([CUSTODY, "extract", exhibit, "--case", case, "--keyframes", "--json"],
+                                           env),
+    }
+    times: dict[str, list[float]] = {k: [] for k in jobs}
+    cpu: dict[str, list[float]] = {k: [] for k in jobs}
+    rss: list[int] = []
+    ours_bytes = ff_bytes = (0, 0)
+    for r in range(rounds):
+        for k, job in jobs.items():
+            secs, maxrss, stdout, used = job()
+            times[k].append(secs)
+            cpu[k].append(used)
+            if k == "cli_interval":
+                rss.append(maxrss)
+                seq = json.loads(stdout)["results"][0]["event_seq"]
+                ours_bytes = stored_still_bytes(exhibit, case, seq)
+            elif k == "ffmpeg_fps":
+                ff_bytes = dir_bytes(out)
+        con.print(f"{name} round {r + 1}/{rounds}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items()))
+    med = {k: statistics.median(v) for k, v in times.items()}
+    mcpu = {k: statistics.median(v) for k, v in cpu.items()}
+    same_ours, same_ff = same_frames_bytes(video, tmp, env)
+    per_still = ours_bytes[0] / max(1, ours_bytes[1])
+    ff_per_still = ff_bytes[0] / max(1, ff_bytes[1])
+    return {**{f"{k}_s": round(v, 3) for k, v in med.items()},
+            "cli_vs_ffmpeg_fps": round(med["ffmpeg_fps"] / med["cli_interval"], 3),
+            "cli_vs_decode_limit": round(med["ffmpeg_null"] / med["cli_interval"], 3),
+            "keyframes_vs_nokey": round(med["ffmpeg_nokey"] / med["core_keyframes"], 3),
+            "cli_keyframes_vs_nokey": round(med["ffmpeg_nokey"] / med["cli_keyframes"], 3),
+            # CPU seconds (theirs / ours): what the wall ratios become when other tenants take the cores
+            "cpu_cli_vs_ffmpeg_fps": round(mcpu["ffmpeg_fps"] / mcpu["cli_interval"], 3),
+            "cpu_keyframes_vs_nokey": round(mcpu["ffmpeg_nokey"] / mcpu["core_keyframes"], 3),
+            "still_bytes_vs_ffmpeg": round(same_ours / max(1, same_ff), 3),
+            "still_mb": round(per_still / 1e6, 3), "ffmpeg_png_mb": round(same_ff / max(1, ours_bytes[1]) / 1e6, 3),
+            "ffmpeg_fps_png_mb": round(ff_per_still / 1e6, 3),
+            "stills": ours_bytes[1], "ffmpeg_pngs": ff_bytes[1], "cli_peak_rss_mb": round(max(rss) / 1024, 1)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="20 s clip, 2 rounds, one variant (< 60 s)")
+    ap.add_argument("--rounds", type=int, default=None)
+    ap.add_argument("--variants", default=None, help="comma-separated: issue,frames_py (default both)")
+    args = ap.parse_args()
+    names = ["quick"] if args.quick else (args.variants or "issue,frames_py").split(",")
+    rounds = args.rounds or (2 if args.quick else 3)
+    con = Console(stderr=True)
+    videos = {}
+    for n in names:
+        with con.status(f"footage {n} (made once, then cached)"):
+            videos[n] = cached_footage(n, VARIANTS[n])
+    figures: dict[str, float] = {}
+    per: dict[str, dict[str, float]] = {}
+    t0 = time.perf_counter()
+    with temp_stack() as home, tempfile.TemporaryDirectory(prefix="custody-bench-extract-") as d:
+        env = {**os.environ, "CUSTODY_HOME": str(home), "PYTHONPATH": str(CODE)}
+        case = "BENCH/X"
+        subprocess.run([CUSTODY, "case", "create", "--ref", case], env=env, check=True, capture_output=True)
+        for n in names:
+            per[n] = run_variant(n, videos[n], env, case, rounds, Path(d), con)
+        light = light_command(env, case, 8 if args.quick else 20)
+    for n, f in per.items():
+        figures.update({f"{k}_{n}": v for k, v in f.items()})
+    for k, worst in (("cli_vs_ffmpeg_fps", min), ("cli_vs_decode_limit", min), ("keyframes_vs_nokey", min),
+                     ("cli_keyframes_vs_nokey", min), ("still_bytes_vs_ffmpeg", max), ("cli_peak_rss_mb", max)):
+        figures[k] = worst(f[k] for f in per.values())
+    figures["exhibit_list_s"] = round(light["exhibit_list"], 3)
+    figures["imports_s"] = round(light["imports"], 3)
+    figures["light_vs_imports"] = round(light["exhibit_list"] / light["imports"], 3)
+    figures["rounds"] = rounds
+    figures["bench_s"] = round(time.perf_counter() - t0, 1)
+
+    table = Table(title=f"custody extract end to end vs ffmpeg, medians of {rounds} (ratio = theirs / ours)")
+    for col in ("footage", "custody extract 1/s", "ffmpeg fps=1", "ffmpeg null", "core keys", "ffmpeg nokey",
+                "extract --keyframes", "vs fps", "vs null", "keys vs nokey", "MB/still (ffmpeg)"):
+        table.add_column(col, justify="right")
+    for n, f in per.items():
+        table.add_row(n, *(f"{f[k]:.2f}s" for k in ("cli_interval_s", "ffmpeg_fps_s", "ffmpeg_null_s",
+                                                      "core_keyframes_s", "ffmpeg_nokey_s", "cli_keyframes_s")),
+                      f"{f['cli_vs_ffmpeg_fps']:.2f}", f"{f['cli_vs_decode_limit']:.2f}",
+                      f"{f['keyframes_vs_nokey']:.2f}", f"{f['still_mb']:.2f} ({f['ffmpeg_png_mb']:.2f})")
+    out = Console(width=170)
+    out.print(table)
+    out.print(f"`custody exhibit list` {light['exhibit_list']:.3f}s vs `import minio, typer, rich` "
+              f"{light['imports']:.3f}s: {figures['light_vs_imports']:.2f}x (goal <= 1.5); "
+              f"custody extract peak RSS {figures['cli_peak_rss_mb']:.0f} MB")
+    out.print("goals: vs fps >= 3, vs null >= 1.5, keys vs nokey >= 3, bytes <= 1.1x ffmpeg's")
+    print_json_line(figures)
+
+
+if __name__ == "__main__":
+    main()

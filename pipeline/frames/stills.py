@@ -1,0 +1,92 @@
+"""Encoding and writing stills off the decoding threads, in a bounded process-wide pool.
+
+A decoder hands over the upright BGR pixels and goes on decoding; PNG compression (the costliest step per
+still, ~25 ms at 1080p against ~10 ms to decode a keyframe) runs on every core even when memory allows
+only one decoder (4K), and the decoders never wait for it unless `slots` stills are already in flight,
+which bounds memory: each in-flight still holds its BGR frame, the filtered rows and the compressed bytes
+(about 2.3 frames' worth). Output never depends on which thread encoded what.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.frames.executor import cores
+from pipeline.frames.pixels import write_file
+from pipeline.frames.png import encode_jpeg, encode_png, pixel_sha256
+
+ENCODE_FRAMES = 2.5  # frames' worth of memory one in-flight encode holds (BGR + filtered rows + PNG)
+
+
+@dataclass
+class StillOut:
+    pts: int
+    stem: str
+    width: int
+    height: int
+    rotation: int
+    pixel_sha256: str
+    png_sha256: str
+    png: str
+    thumb: str
+    png_size: int = 0
+
+
+def encode_slots(width: int, height: int, memory_mb: float) -> int:
+    """Stills encoded at once: one per core, as many as fit in `memory_mb` (at least one)."""
+    per = ENCODE_FRAMES * width * height * 3 / 2**20
+    if per <= 0:
+        return cores()
+    return max(1, min(cores(), int(memory_mb // per)))
+
+
+class EncodePool:
+    """Threads that encode and write stills; `submit` blocks while `slots` are busy (back-pressure).
+
+    libdeflate, OpenCV and hashlib release the GIL, so threads use every core.
+    """
+
+    def __init__(self, threads: int) -> None:
+        self.threads = threads
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="frames-encode")
+
+    def submit(self, sem: threading.Semaphore, fn: Callable[[], StillOut]) -> Future[StillOut]:
+        sem.acquire()
+        try:
+            fut = self._pool.submit(fn)
+        except BaseException:
+            sem.release()
+            raise
+        fut.add_done_callback(lambda _f: sem.release())
+        return fut
+
+
+_POOL: EncodePool | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def encode_pool() -> EncodePool:
+    """One pool per process (threads are made on demand and idle cheaply), shared by all decoders."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = EncodePool(cores())
+        return _POOL
+
+
+def write_still(img: np.ndarray, thumb: np.ndarray, pts: int, stem: str, rotation: int, out_dir: Path,
+                png_level: int) -> StillOut:
+    """Encode one upright still and its thumbnail, write both, and return what the record needs."""
+    png = encode_png(img, png_level)
+    write_file(out_dir / f"{stem}.png", png.parts)
+    write_file(out_dir / "thumbs" / f"{stem}.jpg", encode_jpeg(thumb))
+    return StillOut(pts=pts, stem=stem, width=img.shape[1], height=img.shape[0], rotation=rotation,
+                    pixel_sha256=pixel_sha256(img), png_sha256=png.sha256, png=f"{stem}.png",
+                    thumb=f"thumbs/{stem}.jpg", png_size=png.size)
+
