@@ -74,6 +74,22 @@ class Settings(BaseSettings):
     portal_chunk_kb: int = Field(default=4096, ge=16, le=65536)
     # PostgreSQL server binaries for a local Prefect database (Debian keeps initdb/pg_ctl off PATH)
     pg_bin: Path | None = None
+    # RFC 3161 time-stamp authorities, tried in order (production: real TSAs). Empty: the embedded stack's local
+    # TSA, when `custody stack up` runs one. Roots: the TSAs' CA certificates (PEM) this home trusts; the local
+    # TSA's own CA is added for the home that runs it. A verifier trusts no TSA it was not given.
+    tsa_urls: list[str] = Field(default_factory=list)
+    tsa_roots: list[Path] = Field(default_factory=list)
+    # how often (seconds) the newest tree head is time-stamped while events arrive; and every bundle's head is
+    tsa_interval_s: int = Field(default=60, ge=1, le=3600)
+    # how much earlier than the time-stamp of the first tree head that includes it an event may claim to be
+    # (seconds); also how long an event may wait to be logged before verify calls it missing from the log
+    time_tolerance_s: int = Field(default=300, ge=1)
+    # how often (seconds) appenders fold pending chain heads into the transparency log's tree
+    tlog_interval_s: float = Field(default=1.0, ge=0.05, le=60)
+    # an external signer instead of the file key: argv of a program that signs stdin (e.g. a PKCS#11 tool)
+    # and the public key (PEM) of the key it holds
+    signer_command: list[str] | None = None
+    signer_public_key: Path | None = None
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,

@@ -8,7 +8,7 @@ import typer
 
 from pipeline.cli.output import emit_json, say
 from pipeline.errors import InfrastructureError, UsageError
-from pipeline.ops.stack import read_state, start_s3, stop_s3
+from pipeline.ops.stack import read_state, start_s3, start_tsa, stop_s3, stop_tsa, tsa_status
 from pipeline.secrets import embedded_credentials
 from pipeline.settings import load_settings
 from pipeline.storage.store import EvidenceStore
@@ -23,7 +23,7 @@ def _status(settings) -> dict:  # type: ignore[no-untyped-def]
 
     info: dict = {"home": str(settings.home), "embedded": settings.embedded, "buckets": settings.buckets,
                   "prefect_api_url": settings.prefect_api_url or prefect_api_url(settings),
-                  "cameras": emulator_status(settings.home / "emulator")}
+                  "cameras": emulator_status(settings.home / "emulator"), "tsa": tsa_status(settings)}
     if settings.embedded:
         state = read_state(settings)
         info["running"] = bool(state)
@@ -52,6 +52,9 @@ def up(prefect: Annotated[bool, typer.Option("--prefect", help="Also start a Pre
     store = EvidenceStore.connect(settings)
     for w in store.warnings:
         say(f"[yellow]{w}[/]")
+    if not settings.tsa_urls:
+        tsa = start_tsa(settings)
+        say(f"local time-stamp authority at {tsa['url']} (CA {tsa['ca']}; give that CA to verifiers)")
     if cameras:
         from pipeline.capture import EmulatorError, emulator_status, start_emulator
 
@@ -83,6 +86,7 @@ def down(json_out: JsonOpt = False) -> None:
     settings = load_settings()
     stop_emulator(settings.home / "emulator")
     stop_prefect(settings)
+    stop_tsa(settings)
     stopped = stop_s3(settings) if settings.embedded else False
     if json_out:
         emit_json({"stopped": stopped})
@@ -101,7 +105,9 @@ def status(json_out: JsonOpt = False) -> None:
         secret = "****" if info.get("secret_key") else None
         say(f"home: {info['home']}\nrunning: {info['running']}\nendpoint: {info['endpoint']}\n"
             f"access key: {info.get('access_key')}\nsecret key: {secret} (use --json to reveal)\n"
-            f"buckets: {', '.join(info['buckets'].values())}")
+            f"buckets: {', '.join(info['buckets'].values())}\n"
+            f"time-stamp authorities: {', '.join(info['tsa']['urls']) or '(none)'}; trusted TSA roots: "
+            f"{', '.join(info['tsa']['roots']) or '(none)'}")
     if not info["running"]:
         raise typer.Exit(3)
 

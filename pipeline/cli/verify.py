@@ -23,35 +23,42 @@ def verify(target: Annotated[Path | None, typer.Argument(help="A bundle .zip to 
         raise typer.Exit(verify_bundle_cli(target, json_out, trusted_key or None))
     if not case and not exhibit:
         raise UsageError("give --case C [--exhibit E], --exhibit E, or a bundle file")
-    from pipeline.custody.verify import verify_exhibit
+    from pipeline.custody.caseverify import verify_case
 
     ev = evidence()
     if case:
-        c = ev.catalog.get_case(case)
-        exhibits = [ev.catalog.get_exhibit(c, exhibit)] if exhibit else ev.catalog.list_exhibits(c)
+        c = ev.locate_case(case) or ev.catalog.get_case(case)
+        refs = [exhibit] if exhibit else None
     else:
         c, e1 = ev.find_exhibit(exhibit, None)
-        exhibits = [e1]
-    reports = []
+        refs = [e1.ref]
     with err.status("verifying") as status:
-        for e in exhibits:
-            reports.append(verify_exhibit(ev, c, e, progress=lambda s: status.update(f"re-hashing {s[:80]}")))
-    ok = all(r.ok for r in reports)
+        rep = verify_case(ev, c, refs, progress=lambda s: status.update(f"re-hashing {s[:80]}"))
     if json_out:
-        emit_json({"result": "PASS" if ok else "FAIL", "case": c.ref, "exhibits": [r.as_dict() for r in reports]})
+        emit_json(rep.as_dict())
     else:
-        for r in reports:
-            if r.ok:
-                say(f"[green]PASS[/] {c.ref} {r.exhibit_ref}: {r.events} events, {r.objects} objects, "
-                    f"{r.bytes_hashed} bytes re-hashed")
-            else:
-                say(f"[red]FAIL[/] {c.ref} {r.exhibit_ref}:")
-                for f in r.findings:
-                    say(f"  - {f}")
-        print("PASS" if ok else "FAIL")
-    if not ok:
+        _say_case(rep)
+        print("PASS" if rep.ok else "FAIL")
+    if not rep.ok:
         raise typer.Exit(1)
 
+
+def _say_case(rep) -> None:  # type: ignore[no-untyped-def]
+    t = rep.context.as_dict()
+    c = rep.case.ref
+    say(f"case log of {c}: {rep.entries} entries, {len(rep.members)} exhibit(s), {rep.bundles} bundle(s)")
+    say(f"transparency log: tree of {t['tree_size']} leaves signed {t['signed']}, root {t['root']}"
+        + ("" if t["timestamps_checked"] else " (time-stamps NOT checked)"))
+    for f in rep.findings + rep.context.all_findings():
+        say(f"[red]  - {f}[/]")
+    for r in rep.exhibits:
+        if r.ok:
+            say(f"[green]PASS[/] {c} {r.exhibit_ref}: {r.events} events ({r.logged} in the transparency log), "
+                f"{r.objects} objects, {r.bytes_hashed} bytes re-hashed")
+        else:
+            say(f"[red]FAIL[/] {c} {r.exhibit_ref}:")
+            for f in r.findings:
+                say(f"  - {f}")
 
 
 def verify_bundle(target: Annotated[Path, typer.Argument(help="Bundle .zip (or unzipped bag directory).")],

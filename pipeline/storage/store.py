@@ -127,8 +127,11 @@ class EvidenceStore:
 
     # ---- writes --------------------------------------------------------
     def object_headers(self, content_type: str, metadata: dict[str, str] | None, lock: bool,
-                       legal_hold: bool = False) -> dict[str, str]:
-        """Headers every new object carries: type, metadata, encryption, retention (and legal hold)."""
+                       legal_hold: bool = False, retention_mode: str | None = None) -> dict[str, str]:
+        """Headers every new object carries: type, metadata, encryption, retention (and legal hold).
+
+        `retention_mode` overrides the configured mode for records that must never be deletable (the
+        transparency log is always COMPLIANCE, even where evidence is kept under GOVERNANCE)."""
         headers: dict[str, str] = {"Content-Type": content_type}
         for k, v in (metadata or {}).items():
             headers[f"x-amz-meta-{k}"] = header_safe(v)
@@ -136,7 +139,7 @@ class EvidenceStore:
             headers["X-Amz-Server-Side-Encryption"] = "AES256"
         if lock and self.lock_supported:
             until = datetime.now(UTC) + timedelta(days=self.settings.retention_days)
-            headers["x-amz-object-lock-mode"] = self.settings.retention_mode
+            headers["x-amz-object-lock-mode"] = retention_mode or self.settings.retention_mode
             headers["x-amz-object-lock-retain-until-date"] = until.strftime("%Y-%m-%dT%H:%M:%S.000Z")
             if legal_hold:
                 headers["x-amz-object-lock-legal-hold"] = "ON"
@@ -216,11 +219,11 @@ class EvidenceStore:
         return obj
 
     def put_bytes(self, bucket: str, key: str, data: bytes, *, content_type: str = "application/json",
-                  if_absent: bool = False, lock: bool = False) -> StoredObject:
+                  if_absent: bool = False, lock: bool = False, retention_mode: str | None = None) -> StoredObject:
         """Small object in one request; with `if_absent` the server refuses to replace an existing key."""
         d = Digests(("sha256",))
         d.update(data)
-        headers = self.object_headers(content_type, {"sha256": d.sha256}, lock, False)
+        headers = self.object_headers(content_type, {"sha256": d.sha256}, lock, False, retention_mode)
         return self._put_single(bucket, key, data, headers, d, content_type, if_absent)
 
     @staticmethod
@@ -355,10 +358,28 @@ class EvidenceStore:
 
         return [o.object_name for o in self._call(list_objects)]
 
-    def list_all_versions(self, bucket: str, prefix: str) -> list[tuple[str, VersionInfo]]:
+    def iter_keys(self, bucket: str, prefix: str, start_after: str | None = None) -> Iterator[str]:
+        """Keys in order, page by page: a caller that stops early does not list the rest."""
+        it = self._call(self.client.list_objects, bucket, prefix=prefix, recursive=True, start_after=start_after)
+        while (o := self._call(next, it, None)) is not None:
+            yield o.object_name
+
+    def delete_keys(self, bucket: str, keys: list[str]) -> None:
+        """Delete the latest version of each key (on a versioned bucket: a delete marker), one request per 1000."""
+        from minio.deleteobjects import DeleteObject
+
+        for i in range(0, len(keys), 1000):
+            if errs := self._call(lambda b: list(self.client.remove_objects(bucket, b)),
+                                  [DeleteObject(k) for k in keys[i:i + 1000]]):
+                raise StorageError(f"S3 refused to delete {len(errs)} object(s) in {bucket}: {errs[0]}")
+
+    def list_all_versions(self, bucket: str, prefix: str, start_after: str | None = None
+                          ) -> list[tuple[str, VersionInfo]]:
+        """Every version and delete marker under a prefix (keys after `start_after` only, if given)."""
 
         def list_object_versions() -> list[Any]:
-            return list(self.client.list_objects(bucket, prefix=prefix, recursive=True, include_version=True))
+            return list(self.client.list_objects(bucket, prefix=prefix, recursive=True, include_version=True,
+                                                 start_after=start_after))
 
         objs = self._call(list_object_versions)
         return [(o.object_name, VersionInfo(o.version_id, bool(o.is_latest), bool(o.is_delete_marker), o.size,
