@@ -12,7 +12,7 @@ import typer
 from typer._click.exceptions import ClickException  # typer vendors its own click
 from typer.exceptions import Abort, Exit
 
-from pipeline.cli import bundle, cameras, cases, clock, extract, intake, serve, stack, users, verify
+from pipeline.cli import bundle, cameras, cases, clock, extract, intake, keys, serve, stack, tlog, users, verify
 from pipeline.cli.output import err
 from pipeline.errors import CustodyError
 
@@ -28,6 +28,8 @@ bundle.register(app)
 extract.register(app)
 users.register(app)
 serve.register(app)
+tlog.register(app)
+keys.register(app)
 
 
 def main() -> None:

@@ -127,30 +127,30 @@ class Trust:
         return missing
 
     def apply_changes(self, records: Iterable[dict[str, Any]]) -> list[str]:
-        """Follow key-change records from trusted keys to their successors; returns problems found."""
+        """Follow key-change records between trusted keys and their successors (or predecessors: both keys sign
+        a record, so trusting either is trusting its holder's word about the other); returns problems found."""
         problems: list[str] = []
-        pending = list(records)
+        pending: list[tuple[dict[str, Any], Ed25519PublicKey, Ed25519PublicKey]] = []
+        for rec in records:
+            try:
+                doc, old, new = check_keychange(rec)
+                pending.append((doc, old, new))
+            except ValueError as exc:
+                problems.append(str(exc))
         progress = True
         while pending and progress:
             progress = False
-            for rec in list(pending):
-                try:
-                    doc, new = check_keychange(rec)
-                except ValueError as exc:
-                    problems.append(str(exc))
-                    pending.remove(rec)
-                    continue
-                old = self.keys.get(doc["old_key_id"])
-                if old is not None and not verify_old_signature(rec, old):
-                    problems.append(f"key change {doc['old_key_id'][:16]}… -> {doc['new_key_id'][:16]}…: not signed "
-                                    "by the old key, so the new key is not trusted")
-                    pending.remove(rec)
-                elif old is not None:
-                    self.add(new, f"key change from {doc['old_key_id'][:16]}… at {doc['time']}")
-                    old_time = self.retired.get(doc["old_key_id"])
-                    if old_time is None or doc["time"] < old_time:
+            for item in list(pending):
+                doc, old, new = item
+                if doc["old_key_id"] in self.keys or doc["new_key_id"] in self.keys:
+                    if doc["old_key_id"] not in self.keys:
+                        self.add(old, f"predecessor of {doc['new_key_id'][:16]}… (key change at {doc['time']})")
+                    else:
+                        self.add(new, f"successor of {doc['old_key_id'][:16]}… (key change at {doc['time']})")
+                    when = self.retired.get(doc["old_key_id"])
+                    if when is None or doc["time"] < when:
                         self.retired[doc["old_key_id"]] = doc["time"]
-                    pending.remove(rec)
+                    pending.remove(item)
                     progress = True
         return problems
 
@@ -160,6 +160,10 @@ def load_trust(settings: Any, own: SignerBackend | None, extra: Iterable[Path] =
     t = Trust()
     if own is not None:
         t.add(own.public, "this home's signing key")
+    retired = Path(settings.keys_dir) / "retired"
+    if retired.is_dir():  # keys this home signed with before a rotation
+        for p in sorted(retired.glob("*.pem")):
+            t.add(Signer.load_or_create(p).public, "this home's retired signing key")
     t.add_pem_files(settings.trusted_keys, "CUSTODY_TRUSTED_KEYS")
     tdir = settings.keys_dir / "trusted"
     if tdir.is_dir():
@@ -172,7 +176,8 @@ def load_trust(settings: Any, own: SignerBackend | None, extra: Iterable[Path] =
 def keychange(old: SignerBackend, new: SignerBackend, reason: str, actor: str) -> dict[str, Any]:
     """A key-change record, signed by the old key (it vouches for the new one) and by the new key (it exists)."""
     doc = {"schema": KEYCHANGE_SCHEMA, "old_key_id": old.key_id, "new_key_id": new.key_id,
-           "new_public_key": public_pem(new.public).decode(), "time": utcnow(), "reason": reason, "actor": actor}
+           "old_public_key": public_pem(old.public).decode(), "new_public_key": public_pem(new.public).decode(),
+           "time": utcnow(), "reason": reason, "actor": actor}
     data = canonical(doc)
     return {"keychange": doc, "keychange_sha256": hashlib.sha256(data).hexdigest(),
             "signatures": [{"alg": "ed25519", "key_id": s.key_id, "value": s.sign(data)} for s in (old, new)]}
@@ -183,13 +188,14 @@ def keychange_key(rec: dict[str, Any]) -> str:
     return f"keys/changes/{doc['old_key_id']}.{doc['new_key_id']}.json"
 
 
-def check_keychange(rec: Any) -> tuple[dict[str, Any], Ed25519PublicKey]:
-    """Form, hash and both signatures of a key-change record; ValueError naming what is wrong."""
+def check_keychange(rec: Any) -> tuple[dict[str, Any], Ed25519PublicKey, Ed25519PublicKey]:
+    """(record, old key, new key) after checking form, hash and both signatures; ValueError naming what is wrong."""
     try:
         doc = rec["keychange"]
         if doc["schema"] != KEYCHANGE_SCHEMA:
             raise ValueError(f"schema {doc['schema']!r}")
         data = canonical(doc)
+        old = load_public_pem(doc["old_public_key"].encode())
         new = load_public_pem(doc["new_public_key"].encode())
         sigs = {s["key_id"]: s for s in rec["signatures"]}
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -197,15 +203,41 @@ def check_keychange(rec: Any) -> tuple[dict[str, Any], Ed25519PublicKey]:
     what = f"key change {str(doc.get('old_key_id'))[:16]}… -> {str(doc.get('new_key_id'))[:16]}…"
     if hashlib.sha256(data).hexdigest() != rec.get("keychange_sha256"):
         raise ValueError(f"{what}: keychange_sha256 does not match its content (altered)")
-    if key_id(new) != doc["new_key_id"]:
-        raise ValueError(f"{what}: new_public_key does not have id new_key_id")
-    new_sig = sigs.get(doc["new_key_id"], {})
-    if not verify_signature(new, data, str(new_sig.get("value", ""))):
-        raise ValueError(f"{what}: not signed by the new key")
-    return doc, new
+    for role, pub in (("old", old), ("new", new)):
+        kid = doc[f"{role}_key_id"]
+        if key_id(pub) != kid:
+            raise ValueError(f"{what}: {role}_public_key does not have id {role}_key_id")
+        if not verify_signature(pub, data, str(sigs.get(kid, {}).get("value", ""))):
+            raise ValueError(f"{what}: not signed by the {role} key")
+    return doc, old, new
 
 
-def verify_old_signature(rec: dict[str, Any], old: Ed25519PublicKey) -> bool:
-    doc = rec["keychange"]
-    sig = next((s for s in rec.get("signatures", []) if s.get("key_id") == doc["old_key_id"]), {})
-    return key_id(old) == doc["old_key_id"] and verify_signature(old, canonical(doc), str(sig.get("value", "")))
+def rotate_file_key(settings: Any, reason: str, actor: str) -> tuple[dict[str, Any], Signer, Signer]:
+    """Replace the home's file key: a new key, a key-change record signed by both, the old key kept as retired.
+
+    Returns (record, old, new); the caller publishes the record where verifiers look (the store, bundles).
+    """
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from pipeline.secrets import write_private
+
+    if settings.signer_command:
+        raise UsageError("the signing key is held by an external signer: rotate it there, then record the change "
+                         "with both keys")
+    path = Path(settings.signing_key_path)
+    old = Signer.load_or_create(path)
+    new = Signer(Ed25519PrivateKey.generate())
+    rec = keychange(old, new, reason, actor)
+    retired = path.parent / "retired" / f"{old.key_id}.pem"
+    write_private(retired, path.read_bytes())
+    pem = new._private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                     serialization.NoEncryption())
+    write_private(path, pem)
+    path.with_suffix(".pub").write_bytes(public_pem(new.public))
+    local = path.parent / "changes" / f"{old.key_id}.{new.key_id}.json"
+    local.parent.mkdir(parents=True, exist_ok=True)
+    import json
+
+    local.write_text(json.dumps(rec, sort_keys=True, indent=1))
+    return rec, old, new

@@ -179,4 +179,4 @@ class LogView:
         return out
 
     def token(self, size: int) -> bytes | None:
-        return self._get(token_key(size))
+        return self.read(token_key(size))
