@@ -17,7 +17,7 @@ from pipeline.custody import treehead
 from pipeline.custody.events import GENESIS, canonical, envelope, event_hash
 from pipeline.custody.merkle import MerkleTree
 from pipeline.custody.signing import Signer, public_pem
-from pipeline.custody.tlog import leaf, leaf_hash_of
+from pipeline.custody.tlogformat import leaf, leaf_hash_of
 from pipeline.custody.tsa import load_certificates, request_timestamp
 from pipeline.export.statement import file_list, sign_statement
 

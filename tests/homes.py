@@ -17,8 +17,12 @@ def examiner(cli: Cli, stack_status: dict, home: Path, *, trust_operator: bool =
     """A home pointing at the session store by its endpoint and keys (nothing started, nothing shared): it trusts
     the operator's public key only if copied into its trusted folder, as an examiner would."""
     (home / "keys" / "trusted").mkdir(parents=True)
-    if trust_operator:
+    (cli.home / "keys" / "trusted").mkdir(parents=True, exist_ok=True)
+    if trust_operator:  # the operator's keys: their own (made on first use) and the other hosts they trust
+        cli.run("key", "show")
         shutil.copy(cli.home / "keys" / "signing-ed25519.pub", home / "keys" / "trusted" / "operator.pem")
+        for p in (cli.home / "keys" / "trusted").glob("*.pem"):
+            shutil.copy(p, home / "keys" / "trusted" / f"host-{p.name}")
     c = Cli(home)
     c.env.update({"CUSTODY_S3_ENDPOINT": stack_status["endpoint"], "CUSTODY_S3_ACCESS_KEY": stack_status["access_key"],
                   "CUSTODY_S3_SECRET_KEY": stack_status["secret_key"], "CUSTODY_ACTOR": "examiner"})

@@ -21,7 +21,7 @@ import pytest
 from pipeline.custody.catalog import exhibit_index_key
 from pipeline.custody.events import build_event, canonical, envelope, event_hash
 from pipeline.custody.signing import Signer
-from pipeline.custody.tlog import queue_key
+from pipeline.custody.tlogformat import queue_key
 from tests.forge import reseal, rezip, unzip, write_manifests
 from tests.homes import B, bypass_delete, examiner, failures, hide, put, verify_json
 

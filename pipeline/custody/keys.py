@@ -241,3 +241,28 @@ def rotate_file_key(settings: Any, reason: str, actor: str) -> tuple[dict[str, A
 
     local.write_text(json.dumps(rec, sort_keys=True, indent=1))
     return rec, old, new
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m pipeline.custody.keys sign --key KEY.pem`: sign stdin, raw signature on stdout.
+
+    The reference external signer: `CommandSigner` speaks exactly this, so an HSM tool that signs stdin can
+    replace it (e.g. `pkcs11-tool --sign --mechanism EDDSA --id ...`)."""
+    import argparse
+    import sys
+
+    ap = argparse.ArgumentParser(prog="python -m pipeline.custody.keys")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sign = sub.add_parser("sign", help="sign stdin with an Ed25519 private key file")
+    sign.add_argument("--key", required=True, type=Path)
+    args = ap.parse_args(argv)
+    signer = Signer.load_or_create(args.key) if args.key.exists() else None
+    if signer is None:
+        print(f"no key file {args.key}", file=sys.stderr)
+        return 2
+    sys.stdout.buffer.write(base64.b64decode(signer.sign(sys.stdin.buffer.read())))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -70,7 +70,10 @@ class CustodyLog:
             self._trust = t
         return self._trust
 
-    def trusted_keys(self) -> dict[str, Ed25519PublicKey]:
+    def trusted_keys(self, refresh: bool = False) -> dict[str, Ed25519PublicKey]:
+        """`refresh`: re-read the trusted folder and key changes (a long-running process meets a new host's key)."""
+        if refresh:
+            self._trust = None
         return dict(self.trust().keys)
 
     def key_changes(self) -> list[dict[str, Any]]:

@@ -19,7 +19,7 @@ from pipeline.custody.chain import Finding
 from pipeline.custody.events import event_hash
 from pipeline.custody.merkle import verify_inclusion
 from pipeline.custody.timecheck import Anchor, parse_time
-from pipeline.custody.tlog import leaf, leaf_hash_of
+from pipeline.custody.tlogformat import leaf, leaf_hash_of
 from pipeline.custody.tlogview import Entry, Latest, LogView, TileMissing
 from pipeline.custody.treehead import TreeHeadError
 from pipeline.custody.tsa import TimestampInvalid, verify_token

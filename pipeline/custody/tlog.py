@@ -22,8 +22,6 @@ from __future__ import annotations
 import json
 import logging
 import random
-import re
-import secrets
 import threading
 import time
 import uuid
@@ -37,74 +35,28 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from pipeline.custody import treehead
 from pipeline.custody.chainstore import doc_key, head_of, last_existing
-from pipeline.custody.events import canonical
 from pipeline.custody.keys import SignerBackend
-from pipeline.custody.merkle import CompactRange, leaf_hash
+from pipeline.custody.merkle import CompactRange
 from pipeline.custody.tiles import TileWriter, right_edge, tile_name
+from pipeline.custody.tlogformat import (
+    BATCH_SCHEMA,
+    ENTRY_SCHEMA,
+    QUEUE,
+    QUEUE_WINDOW,
+    batch_key,
+    entry_key,
+    head_key,
+    leaf,
+    leaf_hash_of,
+    parse_queue_key,
+    queue_key,
+    tile_key,
+    token_key,
+)
 from pipeline.errors import ChainConflict, CustodyError, IntegrityError
 from pipeline.storage import EvidenceStore
 
 log = logging.getLogger(__name__)
-
-LEAF_SCHEMA = "custody.tlog.leaf/1"
-BATCH_SCHEMA = "custody.tlog.batch/1"
-ENTRY_SCHEMA = "custody.tlog.entry/1"
-QUEUE = "tlog/queue/"
-QUEUE_WINDOW = timedelta(minutes=3)  # markers from hosts whose clocks are further behind are not seen
-CHAIN = re.compile(r"(exhibits/exh-[0-9a-f]{32}/events/|cases/case-[0-9a-f]{32}/log/)")
-_ENTRY = re.compile(r"(\d{12})-(\d{8})-([0-9a-f]{64})\.json")
-
-
-def leaf(chain: str, length: int, head: str) -> dict[str, Any]:
-    return {"schema": LEAF_SCHEMA, "chain": chain, "length": length, "head": head}
-
-
-def leaf_hash_of(doc: dict[str, Any]) -> bytes:
-    return leaf_hash(canonical(doc))
-
-
-def batch_key(batch: int) -> str:
-    return f"tlog/batches/{batch:012d}.json"
-
-
-def head_key(size: int) -> str:
-    return f"tlog/heads/{size:012d}.json"
-
-
-def token_key(size: int) -> str:
-    return f"tlog/tokens/{size:012d}.tsr"
-
-
-def tile_key(name: str) -> str:
-    return f"tlog/tiles/{name}"
-
-
-def entry_prefix(chain: str) -> str:
-    return f"tlog/chains/{chain}"
-
-
-def entry_key(chain: str, index: int, length: int, head: str) -> str:
-    """The key carries the whole leaf, so listing a chain's entries needs no reads."""
-    return f"{entry_prefix(chain)}{index:012d}-{length:08d}-{head}.json"
-
-
-def parse_entry_key(chain: str, key: str) -> tuple[int, int, str] | None:
-    m = _ENTRY.fullmatch(key.removeprefix(entry_prefix(chain)))
-    return (int(m[1]), int(m[2]), m[3]) if m else None
-
-
-def queue_key(when: datetime, chain: str, seq: int) -> str:
-    return f"{QUEUE}{when:%Y%m%dT%H%M}/{secrets.token_hex(4)}.{seq:08d}.{chain.replace('/', '+')}"
-
-
-def parse_queue_key(key: str) -> tuple[str, int] | None:
-    try:
-        _rand, seq, chain = key.rsplit("/", 1)[1].split(".", 2)
-        chain = chain.replace("+", "/")
-        return (chain, int(seq)) if CHAIN.fullmatch(chain) else None
-    except ValueError:
-        return None
-
 
 @dataclass
 class LogState:
@@ -123,7 +75,7 @@ class TransparencyLog:
     """Appending side: submit chain heads, run sequencing rounds, publish tiles, heads and time-stamps."""
 
     def __init__(self, store: EvidenceStore, signer: SignerBackend, settings: Any,
-                 trusted: Callable[[], dict[str, Ed25519PublicKey]]) -> None:
+                 trusted: Callable[..., dict[str, Ed25519PublicKey]]) -> None:
         self.store = store
         self.bucket = store.buckets["custody"]
         self.signer = signer
@@ -180,10 +132,13 @@ class TransparencyLog:
             return LogState(-1, f"custody-tlog/{uuid.uuid4().hex}")
         if self._state is not None and self._state.batch == b:
             return self._state
-        doc = json.loads(self.store.get_bytes(self.bucket, batch_key(b)))
+        doc = json.loads(self._read(batch_key(b)))
         if doc.get("schema") != BATCH_SCHEMA or doc.get("batch") != b:
             raise IntegrityError(f"transparency log batch {b} is malformed; not extending it")
-        head = treehead.verify(doc["treehead"], self.trusted())
+        try:
+            head = treehead.verify(doc["treehead"], self.trusted())
+        except treehead.TreeHeadError:  # perhaps a host (or key change) this process has not heard of yet
+            head = treehead.verify(doc["treehead"], self.trusted(True))
         frontier = tuple(bytes.fromhex(h) for h in doc["frontier"])
         cr = CompactRange(doc["size"], frontier)
         if cr.root() != head.root_bytes or head.size != doc["size"]:
@@ -194,8 +149,19 @@ class TransparencyLog:
         self._state = st
         return st
 
+    def _read(self, key: str) -> bytes:
+        """A write-once log object, or the version a delete marker hides (hiding must not stall the log)."""
+        data = self.store.try_get_bytes(self.bucket, key)
+        if data is None:
+            live = [v for k, v in self.store.list_all_versions(self.bucket, key) if k == key
+                    and not v.is_delete_marker]
+            data = self.store.try_get_bytes(self.bucket, key, live[0].version_id) if live else None
+        if data is None:
+            raise IntegrityError(f"transparency log object {key} is missing; not extending the log")
+        return data
+
     def _fetch_edges(self, size: int) -> dict[int, bytes]:
-        return {level: self.store.get_bytes(self.bucket, tile_key(tile_name(level, index, width)))
+        return {level: self._read(tile_key(tile_name(level, index, width)))
                 for level, index, width in right_edge(size)}
 
     def _publish(self, batch: int, start: int, leaves: list[dict[str, Any]], envelope: dict[str, Any],
@@ -278,6 +244,14 @@ class TransparencyLog:
         head = treehead.build(st.log_id, cr.size, cr.root(), time=when, prev=st.head)
         env = treehead.sign(head, self.signer)
         b = st.batch + 1
+        newer = self.store.list_all_versions(self.bucket, "tlog/batches/", batch_key(st.batch) if st.batch >= 0
+                                             else None)
+        if newer:
+            self._state = None
+            if any(v.is_delete_marker for _k, v in newer):  # claiming a hidden batch's number would fork the log
+                raise IntegrityError(f"transparency log batch {b} (or a later one) is hidden by a delete marker: not "
+                                     "sequencing over it; remove the marker (see `custody log show`)")
+            return None  # another appender got there first
         doc = {"schema": BATCH_SCHEMA, "batch": b, "log_id": st.log_id, "start": st.size, "size": cr.size,
                "leaves": leaves, "frontier": [h.hex() for h in cr.hashes], "treehead": env}
         try:

@@ -19,7 +19,15 @@ from pipeline.custody import treehead
 from pipeline.custody.chain import Finding
 from pipeline.custody.chainstore import last_existing
 from pipeline.custody.tiles import TiledTree
-from pipeline.custody.tlog import BATCH_SCHEMA, batch_key, entry_prefix, head_key, parse_entry_key, tile_key, token_key
+from pipeline.custody.tlogformat import (
+    BATCH_SCHEMA,
+    batch_key,
+    entry_prefix,
+    head_key,
+    parse_entry_key,
+    tile_key,
+    token_key,
+)
 from pipeline.errors import StorageError
 from pipeline.storage import EvidenceStore
 

@@ -107,7 +107,7 @@ def _consistent_with_seen(ctx: Context, prev: dict[str, Any]) -> bool:
         return False
     new = ctx.latest.head
     try:
-        proof = [] if old.size in (0, new.size) else ctx.view.tree(new.size).consistency_proof(old.size)
+        proof = ctx.view.tree(new.size).consistency_proof(old.size) if 0 < old.size < new.size else []
         treehead.check_consistent(old, new, proof)
     except treehead.InconsistentTreeHeads as exc:
         ctx.findings.append(Finding(subj, f"{exc}: this verifier saw the tree head of {old.size} leaves before"))

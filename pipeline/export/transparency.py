@@ -16,7 +16,8 @@ from datetime import datetime
 from typing import Any
 
 from pipeline.custody.timestamps import tsa_roots
-from pipeline.custody.tlog import LogState, leaf
+from pipeline.custody.tlog import LogState
+from pipeline.custody.tlogformat import leaf
 from pipeline.custody.tlogview import LogView
 from pipeline.custody.tsa import TimestampInvalid, verify_token
 from pipeline.errors import UsageError

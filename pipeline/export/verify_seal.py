@@ -28,7 +28,7 @@ from pipeline.custody.merkle import verify_consistency, verify_inclusion
 from pipeline.custody.seen import Seen
 from pipeline.custody.signing import Signer
 from pipeline.custody.timecheck import Anchor, check_times, parse_time
-from pipeline.custody.tlog import leaf, leaf_hash_of
+from pipeline.custody.tlogformat import leaf, leaf_hash_of
 from pipeline.custody.tsa import TimestampInvalid, verify_token
 from pipeline.export.format import (
     ANCHORS,
