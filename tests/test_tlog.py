@@ -94,14 +94,15 @@ def test_append_cost_does_not_grow_with_the_chain(evidence, case_ref):  # type: 
         head = fresh.head(ex.id, prefix)
     assert head == chains.head(ex.id, prefix)
     assert c.calls["stat_object"] <= 2 * 11 + 2 and not any("list" in k for k in c.calls), c.calls
-    # the whole append, its transparency-log marker included: two PUTs (a log round, about once a second, adds
-    # a few more to the append that runs it)
+    # the whole append, transparency log included: one PUT; a chain's marker (at most one per half interval) adds
+    # a second, and a log round (about once a second, by one of the appenders) a few more
     costs = []
     for _ in range(20):
         with _Count(evidence.store) as c:
             evidence.record(case, ex, "note", actor=Actor("pytest"))
         costs.append(c.calls)
-    assert min(costs, key=lambda x: sum(x.values())) == Counter({"_put_object": 2}), costs
+    assert min(costs, key=lambda x: sum(x.values())) == Counter({"_put_object": 1}), costs
+    assert sum(1 for c in costs if c == Counter({"_put_object": 1})) >= 10, costs
 
 
 # ---- many appenders: every chain head reaches the log ---------------------------------------------------------
@@ -215,9 +216,10 @@ def test_hidden_newest_batch_is_named_and_not_sequenced_over(cli, stack_status, 
     try:
         rc, rep = verify_json(examiner(cli, stack_status, tmp_path / "examiner"), "--case", case_ref)
         assert rc == 1 and key in failures(rep) and "hidden by a delete marker" in failures(rep)
-        evidence.record(case, ex, "note", actor=Actor("pytest"))  # appending still works ...
-        proc = cli.run("log", "sync", check=False)  # ... but no one sequences over the hidden batch
-        assert proc.returncode == 1 and "hidden by a delete marker" in proc.stderr
+        evidence.record(case, ex, "note", actor=Actor("pytest"))  # appending still works, and the log goes on ...
+        cli.run("log", "sync", check=False)  # ... from a process that cannot see the hidden batch too
+        versions = list(raw_client.list_objects("custody-custody", prefix=key, include_version=True))
+        assert sorted(v.is_delete_marker for v in versions) == [False, True]  # nobody claimed the hidden number
     finally:
         unhide(raw_client, key)
     cli.run("log", "sync")

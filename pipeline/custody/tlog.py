@@ -85,7 +85,10 @@ class TransparencyLog:
         self._lock = threading.RLock()
         self._last_round = 0.0
         self._last_stamp = 0.0
-        self._dirty = False
+        self._dirty = False  # we wrote a marker no round of ours has listed yet
+        self._last_marker = 0.0
+        self._marked: dict[str, float] = {}  # chain -> when we last wrote its marker
+        self._unmarked: dict[str, int] = {}  # chain -> newest seq we appended that no marker covers yet
         self._timer: threading.Timer | None = None
         self._warned: set[str] = set()
         self.last_batch: tuple[int, list[dict[str, Any]]] = (0, [])  # (first index, leaves) of our last batch
@@ -126,7 +129,9 @@ class TransparencyLog:
     # ---- state -------------------------------------------------------------
     def _load(self) -> LogState:
         """The newest batch (cached, then probed forward), its head checked; an unpublished batch is published."""
-        known = self._state.batch if self._state else self._cached_batch()
+        if self._state is not None and not self._exists(batch_key(self._state.batch + 1)):
+            return self._state  # the common case: one HEAD says nobody else has sequenced since
+        known = self._state.batch + 1 if self._state else self._cached_batch()
         b = last_existing(lambda n: self._exists(batch_key(n)), known)
         if b < 0:
             return LogState(-1, f"custody-tlog/{uuid.uuid4().hex}")
@@ -208,6 +213,7 @@ class TransparencyLog:
                     datetime.now(UTC) - st.head.when < timedelta(seconds=self.settings.tlog_interval_s):
                 self._last_round = time.monotonic()  # someone else ran a round just now
                 return st
+            started = time.monotonic()
             markers = self._pending()
             heads: dict[str, int] = {}
             for key in markers:
@@ -227,7 +233,8 @@ class TransparencyLog:
                 st = new
             if markers:
                 self.store.delete_keys(self.bucket, markers)
-            self._dirty = False
+            if started > self._last_marker:
+                self._dirty = False  # every marker we wrote was listed by this round
             if stamp or time.monotonic() - self._last_stamp >= self.settings.tsa_interval_s:
                 self._stamp(st)
             return st
@@ -244,14 +251,13 @@ class TransparencyLog:
         head = treehead.build(st.log_id, cr.size, cr.root(), time=when, prev=st.head)
         env = treehead.sign(head, self.signer)
         b = st.batch + 1
-        newer = self.store.list_all_versions(self.bucket, "tlog/batches/", batch_key(st.batch) if st.batch >= 0
-                                             else None)
-        if newer:
+        if any(k == batch_key(b) for k, _v in self.store.list_all_versions(self.bucket, batch_key(b))):
+            # the number is taken (by a batch a delete marker hides, or one just written): claiming it would fork
             self._state = None
-            if any(v.is_delete_marker for _k, v in newer):  # claiming a hidden batch's number would fork the log
-                raise IntegrityError(f"transparency log batch {b} (or a later one) is hidden by a delete marker: not "
-                                     "sequencing over it; remove the marker (see `custody log show`)")
-            return None  # another appender got there first
+            if self._exists(batch_key(b)):
+                return None  # another appender got there first
+            raise IntegrityError(f"transparency log batch {b} is hidden by a delete marker: not sequencing over it; "
+                                 "remove the marker (see `custody log show`)")
         doc = {"schema": BATCH_SCHEMA, "batch": b, "log_id": st.log_id, "start": st.size, "size": cr.size,
                "leaves": leaves, "frontier": [h.hex() for h in cr.hashes], "treehead": env}
         try:
@@ -294,27 +300,57 @@ class TransparencyLog:
 
     # ---- what appenders and commands call ------------------------------------
     def submit(self, chain: str, seq: int) -> None:
-        """Queue a chain head for the next round; run the round now if one is due. Never fails the append."""
+        """Queue a chain head for a round; never fails the append.
+
+        A marker names the chain, not the event: the round reads the chain's real head, so one marker covers
+        every event appended before the round reads it. An appender therefore writes at most one marker per
+        chain per half interval (the timer or `flush` writes one for what came after), and a busy chain costs
+        about one PUT per event, not two.
+        """
+        now = time.monotonic()
+        with self._lock:
+            fresh = now - self._marked.get(chain, -1e9) >= self.settings.tlog_interval_s / 2
+            if not fresh:
+                self._unmarked[chain] = max(seq, self._unmarked.get(chain, -1))
+        if fresh:
+            self._mark(chain, seq)
+        due = self.settings.tlog_interval_s * (1 + random.random() / 2)  # noqa: S311 - jitter, not crypto
+        if now - self._last_round >= due:
+            self._safely(lambda: self.integrate())
+        self._schedule()
+
+    def _mark(self, chain: str, seq: int) -> None:
         self.store.put_bytes(self.bucket, queue_key(datetime.now(UTC), chain, seq), b"",
                              content_type="application/octet-stream")
-        self._dirty = True
-        due = self.settings.tlog_interval_s * (1 + random.random() / 2)  # noqa: S311 - jitter, not crypto
-        if time.monotonic() - self._last_round >= due:
-            self._safely(lambda: self.integrate())
-        if self._dirty:
-            self._schedule()
+        with self._lock:
+            self._marked[chain] = self._last_marker = time.monotonic()
+            self._dirty = True
+            if self._unmarked.get(chain, -1) <= seq:
+                self._unmarked.pop(chain, None)
+
+    def _mark_rest(self) -> None:
+        with self._lock:
+            rest = dict(self._unmarked)
+        for chain, seq in rest.items():
+            self._mark(chain, seq)
 
     def _schedule(self) -> None:
         with self._lock:
             if self._timer is not None and self._timer.is_alive():
                 return
-            self._timer = threading.Timer(self.settings.tlog_interval_s, self._tick)
+            self._timer = threading.Timer(self.settings.tlog_interval_s / 2, self._tick)
             self._timer.daemon = True
             self._timer.start()
 
     def _tick(self) -> None:
-        if self._dirty:
-            self._safely(lambda: self.integrate(force=True))
+        """Mark what the last markers missed, run a round unless someone just did; again while work remains."""
+        self._safely(self._mark_rest)
+        if self._dirty and time.monotonic() - self._last_round >= self.settings.tlog_interval_s:
+            self._safely(lambda: self.integrate())
+        with self._lock:
+            self._timer = None
+        if self._dirty or self._unmarked:
+            self._schedule()
 
     def _safely(self, fn: Callable[[], Any]) -> None:
         try:
@@ -326,6 +362,11 @@ class TransparencyLog:
         """Fold anything this process queued into the tree and time-stamp the newest head (end of a command)."""
         if self._timer is not None:
             self._timer.cancel()
+        try:
+            self._mark_rest()
+        except CustodyError as exc:
+            self._warn(f"could not queue the last chain heads for the transparency log: {exc}")
+            return
         for _ in range(5):
             if not self._dirty:
                 return

@@ -91,17 +91,15 @@ class LogView:
     def latest(self, hint: int = -1) -> Latest | None:
         """The newest batch's published head; batches hidden after it are named and used."""
         b = last_existing(lambda n: self.store.stat(self.bucket, batch_key(n)) is not None, hint)
-        after = batch_key(b) if b >= 0 else None
-        later: dict[str, bool] = {}  # key -> hidden
-        for k, v in self.store.list_all_versions(self.bucket, "tlog/batches/", after):
-            later[k] = later.get(k, False) or v.is_delete_marker
-        for k in sorted(k for k, hid in later.items() if hid):
-            self.note(k, "hidden by a delete marker: a newer part of the log is being concealed")
-        for k in sorted(later):
-            try:
-                b = max(b, int(k.rsplit("/", 1)[1].removesuffix(".json")))  # newest, hidden or not
-            except ValueError:
-                continue
+        while True:  # a delete marker on the next batch does not end the log: look behind it
+            nxt = batch_key(b + 1)
+            versions = [v for k, v in self.store.list_all_versions(self.bucket, nxt) if k == nxt]
+            if not versions:
+                break
+            if any(v.is_delete_marker for v in versions):
+                self.note(nxt, "hidden by a delete marker: a newer part of the log is being concealed")
+            b = last_existing(lambda n: self.store.stat(self.bucket, batch_key(n)) is not None, b + 2) \
+                if self.store.stat(self.bucket, batch_key(b + 2)) is not None else b + 1
         while b >= 0:
             raw = self.read(batch_key(b))
             try:
