@@ -82,7 +82,8 @@ class TransparencyLog:
         self.settings = settings
         self.trusted = trusted
         self._state: LogState | None = None
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # one round at a time in this process
+        self._mlock = threading.Lock()  # marker bookkeeping: never held across a request or a round
         self._last_round = 0.0
         self._last_stamp = 0.0
         self._dirty = False  # we wrote a marker no round of ours has listed yet
@@ -233,8 +234,9 @@ class TransparencyLog:
                 st = new
             if markers:
                 self.store.delete_keys(self.bucket, markers)
-            if started > self._last_marker:
-                self._dirty = False  # every marker we wrote was listed by this round
+            with self._mlock:
+                if started > self._last_marker:
+                    self._dirty = False  # every marker we wrote was listed by this round
             if stamp or time.monotonic() - self._last_stamp >= self.settings.tsa_interval_s:
                 self._stamp(st)
             return st
@@ -308,34 +310,31 @@ class TransparencyLog:
         about one PUT per event, not two.
         """
         now = time.monotonic()
-        with self._lock:
+        with self._mlock:
             fresh = now - self._marked.get(chain, -1e9) >= self.settings.tlog_interval_s / 2
             if not fresh:
                 self._unmarked[chain] = max(seq, self._unmarked.get(chain, -1))
         if fresh:
             self._mark(chain, seq)
-        due = self.settings.tlog_interval_s * (1 + random.random() / 2)  # noqa: S311 - jitter, not crypto
-        if now - self._last_round >= due:
-            self._safely(lambda: self.integrate())
-        self._schedule()
+        self._schedule()  # rounds run on the timer thread: an append never waits for one
 
     def _mark(self, chain: str, seq: int) -> None:
         self.store.put_bytes(self.bucket, queue_key(datetime.now(UTC), chain, seq), b"",
                              content_type="application/octet-stream")
-        with self._lock:
+        with self._mlock:
             self._marked[chain] = self._last_marker = time.monotonic()
             self._dirty = True
             if self._unmarked.get(chain, -1) <= seq:
                 self._unmarked.pop(chain, None)
 
     def _mark_rest(self) -> None:
-        with self._lock:
+        with self._mlock:
             rest = dict(self._unmarked)
         for chain, seq in rest.items():
             self._mark(chain, seq)
 
     def _schedule(self) -> None:
-        with self._lock:
+        with self._mlock:
             if self._timer is not None and self._timer.is_alive():
                 return
             self._timer = threading.Timer(self.settings.tlog_interval_s / 2, self._tick)
@@ -345,11 +344,13 @@ class TransparencyLog:
     def _tick(self) -> None:
         """Mark what the last markers missed, run a round unless someone just did; again while work remains."""
         self._safely(self._mark_rest)
-        if self._dirty and time.monotonic() - self._last_round >= self.settings.tlog_interval_s:
+        due = self.settings.tlog_interval_s * (1 + random.random() / 2)  # noqa: S311 - jitter, not crypto
+        if self._dirty and time.monotonic() - self._last_round >= due:
             self._safely(lambda: self.integrate())
-        with self._lock:
+        with self._mlock:
             self._timer = None
-        if self._dirty or self._unmarked:
+            again = self._dirty or bool(self._unmarked)
+        if again:
             self._schedule()
 
     def _safely(self, fn: Callable[[], Any]) -> None:
