@@ -26,14 +26,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.custody.chain import Slot, seq_from_name
+from pipeline.custody.chain import Pre, Slot, precheck, seq_from_name
 from pipeline.custody.events import GENESIS, canonical, envelope, event_hash, utcnow
 from pipeline.custody.keys import SignerBackend
 from pipeline.errors import ChainConflict, CustodyError
 from pipeline.storage import EvidenceStore
 
 log = logging.getLogger(__name__)
-READ_THREADS = 8
+READ_THREADS = 8  # below the S3 client's connection pool (10)
 
 
 @dataclass(frozen=True)
@@ -113,39 +113,63 @@ class ChainStore:
         self._lock = threading.Lock()
 
     # ---- reading -------------------------------------------------------
-    def slots(self, prefix: str) -> list[Slot]:
+    def slots(self, prefix: str, trusted: dict[str, Any] | None = None) -> list[Slot]:
         """Every document with its version history, for verification.
 
-        Deletion is judged from the plain listing, not from `is_latest`, which some servers report on more
-        than one version. A delete marker's hidden version is read too, so what it hides can be named.
-        Documents are fetched on a few threads: a 10,000-event chain is read in seconds.
+        One version listing, read key by key: a key without a delete marker is fetched (on a few threads) as
+        soon as its versions are listed, so the reads overlap the listing and a 10,000-event chain takes
+        seconds; each reader thread also parses, hashes and (given `trusted`) signature-checks what it read
+        (chain.precheck), so checking overlaps reading too. A key with a delete marker is judged by a plain
+        GET (not by `is_latest`, which some servers report on more than one version), and what the marker
+        hides is read too, so it can be named.
         """
-        current = set(self.store.list_keys(self.bucket, prefix))
-        by_key: dict[str, list[Any]] = {}
-        for key, v in self.store.list_all_versions(self.bucket, prefix):
-            by_key.setdefault(key, []).append(v)
-
-        def read(item: tuple[str, list[Any]]) -> Slot:
-            key, versions = item
-            seq = seq_from_name(key)
-            if seq is None or not key.endswith(".json"):
-                return Slot(key, -1, b"{}", 1)
-            live = [v for v in versions if not v.is_delete_marker]
-            deleted = key not in current
-            if not deleted:
-                data = self.store.try_get_bytes(self.bucket, key)
-            elif live:
-                oldest = min(live, key=lambda v: (v.last_modified is None, v.last_modified))
-                data = self.store.try_get_bytes(self.bucket, key, oldest.version_id)
-            else:
-                data = None
-            return Slot(key, seq, data, versions=len(live), deleted=deleted)
-
-        items = sorted(by_key.items())
-        if len(items) < 4:
-            return [read(i) for i in items]
         with ThreadPoolExecutor(READ_THREADS, thread_name_prefix="chain-read") as pool:
-            return list(pool.map(read, items))
+            pending: list[tuple[str, int, list[Any], Any]] = []
+
+            def settle(key: str, versions: list[Any]) -> None:
+                seq = seq_from_name(key)
+                if seq is None or not key.endswith(".json"):
+                    pending.append((key, -1, versions, None))
+                elif any(v.is_delete_marker for v in versions):
+                    pending.append((key, seq, versions, pool.submit(self._judge, key, versions, trusted)))
+                else:
+                    pending.append((key, seq, versions, pool.submit(self._plain, key, trusted)))
+
+            key, versions = None, []
+            for k, v in self.store.iter_versions(self.bucket, prefix):
+                if k != key and key is not None:
+                    settle(key, versions)
+                    versions = []
+                key = k
+                versions.append(v)
+            if key is not None:
+                settle(key, versions)
+            out = []
+            for key, seq, versions, fut in sorted(pending, key=lambda p: p[0]):
+                if fut is None:
+                    out.append(Slot(key, -1, b"{}", 1))
+                    continue
+                data, deleted, pre = fut.result()
+                live = sum(1 for v in versions if not v.is_delete_marker)
+                out.append(Slot(key, seq, data, versions=live, deleted=deleted, pre=pre))
+            return out
+
+    def _plain(self, key: str, trusted: dict[str, Any] | None) -> tuple[bytes | None, bool, Pre | None]:
+        data = self.store.try_get_bytes(self.bucket, key)
+        return data, False, precheck(data, trusted)
+
+    def _judge(self, key: str, versions: list[Any], trusted: dict[str, Any] | None
+               ) -> tuple[bytes | None, bool, Pre | None]:
+        """A key with a delete marker: hidden if a plain GET fails; then read the (oldest) version it hides."""
+        data = self.store.try_get_bytes(self.bucket, key)
+        if data is not None:
+            return data, False, precheck(data, trusted)
+        live = [v for v in versions if not v.is_delete_marker]
+        if not live:
+            return None, True, None
+        oldest = min(live, key=lambda v: (v.last_modified is None, v.last_modified))
+        data = self.store.try_get_bytes(self.bucket, key, oldest.version_id)
+        return data, True, precheck(data, trusted)
 
     def documents(self, prefix: str) -> list[dict[str, Any]]:
         """The stored documents in order, without checks (for views; verification uses `slots`)."""

@@ -100,14 +100,15 @@ class CustodyLog:
         self._published.add((exhibit_id, kid))
 
     # ---- reading -------------------------------------------------------
-    def slots(self, exhibit_id: str) -> list[Slot]:
-        """Every event object with its version history, for verification."""
-        return self.chains.slots(events_prefix(exhibit_id))
+    def slots(self, exhibit_id: str, trusted: dict[str, Ed25519PublicKey] | None = None) -> list[Slot]:
+        """Every event object with its version history, for verification (pre-checked against `trusted`)."""
+        return self.chains.slots(events_prefix(exhibit_id), trusted)
 
     def read(self, exhibit_id: str) -> ChainReport:
         """The exhibit's chain, checked; events are usable only if report.ok."""
         witnessed = self.witnessed_length(exhibit_id)
-        return check_chain(self.slots(exhibit_id), self.trusted_keys(), exhibit_id, witnessed)
+        trusted = self.trusted_keys()
+        return check_chain(self.slots(exhibit_id, trusted), trusted, exhibit_id, witnessed)
 
     def events(self, exhibit_id: str) -> list[dict[str, Any]]:
         return [d["event"] for d in self.chains.documents(events_prefix(exhibit_id))]

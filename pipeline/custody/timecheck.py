@@ -29,8 +29,12 @@ class Anchor:
 
 
 def parse_time(value: Any) -> datetime | None:
+    """UTC `YYYY-MM-DDTHH:MM:SS.ffffffZ` (the only form events use), else None."""
+    v = str(value)
+    if len(v) != 27 or v[-1] != "Z" or v[10] != "T":
+        return None
     try:
-        return datetime.strptime(str(value), "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+        return datetime.fromisoformat(v[:-1]).replace(tzinfo=UTC)
     except ValueError:
         return None
 

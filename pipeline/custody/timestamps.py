@@ -12,6 +12,7 @@ from typing import Any
 from cryptography import x509
 
 from pipeline.custody.tsa import load_certificates
+from pipeline.errors import UsageError
 
 LOCAL_TSA_DIR = "tsa"
 
@@ -47,5 +48,8 @@ def tsa_root_paths(settings: Any, extra: list[Path] | None = None) -> list[Path]
 def tsa_roots(settings: Any, extra: list[Path] | None = None) -> list[x509.Certificate]:
     out: list[x509.Certificate] = []
     for p in tsa_root_paths(settings, extra):
-        out.extend(load_certificates(p))
+        try:
+            out.extend(load_certificates(p))
+        except OSError as exc:
+            raise UsageError(f"trusted TSA root {p} cannot be read: {exc}") from None
     return out

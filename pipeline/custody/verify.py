@@ -138,8 +138,9 @@ def _retired(ev: Evidence, docs: list[bytes | None]) -> list[Finding]:
 def verify_exhibit(ev: Evidence, case: Case, exhibit: Exhibit, progress: Callable[[str], None] | None = None,
                    ctx: Context | None = None) -> ExhibitReport:
     rep = ExhibitReport(case.ref, exhibit.ref, exhibit.id)
-    slots = ev.log.slots(exhibit.id)
-    chain = check_chain(slots, ev.log.trusted_keys(), exhibit.id, ev.log.witnessed_length(exhibit.id))
+    trusted = ev.log.trusted_keys()
+    slots = ev.log.slots(exhibit.id, trusted)
+    chain = check_chain(slots, trusted, exhibit.id, ev.log.witnessed_length(exhibit.id))
     rep.events = len(chain.events)
     rep.findings.extend(chain.findings)
     rep.findings.extend(_retired(ev, [s.data for s in slots]))

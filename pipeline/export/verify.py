@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from pipeline.custody.chain import Finding, Slot, check_chain, seq_from_name
 from pipeline.custody.signing import key_id, load_public_pem
+from pipeline.errors import UsageError
 from pipeline.export import verify_seal
 from pipeline.export.format import CHUNK, INDEX_NAME, MANIFEST, REPORTS, TAGMANIFEST
 
@@ -277,7 +278,7 @@ def verify_bundle(path: Path, trusted_keys: list[Path] | None = None, *, key_ids
             chains[f"cases/{case_id}/log/"] = verify_seal.case_log(read, sorted(bag.files), rep, sealed)
             try:
                 roots = load_roots(settings, tsa_roots)
-            except ValueError as exc:
+            except (ValueError, UsageError) as exc:
                 rep.fail("trusted time", str(exc))
                 roots = []
             if not roots:

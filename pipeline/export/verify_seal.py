@@ -167,6 +167,7 @@ def case_log(read: Any, names: list[str], rep: Any, sealed: Sealed) -> list[dict
 def transparency(read: Any, rep: Any, sealed: Sealed, chains: dict[str, list[dict[str, Any]]],
                  roots: list[x509.Certificate], tolerance: timedelta, seen: Seen | None) -> None:
     """Tree head, inclusion of every chain head, time-stamps, anchors, event times, supersession."""
+    before = len(rep.findings)
     try:
         env = json.loads(read(TREEHEAD) or b"")
         head = treehead.verify(env, sealed.event_keys)
@@ -204,7 +205,7 @@ def transparency(read: Any, rep: Any, sealed: Sealed, chains: dict[str, list[dic
         for f in check_times(events, anchors[chain], tolerance=tolerance, now=created, label=label,
                              timestamps_checked=bool(roots)):
             rep.fail(f"{f.subject} ({chain})", f.problem)
-    if seen is not None:
+    if seen is not None and len(rep.findings) == before:  # only a bundle that verified is remembered or compared
         _supersession(read, rep, sealed, head, seen)
 
 

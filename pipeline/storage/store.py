@@ -373,17 +373,18 @@ class EvidenceStore:
                                   [DeleteObject(k) for k in keys[i:i + 1000]]):
                 raise StorageError(f"S3 refused to delete {len(errs)} object(s) in {bucket}: {errs[0]}")
 
+    def iter_versions(self, bucket: str, prefix: str, start_after: str | None = None
+                      ) -> Iterator[tuple[str, VersionInfo]]:
+        """Every version and delete marker under a prefix (keys after `start_after`), key by key, page by page."""
+        it = self._call(self.client.list_objects, bucket, prefix=prefix, recursive=True, include_version=True,
+                        start_after=start_after)
+        while (o := self._call(next, it, None)) is not None:
+            yield o.object_name, VersionInfo(o.version_id, bool(o.is_latest), bool(o.is_delete_marker), o.size,
+                                             o.last_modified)
+
     def list_all_versions(self, bucket: str, prefix: str, start_after: str | None = None
                           ) -> list[tuple[str, VersionInfo]]:
-        """Every version and delete marker under a prefix (keys after `start_after` only, if given)."""
-
-        def list_object_versions() -> list[Any]:
-            return list(self.client.list_objects(bucket, prefix=prefix, recursive=True, include_version=True,
-                                                 start_after=start_after))
-
-        objs = self._call(list_object_versions)
-        return [(o.object_name, VersionInfo(o.version_id, bool(o.is_latest), bool(o.is_delete_marker), o.size,
-                                            o.last_modified)) for o in objs]
+        return list(self.iter_versions(bucket, prefix, start_after))
 
     def set_legal_hold(self, bucket: str, key: str, version_id: str | None, on: bool) -> None:
         fn = self.client.enable_object_legal_hold if on else self.client.disable_object_legal_hold
