@@ -267,3 +267,23 @@ def test_untrusted_signer_fails_and_says_how_to_confirm(cli, stack_status, tmp_p
     assert proc.returncode == 1 and kid in proc.stderr and "--key-id" in proc.stderr
     with zipfile.ZipFile(z) as zf:
         assert any(n.endswith("custody-statement.json") for n in zf.namelist())
+
+
+def test_stack_runs_and_stops_its_local_tsa(tmp_path):  # type: ignore[no-untyped-def]
+    import urllib.request
+
+    from tests.conftest import Cli
+
+    c = Cli(tmp_path / "home")
+    c.run("stack", "up")
+    try:
+        tsa = c.json("stack", "status")["tsa"]
+        url, ca = tsa["local"]["url"], tsa["local"]["ca"]
+        assert tsa["urls"] == [url] and ca in tsa["roots"] and Path(ca).read_bytes().startswith(b"-----BEGIN")
+        with urllib.request.urlopen(url + "health", timeout=5) as r:  # noqa: S310 - loopback
+            assert r.read() == b"ok\n"
+        pid = json.loads((tmp_path / "home/stack/tsa/tsa.json").read_text())["pid"]
+    finally:
+        c.run("stack", "down")
+    assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+    assert c.json("stack", "status", check=False)["tsa"]["local"]["url"] is None
