@@ -107,7 +107,7 @@ def start_bundle(request: Request, case_id: CaseId, form: FormDep) -> Response:
     if exhibit_id is not None and not re.fullmatch(EXHIBIT_ID, exhibit_id):
         raise NotFoundError("no such exhibit")
     c = case_for(request, svc, user, case_id, "bundle.request")
-    exhibits = [load_exhibit(svc, c, exhibit_id)] if exhibit_id else svc.ev.catalog.list_exhibits(c)
+    exhibits = [load_exhibit(svc, c, exhibit_id)] if exhibit_id else svc.ev.exhibits_of(c)  # the case log
     if not exhibits:
         raise NotFoundError("the case has no exhibits to bundle")
     job = BundleJob(f"job-{uuid.uuid4().hex}", c.id, user.name, [e.ref for e in exhibits])
