@@ -8,6 +8,7 @@ come through this one facade so none of them can skip the record.
 from __future__ import annotations
 
 import hashlib
+import json
 import mimetypes
 import uuid
 from dataclasses import dataclass
@@ -15,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.custody.actor import Actor
-from pipeline.custody.catalog import Case, Catalog, Exhibit
+from pipeline.custody.caselog import CaseLog, caselog_prefix
+from pipeline.custody.catalog import Case, Catalog, Exhibit, case_index_key, validate_case_ref, validate_exhibit_ref
+from pipeline.custody.keys import load_signer
 from pipeline.custody.log import CustodyLog
-from pipeline.custody.signing import Signer
 from pipeline.errors import NotFoundError, UsageError
 from pipeline.settings import Settings, load_settings
 from pipeline.storage.store import EvidenceStore, StoredObject
@@ -59,36 +61,95 @@ class Evidence:
         self.settings = settings or load_settings()
         self.store = store or EvidenceStore.connect(self.settings)
         self.catalog = Catalog(self.store)
-        self.signer = Signer.load_or_create(self.settings.signing_key_path)
+        self.signer = load_signer(self.settings)
         self.log = CustodyLog(self.store, self.signer, self.settings)
+        self.cases = CaseLog(self.log.chains, self.log.tlog, self.signer)
+
+    def flush(self) -> None:
+        """Fold this process's new chain heads into the transparency log and time-stamp it (end of a command)."""
+        self.log.tlog.flush()
 
     # ---- cases & exhibits ---------------------------------------------
     def create_case(self, ref: str, actor: Actor, title: str = "") -> tuple[Case, bool]:
-        return self.catalog.create_case(ref, title, actor.name)
+        existing = self.locate_case(ref)
+        if existing:
+            return existing, False
+        case, created = self.catalog.create_case(ref, title, actor.name)
+        if created:
+            self.cases.ensure_case(case, actor)
+        return case, created
 
     def ensure_exhibit(self, case_ref: str, exhibit_ref: str, officer: str, actor: Actor,
                        description: str = "", create_case: bool = True) -> tuple[Case, Exhibit]:
-        """Find or create the exhibit; creating it writes the chain's first event."""
-        case = self.catalog.find_case(case_ref)
+        """Find or create the exhibit; creating it writes the chain's first event and the case log entry."""
+        case = self.locate_case(case_ref)
         if case is None:
             if not create_case:
                 case = self.catalog.get_case(case_ref)  # raises NotFoundError
-            case, _ = self.catalog.create_case(case_ref, "", actor.name)
+            case, _ = self.create_case(case_ref, actor)
+        known = self._exhibit_in(case, exhibit_ref)
+        if known is not None:
+            self.cases.ensure_member(case, known, actor)
+            return case, known
         ex, created = self.catalog.create_exhibit(case, exhibit_ref, officer, description)
         if created:
             self.log.append(case.brief(), ex.brief(), actor=actor, action="exhibit_created",
                             parameters={"officer": ex.officer, "description": ex.description})
+        self.cases.ensure_member(case, ex, actor)
         return case, ex
 
+    def _json(self, key: str, hidden_too: bool = True) -> dict[str, Any] | None:
+        """A catalogue object, or (when a delete marker hides it) the version it hides: caches can't hide things."""
+        bucket = self.store.buckets["custody"]
+        data = self.store.try_get_bytes(bucket, key)
+        if data is None and hidden_too:
+            live = [v for k, v in self.store.list_all_versions(bucket, key) if k == key and not v.is_delete_marker]
+            data = self.store.try_get_bytes(bucket, key, live[0].version_id) if live else None
+        try:
+            return json.loads(data) if data else None
+        except ValueError:
+            return None
+
+    def locate_case(self, ref: str) -> Case | None:
+        """A case by reference, through the index or what a delete marker on it hides; its record from the case
+        log when case.json is gone."""
+        idx = self._json(case_index_key(validate_case_ref(ref)))
+        if not idx or "id" not in idx:
+            return None
+        rec = self._json(f"cases/{idx['id']}/case.json")
+        if rec is None:
+            first = self.log.chains.documents(caselog_prefix(idx["id"]))[:1]
+            rec = first[0]["event"].get("record") if first else None
+        try:
+            return Case(**rec) if rec else None
+        except TypeError:
+            return None
+
+    def _exhibit_in(self, case: Case, ref: str) -> Exhibit | None:
+        ex = self.catalog.find_exhibit(case, ref)
+        if ex is not None:
+            return ex
+        ref = validate_exhibit_ref(ref)
+        return next((e for e in self.cases.members(case.id) if e.ref == ref), None)
+
+    def exhibits_of(self, case: Case) -> list[Exhibit]:
+        """The exhibits the case log records (not an index listing, which a delete marker can shorten)."""
+        return self.cases.members(case.id)
+
     def get(self, case_ref: str, exhibit_ref: str) -> tuple[Case, Exhibit]:
-        case = self.catalog.get_case(case_ref)
-        return case, self.catalog.get_exhibit(case, exhibit_ref)
+        case = self.locate_case(case_ref)
+        if case is None:
+            case = self.catalog.get_case(case_ref)  # raises NotFoundError with the usual message
+        ex = self._exhibit_in(case, exhibit_ref)
+        if ex is None:
+            raise NotFoundError(f"exhibit {exhibit_ref!r} does not exist in case {case.ref!r}")
+        return case, ex
 
     def find_exhibit(self, exhibit_ref: str, case_ref: str | None) -> tuple[Case, Exhibit]:
         """An exhibit by reference; without a case reference it must be unique across cases."""
         if case_ref:
             return self.get(case_ref, exhibit_ref)
-        hits = [(c, e) for c in self.catalog.list_cases() if (e := self.catalog.find_exhibit(c, exhibit_ref))]
+        hits = [(c, e) for c in self.catalog.list_cases() if (e := self._exhibit_in(c, exhibit_ref))]
         if not hits:
             raise NotFoundError(f"no exhibit {exhibit_ref!r} in any case")
         if len(hits) > 1:

@@ -80,7 +80,10 @@ def _environment(names: dict[str, Any]) -> dict[str, Any]:
         raw = env.get(f"{ENV_PREFIX.lower()}{name}")
         if raw is None:
             continue
-        if typing.get_origin(tp) is list:  # structured values come as JSON, as pydantic-settings took them
+        inner = tp
+        if typing.get_origin(tp) in (typing.Union, types.UnionType):  # Optional[list[...]]
+            inner = next((a for a in typing.get_args(tp) if a is not type(None)), tp)
+        if typing.get_origin(inner) is list:  # structured values come as JSON, as pydantic-settings took them
             try:
                 out[name] = json.loads(raw)
             except json.JSONDecodeError as exc:
@@ -175,6 +178,22 @@ class Settings:
     c2pa_cert: Path | None = None
     c2pa_key: Path | None = None
     c2pa_trust_anchors: Path | None = None
+    # RFC 3161 time-stamp authorities, tried in order (production: real TSAs). Empty: the embedded stack's local
+    # TSA, when `custody stack up` runs one. Roots: the TSAs' CA certificates (PEM) this home trusts; the local
+    # TSA's own CA is added for the home that runs it. A verifier trusts no TSA it was not given.
+    tsa_urls: list[str] = field(default_factory=list)
+    tsa_roots: list[Path] = field(default_factory=list)
+    # how often (seconds) the newest tree head is time-stamped while events arrive; and every bundle's head is
+    tsa_interval_s: int = field(default=60, metadata=_range(1, 3600))
+    # how much earlier than the time-stamp of the first tree head that includes it an event may claim to be
+    # (seconds); also how long an event may wait to be logged before verify calls it missing from the log
+    time_tolerance_s: int = field(default=300, metadata=_range(1))
+    # how often (seconds) appenders fold pending chain heads into the transparency log's tree
+    tlog_interval_s: float = field(default=1.0, metadata=_range(0.05, 60))
+    # an external signer instead of the file key: argv of a program that signs stdin (e.g. a PKCS#11 tool)
+    # and the public key (PEM) of the key it holds
+    signer_command: list[str] | None = None
+    signer_public_key: Path | None = None
 
     def __post_init__(self) -> None:
         """Coerce and check every field (values from the environment arrive as text); ValueError names the

@@ -24,10 +24,14 @@ ExhibitOpt = Annotated[str, typer.Option("--exhibit", help="Exhibit reference, e
 
 
 def evidence() -> Evidence:
+    import atexit
+
     from pipeline.evidence import Evidence
     from pipeline.settings import load_settings
 
-    return Evidence(load_settings())
+    ev = Evidence(load_settings())
+    atexit.register(ev.flush)  # what this command appended reaches the transparency log before it exits
+    return ev
 
 
 def actor_for(ev: Evidence, name: str | None = None, role: str = "operator") -> Actor:

@@ -29,10 +29,12 @@ from pipeline.cli import (
     clock,
     extract,
     intake,
+    keys,
     recover,
     review,
     serve,
     stack,
+    tlog,
     users,
     verify,
 )
@@ -66,6 +68,8 @@ recover.register(app)
 users.register(app)
 audit.register(app)
 serve.register(app)
+tlog.register(app)
+keys.register(app)
 
 #: local resource failures: the machine, not the evidence, is the problem
 _LOCAL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EMFILE, errno.ENFILE, errno.ENOMEM}

@@ -18,13 +18,13 @@ def _status(settings, show_secrets: bool = False) -> dict:  # type: ignore[no-un
     """What is running where; the S3 secret key only with `show_secrets` (it unlocks every piece of evidence)."""
     from pipeline.capture import emulator_status
     from pipeline.ops.prefect import prefect_api_url, ui_url
-    from pipeline.ops.stack import read_state
+    from pipeline.ops.stack import read_state, tsa_status
     from pipeline.secrets import embedded_credentials
 
     api = settings.prefect_api_url or prefect_api_url(settings)
     info: dict = {"home": str(settings.home), "embedded": settings.embedded, "buckets": settings.buckets,
                   "prefect_api_url": api, "prefect_ui_url": ui_url(api) if api else None,
-                  "cameras": emulator_status(settings.home / "emulator")}
+                  "cameras": emulator_status(settings.home / "emulator"), "tsa": tsa_status(settings)}
     if settings.embedded:
         state = read_state(settings)
         info["running"] = bool(state)
@@ -68,6 +68,11 @@ def up(prefect: Annotated[bool, typer.Option("--prefect/--no-prefect",
     store = EvidenceStore.connect(settings)
     for w in store.warnings:
         say(f"[yellow]{w}[/]")
+    if not settings.tsa_urls:
+        from pipeline.ops.stack import start_tsa
+
+        tsa = start_tsa(settings)
+        say(f"local time-stamp authority at {tsa['url']} (CA {tsa['ca']}; give that CA to verifiers)")
     if cameras:
         from pipeline.capture import emulator_status, start_emulator
 
@@ -94,11 +99,12 @@ def down(json_out: JsonOpt = False) -> None:
     """Stop the embedded services of this CUSTODY_HOME (data is kept)."""
     from pipeline.capture import stop_emulator
     from pipeline.ops.prefect import stop_prefect
-    from pipeline.ops.stack import stop_s3
+    from pipeline.ops.stack import stop_s3, stop_tsa
 
     settings = load_settings()
     stop_emulator(settings.home / "emulator")
     stop_prefect(settings)
+    stop_tsa(settings)
     stopped = stop_s3(settings) if settings.embedded else False
     if json_out:
         emit_json({"stopped": stopped})
@@ -120,7 +126,9 @@ def status(json_out: JsonOpt = False,
         secret = info["secret_key"] if show_secrets else "(hidden; --show-secrets to print it)"
         say(f"home: {info['home']}\nrunning: {info['running']}\nendpoint: {info['endpoint']}\n"
             f"access key: {info.get('access_key')}\nsecret key: {secret}\n"
-            f"buckets: {', '.join(info['buckets'].values())}")
+            f"buckets: {', '.join(info['buckets'].values())}\n"
+            f"time-stamp authorities: {', '.join(info['tsa']['urls']) or '(none)'}; trusted TSA roots: "
+            f"{', '.join(info['tsa']['roots']) or '(none)'}")
     if not info["running"]:
         raise typer.Exit(3)
 

@@ -53,6 +53,15 @@ def _ref_hash(ref: str) -> str:
     return hashlib.sha256(ref.encode()).hexdigest()
 
 
+def case_index_key(ref: str) -> str:
+    """Where the index (a cache of the case logs) maps a case reference to its case id."""
+    return f"index/case-ref/{_ref_hash(ref)}.json"
+
+
+def exhibit_index_key(case_id: str, ref: str) -> str:
+    return f"index/exhibit-ref/{case_id}/{_ref_hash(ref)}.json"
+
+
 def new_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex}"
 
@@ -95,7 +104,7 @@ class Catalog:
 
     # ---- cases ---------------------------------------------------------
     def find_case(self, ref: str) -> Case | None:
-        idx = self._get_json(f"index/case-ref/{_ref_hash(validate_case_ref(ref))}.json")
+        idx = self._get_json(case_index_key(validate_case_ref(ref)))
         if not idx:
             return None
         rec = self._get_json(f"cases/{idx['id']}/case.json")
@@ -117,7 +126,7 @@ class Catalog:
         self.store.put_bytes(self.bucket, f"cases/{case.id}/case.json", json.dumps(asdict(case)).encode(),
                              if_absent=True, lock=True)
         try:
-            self.store.put_bytes(self.bucket, f"index/case-ref/{_ref_hash(ref)}.json",
+            self.store.put_bytes(self.bucket, case_index_key(ref),
                                  json.dumps({"id": case.id, "ref": ref}).encode(), if_absent=True, lock=True)
         except ChainConflict:
             return self.get_case(ref), False  # lost a race: the other case is the real one
@@ -134,7 +143,7 @@ class Catalog:
 
     # ---- exhibits ------------------------------------------------------
     def find_exhibit(self, case: Case, ref: str) -> Exhibit | None:
-        idx = self._get_json(f"index/exhibit-ref/{case.id}/{_ref_hash(validate_exhibit_ref(ref))}.json")
+        idx = self._get_json(exhibit_index_key(case.id, validate_exhibit_ref(ref)))
         if not idx:
             return None
         rec = self._get_json(f"exhibits/{idx['id']}/exhibit.json")
@@ -157,7 +166,7 @@ class Catalog:
         self.store.put_bytes(self.bucket, f"exhibits/{ex.id}/exhibit.json", json.dumps(asdict(ex)).encode(),
                              if_absent=True, lock=True)
         try:
-            self.store.put_bytes(self.bucket, f"index/exhibit-ref/{case.id}/{_ref_hash(ref)}.json",
+            self.store.put_bytes(self.bucket, exhibit_index_key(case.id, ref),
                                  json.dumps({"id": ex.id, "ref": ref}).encode(), if_absent=True, lock=True)
         except ChainConflict:
             return self.get_exhibit(case, ref), False

@@ -71,6 +71,7 @@ class BagZip:
         self.bag = bag_name
         self.date_time = when.timetuple()[:6]
         self.payload: list[tuple[str, str, int]] = []  # (sha256, path, size)
+        self.written: dict[str, str] = {}  # every member so far: path -> sha256 (for the signed file list)
 
     def _info(self, name: str, stored: bool) -> zipfile.ZipInfo:
         zi = zipfile.ZipInfo(f"{self.bag}/{name}", self.date_time)
@@ -94,6 +95,9 @@ class BagZip:
                 if progress:
                     progress(len(chunk))
         digest = h.hexdigest()
+        if name in self.written:
+            raise ValueError(f"{name} written twice into the bag")
+        self.written[name] = digest
         if name.startswith("data/"):
             self.payload.append((digest, name, size))
         return digest, size

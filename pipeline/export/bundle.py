@@ -19,25 +19,29 @@ import os
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from pipeline import __version__
 from pipeline.custody.actor import Actor
+from pipeline.custody.caselog import CaseLogReport, caselog_prefix
 from pipeline.custody.catalog import Case, Exhibit
 from pipeline.custody.chain import check_chain
 from pipeline.custody.events import iso
+from pipeline.custody.log import events_prefix
 from pipeline.custody.signing import key_id, load_public_pem, public_pem
 from pipeline.errors import IntegrityError, UsageError
 from pipeline.evidence import Evidence, ExhibitObject
 from pipeline.export.bagzip import BagZip, prefetch
+from pipeline.export.bundled import BundledExhibit, BundleResult
 from pipeline.export.format import (
     BAG_VERSION,
     BUNDLE_SCHEMA,
+    CASE_LOG_DIR,
     CHUNK,
     INDEX_NAME,
+    STATEMENT,
     THUMB_BUDGET,
     THUMB_KINDS,
     THUMB_MAX,
@@ -49,54 +53,9 @@ from pipeline.export.format import (
 )
 from pipeline.export.readme import readme_text
 from pipeline.export.report import MAX_THUMBS, ReportData, render_html, render_pdf
+from pipeline.export.sealing import seal, write_transparency
+from pipeline.export.transparency import Proven, prove
 from pipeline.text import clean_human_text
-
-
-@dataclass
-class BundledExhibit:
-    exhibit: Exhibit
-    folder: str
-    events: list[dict[str, Any]]
-    raw_events: list[tuple[str, bytes]]  # (file name, bytes exactly as stored)
-    keys: dict[str, bytes]  # key id -> PEM
-    head: str
-    objects: list[ExhibitObject]
-    files: list[BundleFile] = field(default_factory=list)
-    thumbnails: list[tuple[str, str, bytes]] = field(default_factory=list)  # (label, bag path, bytes)
-
-
-@dataclass
-class BundleResult:
-    """What was built, stored and recorded."""
-
-    bundle_id: str
-    path: Path
-    bag_name: str
-    case: Case
-    exhibits: list[str]
-    sha256: str
-    size: int
-    payload_bytes: int
-    payload_files: int
-    bucket: str | None = None
-    key: str | None = None
-    version_id: str | None = None
-    events: dict[str, int] = field(default_factory=dict)  # exhibit ref -> seq of its `exported` event
-    key_ids: list[str] = field(default_factory=list)
-    seconds: float = 0.0  # whole operation
-    build_seconds: float = 0.0  # until the zip is complete on disk (before storing it)
-
-    def object_ref(self) -> dict[str, Any]:
-        return {"bucket": self.bucket, "key": self.key, "version_id": self.version_id, "sha256": self.sha256,
-                "size": self.size}
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"bundle_id": self.bundle_id, "path": str(self.path), "bag": self.bag_name, "case": self.case.ref,
-                "case_id": self.case.id, "exhibits": self.exhibits, "sha256": self.sha256, "size": self.size,
-                "payload_bytes": self.payload_bytes, "payload_files": self.payload_files,
-                "stored": {"bucket": self.bucket, "key": self.key, "version_id": self.version_id},
-                "exported_events": self.events, "signing_key_ids": self.key_ids, "seconds": round(self.seconds, 3),
-                "build_seconds": round(self.build_seconds, 3)}
 
 
 # ---- snapshot of the custody record ------------------------------------------
@@ -136,20 +95,37 @@ def _member_name(bx: BundledExhibit, i: int, obj: ExhibitObject, working_copies:
     return f"{base}/derived/{i:03d}_{kind}_{name}", False
 
 
+def _choose(ev: Evidence, case: Case, exhibit_refs: list[str] | None) -> tuple[CaseLogReport, list[Exhibit]]:
+    """The exhibits to bundle, from the case log (never an index listing); the case log must verify."""
+    cl = ev.cases.read(case.id, ev.log.trusted_keys())
+    if not cl.ok:
+        raise IntegrityError(f"case {case.ref}: its case log does not verify, not exporting: "
+                             + "; ".join(str(f) for f in cl.chain.findings + cl.findings))
+    if not exhibit_refs:
+        return cl, cl.exhibits
+    chosen = []
+    for ref in dict.fromkeys(exhibit_refs):
+        hit = next((e for e in cl.exhibits if e.ref == ref), None)
+        if hit is None:
+            ev.get(case.ref, ref)  # NotFoundError when it exists nowhere
+            raise IntegrityError(f"exhibit {ref} is not recorded in the case log of {case.ref}: not exporting it")
+        chosen.append(hit)
+    return cl, chosen
+
+
 def build_bundle(ev: Evidence, case_ref: str, exhibit_refs: list[str] | None, out: Path, *, actor: Actor,
                  working_copies: bool = False, recipient: str = "", reason: str = "",
                  progress: Progress | None = None, plan: Plan | None = None,
                  store_bundle: bool = True, keep: Callable[[ExhibitObject], bool] | None = None,
-                 selection: str = "") -> BundleResult:
-    """Build, store (Object Lock) and record a bundle of a case's exhibits.
+                 selection: str = "", **_future: Any) -> BundleResult:
+    """Build, store (Object Lock) and record a bundle of a case's exhibits; keyword-only options may grow.
 
     `keep` chooses the derived objects that go in (originals always do; None: all); `selection` says how.
     """
     t0 = time.perf_counter()
     recipient, reason = clean_human_text(recipient, "recipient", 200), clean_human_text(reason, "reason", 500)
-    case = ev.catalog.get_case(case_ref)
-    exhibits = ([ev.catalog.get_exhibit(case, r) for r in dict.fromkeys(exhibit_refs)] if exhibit_refs
-                else ev.catalog.list_exhibits(case))
+    case = ev.locate_case(case_ref) or ev.catalog.get_case(case_ref)
+    case_log, exhibits = _choose(ev, case, exhibit_refs)
     if not exhibits:
         raise UsageError(f"case {case.ref!r} has no exhibits to bundle")
     out = Path(out)
@@ -173,6 +149,7 @@ def build_bundle(ev: Evidence, case_ref: str, exhibit_refs: list[str] | None, ou
     if keep is not None:
         for bx in snaps:
             bx.objects = [o for o in bx.objects if o.role == "original" or keep(o)]
+    log_slots = ev.cases.chains.slots(caselog_prefix(case.id))
 
     if plan:
         plan("copying evidence", sum(o.size for bx in snaps for o in bx.objects))
@@ -199,7 +176,7 @@ def build_bundle(ev: Evidence, case_ref: str, exhibit_refs: list[str] | None, ou
                 bx.files.append(BundleFile(name, obj.role, sha, size, obj.bucket, obj.key, obj.version_id,
                                            obj.event_seq, obj.info.get("kind"), obj.original_name, obj.status, wc))
                 if tee is not None and tee.tell() == size:
-                    bx.thumbnails.append((obj.original_name or name.rsplit("/", 1)[-1], name, tee.getvalue()))
+                    bx.thumbnails.append((obj.original_name or name.rsplit('/', 1)[-1], name, tee.getvalue()))
                     thumb_bytes += size
             for fname, data in bx.raw_events:
                 name = f"data/exhibits/{bx.folder}/custody/events/{fname}"
@@ -207,14 +184,33 @@ def build_bundle(ev: Evidence, case_ref: str, exhibit_refs: list[str] | None, ou
             for kid, pem in sorted(bx.keys.items()):
                 name = f"data/exhibits/{bx.folder}/custody/keys/{kid}.pem"
                 bx.files.append(BundleFile(name, "public-key", z.write_bytes(name, pem), len(pem)))
+        metadata = [f"{CASE_LOG_DIR}{s.name.rsplit('/', 1)[-1]}" for s in log_slots]
+        for path, s in zip(metadata, log_slots, strict=True):
+            z.write_bytes(path, s.data or b"")
 
-        key_ids = sorted({k for bx in snaps for k in bx.keys})
+        # every chain head in the bundle, proven in the transparency log and time-stamped now
+        chains = [(events_prefix(bx.exhibit.id), len(bx.events), bx.head) for bx in snaps]
+        chains.append((caselog_prefix(case.id), len(case_log.chain.events), case_log.chain.head_hash))
+        proven = prove(ev, chains, case_log.bundles)
+        metadata += write_transparency(z, proven, _key_changes(ev))
+        signer_ids = _signers(snaps, log_slots, proven, ev.signer.key_id)
+        for kid in signer_ids:
+            path = f"data/keys/{kid}.pem"
+            z.write_bytes(path, _public_pem(ev, kid))
+            metadata.append(path)
+
         heads = [(bx.exhibit.ref, len(bx.events), bx.head) for bx in snaps]
+        key_ids = sorted({k for bx in snaps for k in bx.keys})
+        exhibit_selection = "all" if len(snaps) == len(case_log.exhibits) else "subset"
         meta = {
             "schema": BUNDLE_SCHEMA, "bundle_id": bundle_id, "bag": bag, "created": iso(now),
             "case": case.brief(), "prepared_by": actor.as_dict(), "recipient": recipient, "reason": reason,
             "working_copies": working_copies, "signing_key_ids": key_ids, "tool": f"custody {__version__}",
             "derived_selection": selection or "originals and every derived object",
+            "selection": exhibit_selection, "statement": STATEMENT, "metadata_files": sorted(metadata),
+            "case_log": {"folder": CASE_LOG_DIR.rstrip("/"), "length": len(case_log.chain.events),
+                         "head": case_log.chain.head_hash,
+                         "exhibits": [e.ref for e in case_log.exhibits]},
             "exhibits": [{"id": bx.exhibit.id, "ref": bx.exhibit.ref, "officer": bx.exhibit.officer,
                           "description": bx.exhibit.description, "folder": f"data/exhibits/{bx.folder}",
                           "chain": {"length": len(bx.events), "head": bx.head},
@@ -231,38 +227,27 @@ def build_bundle(ev: Evidence, case_ref: str, exhibit_refs: list[str] | None, ou
         z.write_bytes("data/report/report.pdf", render_pdf(rd))
         z.write_bytes(INDEX_NAME, json.dumps(meta, indent=1, sort_keys=True, ensure_ascii=False).encode())
 
-        # tag files, then the manifests that cover them: order inside a zip does not matter
+        # tag files, then the signed statement over every file, then the manifests: order in a zip does not matter
         payload_bytes = sum(s for _, _, s in z.payload)
-        info: list[tuple[str, str]] = [
-            ("Bag-Software-Agent", f"custody {__version__} (streamed BagIt writer, bagit.py conventions)"),
-            ("Bagging-Date", now.strftime("%Y-%m-%d")),
-            ("Bagging-Timestamp", iso(now)),
-            ("External-Identifier", bundle_id),
-            ("Internal-Sender-Identifier", case.ref),
-            ("Case-Reference", case.ref),
-            ("Case-Id", case.id),
-            *[("Exhibit-Reference", f"{bx.exhibit.ref} (id {bx.exhibit.id}, officer {bx.exhibit.officer})")
-              for bx in snaps],
-            ("Prepared-By", f"{actor.name} ({actor.role})"),
-            ("Prepared-At", iso(now)),
-            ("Recipient", recipient or "(not stated)"),
-            ("Reason", reason or "(not stated)"),
-            ("Content", "working copies (byte-identical) of the originals" if working_copies else "originals"),
-            *[("Custody-Signing-Key-Id", k) for k in key_ids],
-            *[("Custody-Chain-Head", f"{ref} length {n} last-event-sha256 {h}") for ref, n, h in heads],
-            ("Payload-Oxum", f"{payload_bytes}.{len(z.payload)}"),
-        ]
+        info = _bag_info(meta, actor, heads, payload_bytes, len(z.payload), now)
+        head = proven.state.head
+        assert head is not None
         tags = {
             "bagit.txt": f"BagIt-Version: {BAG_VERSION}\nTag-File-Character-Encoding: UTF-8\n".encode(),
             "bag-info.txt": "".join(f"{k}: {tag_value(v)}\n" for k, v in info).encode(),
-            "README.txt": readme_text(bag, working_copies, key_ids, heads).encode(),
-            "manifest-sha256.txt": "".join(f"{h}  {p}\n" for h, p, _ in sorted(z.payload, key=lambda x: x[1]))
-            .encode(),
+            "README.txt": readme_text(bag, working_copies, key_ids, heads, statement_key=ev.signer.key_id,
+                                      treehead=head, gen_time=proven.gen_time, chains=proven.proofs,
+                                      case_ref=case.ref).encode(),
         }
-        tagman = []
         for name, data in tags.items():
-            tagman.append(f"{z.write_bytes(name, data)}  {name}\n")
-        z.write_bytes("tagmanifest-sha256.txt", "".join(tagman).encode())
+            z.write_bytes(name, data)
+        statement = seal(z, ev.signer, meta=meta, proven=proven, signing_keys=signer_ids, selection=exhibit_selection,
+                         case_log=(len(case_log.chain.events), case_log.chain.head_hash))
+        z.write_bytes("manifest-sha256.txt", "".join(f"{h}  {p}\n" for h, p, _ in sorted(z.payload,
+                                                                                          key=lambda x: x[1]))
+                      .encode())
+        tagman = "".join(f"{h}  {p}\n" for p, h in sorted(z.written.items()) if not p.startswith("data/"))
+        z.write_bytes("tagmanifest-sha256.txt", tagman.encode())
         z.close()
         try:
             os.link(tmp, out)  # fails rather than replace a file that appeared meanwhile
@@ -281,6 +266,8 @@ def build_bundle(ev: Evidence, case_ref: str, exhibit_refs: list[str] | None, ou
 
     result = BundleResult(bundle_id, out, bag, case, [bx.exhibit.ref for bx in snaps], "", out.stat().st_size,
                           payload_bytes, len(z.payload), key_ids=key_ids, build_seconds=built)
+    result.treehead = {"size": head.size, "root": head.root, "time": head.time,
+                       "statement_sha256": statement["statement_sha256"]}
     if store_bundle:
         if plan:
             plan("storing bundle", result.size)
@@ -294,8 +281,57 @@ def build_bundle(ev: Evidence, case_ref: str, exhibit_refs: list[str] | None, ou
         from hashing.stream import hash_file
 
         result.sha256 = hash_file(out).sha256
+    ev.flush()
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def _bag_info(meta: dict[str, Any], actor: Actor, heads: list[tuple[str, int, str]], payload_bytes: int,
+              payload_files: int, now: datetime) -> list[tuple[str, str]]:
+    case = meta["case"]
+    return [
+        ("Bag-Software-Agent", f"custody {__version__} (streamed BagIt writer, bagit.py conventions)"),
+        ("Bagging-Date", now.strftime("%Y-%m-%d")),
+        ("Bagging-Timestamp", iso(now)),
+        ("External-Identifier", meta["bundle_id"]),
+        ("Internal-Sender-Identifier", case["ref"]),
+        ("Case-Reference", case["ref"]),
+        ("Case-Id", case["id"]),
+        *[("Exhibit-Reference", f"{x['ref']} (id {x['id']}, officer {x['officer']})") for x in meta["exhibits"]],
+        ("Prepared-By", f"{actor.name} ({actor.role})"),
+        ("Prepared-At", iso(now)),
+        ("Recipient", meta["recipient"] or "(not stated)"),
+        ("Reason", meta["reason"] or "(not stated)"),
+        ("Content", "working copies (byte-identical) of the originals" if meta["working_copies"] else "originals"),
+        *[("Custody-Signing-Key-Id", k) for k in meta["signing_key_ids"]],
+        *[("Custody-Chain-Head", f"{ref} length {n} last-event-sha256 {h}") for ref, n, h in heads],
+        ("Custody-Statement", f"{STATEMENT} (signed; covers every file of this bag)"),
+        ("Payload-Oxum", f"{payload_bytes}.{payload_files}"),
+    ]
+
+
+def _key_changes(ev: Evidence) -> list[dict[str, Any]]:
+    return [r for r in ev.log.key_changes() if isinstance(r, dict) and "keychange" in r]
+
+
+def _signers(snaps: list[BundledExhibit], log_slots: list[Any], proven: Proven, own: str) -> list[str]:
+    """Every key that signed something in the bundle: events, case log entries, tree heads, the statement."""
+    ids = {own, *(k for bx in snaps for k in bx.keys)}
+    for s in log_slots:
+        try:
+            ids.add(json.loads(s.data or b"")["signature"]["key_id"])
+        except (ValueError, KeyError, TypeError):
+            continue
+    envs = [proven.state.envelope] + [json.loads(v) for p, v in proven.files.items() if p.endswith(".json")]
+    ids.update(e["signature"]["key_id"] for e in envs if e)
+    return sorted(ids)
+
+
+def _public_pem(ev: Evidence, kid: str) -> bytes:
+    trusted = ev.log.trusted_keys()
+    if kid not in trusted:
+        raise IntegrityError(f"key {kid} signed part of this bundle but is not trusted here; not exporting")
+    return public_pem(trusted[kid])
 
 
 def _store_and_record(ev: Evidence, result: BundleResult, snaps: list[BundledExhibit], actor: Actor,
@@ -317,5 +353,11 @@ def _store_and_record(ev: Evidence, result: BundleResult, snaps: list[BundledExh
                       details={"payload_files": result.payload_files, "payload_bytes": result.payload_bytes,
                                "chain_length_in_bundle": len(bx.events), "chain_head_in_bundle": bx.head})
         result.events[bx.exhibit.ref] = e["seq"]
+    ev.cases.append(result.case, "bundle_exported", {
+        "bundle_id": result.bundle_id, "object": obj.ref(), "recipient": recipient, "reason": reason,
+        "exhibits": [{"id": bx.exhibit.id, "ref": bx.exhibit.ref, "length": len(bx.events), "head": bx.head}
+                     for bx in snaps],
+        "treehead": {"size": result.treehead["size"], "root": result.treehead["root"]},
+        "statement_sha256": result.treehead["statement_sha256"]}, actor)
 
 

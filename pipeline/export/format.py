@@ -16,6 +16,18 @@ INDEX_NAME = "data/bundle.json"
 MANIFEST = "manifest-sha256.txt"
 TAGMANIFEST = "tagmanifest-sha256.txt"
 REPORTS = ("data/report/report.html", "data/report/report.pdf")
+# signed completeness (issue 15): tag files at the bag's root, and the payload's transparency material
+STATEMENT = "custody-statement.json"
+FILE_LIST = "custody-files.txt"
+CASE_LOG_DIR = "data/case/log/"
+TRANSPARENCY_DIR = "data/transparency/"
+TREEHEAD = "data/transparency/treehead.json"
+TREEHEAD_TOKEN = "data/transparency/treehead.tsr"  # noqa: S105 - a file name, not a secret
+PROOFS = "data/transparency/proofs.json"
+ANCHORS = "data/transparency/anchors.json"
+CONSISTENCY = "data/transparency/consistency.json"
+CHECKER = "data/transparency/check_bundle.py"
+KEY_CHANGES_DIR = "data/keys/changes/"
 CHUNK = 4 * 1024 * 1024
 # Thumbnails and contact sheets are also drawn in the report, so they are kept in memory while copied:
 # bounded per image, per exhibit and in total, so a thousand stills cannot blow the memory budget.

@@ -93,7 +93,7 @@ def render_html(rd: ReportData) -> bytes:
     for exhibit, events, files, thumbs in rd.exhibits:
         out.append(f"<h2>Exhibit {e(exhibit.ref)}</h2>")
         if (st := rd.statement(exhibit)) is not None:
-            from pipeline.export.statement import render_html as statement_html
+            from pipeline.export.continuity import render_html as statement_html
 
             out.append(statement_html(st))
         out.append("<h3>Files and SHA-256</h3><table><tr><th>Role</th>"
@@ -164,7 +164,7 @@ def render_pdf(rd: ReportData) -> bytes:
     for exhibit, events, files, thumbs in rd.exhibits:
         story.append(Paragraph(xml_escape(f"Exhibit {exhibit.ref}"), styles["Heading2"]))
         if (st := rd.statement(exhibit)) is not None:
-            from pipeline.export.statement import pdf_flowables
+            from pipeline.export.continuity import pdf_flowables
 
             story += pdf_flowables(st, styles, w, p, table, mono)
         story.append(Paragraph("Files and SHA-256", styles["Heading3"]))

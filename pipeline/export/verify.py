@@ -1,12 +1,14 @@
-"""Offline verification of an evidence bundle: no S3, no CUSTODY_HOME needed.
+"""Offline verification of an evidence bundle: no S3 needed; the verifier's home gives trust and memory.
 
 Checks, naming every file that fails: the BagIt structure and both manifests
 (every listed file exists and matches, no unlisted payload or tag files,
-Payload-Oxum), every custody chain and signature (the same `check_chain` as
-online verify), and that each original/derived file's hash equals the SHA-256
-its signed custody event records. The trusted key is the one inside the
-bundle unless the recipient supplies their own, so its id is always printed
-for out-of-band comparison. Reads the zip in place, one pass per member.
+Payload-Oxum), the signed statement and file list (verify_seal), every custody
+chain and signature (the same `check_chain` as online verify), and that each
+original/derived file's hash equals the SHA-256 its signed custody event
+records. Trust is never taken from the bundle: the statement must be signed by
+a key given with --trusted-key, confirmed with --key-id, or trusted by the
+verifier's home; its id is always printed for out-of-band comparison. Reads the
+zip in place, one pass per member.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from pipeline.custody.chain import Finding, Slot, check_chain, seq_from_name
 from pipeline.custody.signing import key_id, load_public_pem
+from pipeline.errors import UsageError
+from pipeline.export import verify_seal
 from pipeline.export.format import CHUNK, INDEX_NAME, MANIFEST, REPORTS, TAGMANIFEST
 
 INDEX = INDEX_NAME
@@ -82,6 +86,11 @@ class BundleReport:
     keys: list[dict[str, str]] = field(default_factory=list)
     exhibits: list[dict[str, Any]] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    statement_key: str = ""
+    treehead: dict[str, Any] = field(default_factory=dict)
+    timestamp: str | None = None
+    superseded: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -93,7 +102,8 @@ class BundleReport:
     def as_dict(self) -> dict[str, Any]:
         return {"result": "PASS" if self.ok else "FAIL", "bundle": self.bundle, "bag": self.bag, "case": self.case,
                 "files_checked": self.files_checked, "bytes_hashed": self.bytes_hashed, "keys": self.keys,
-                "exhibits": self.exhibits,
+                "exhibits": self.exhibits, "statement_key": self.statement_key, "treehead": self.treehead,
+                "timestamp": self.timestamp, "superseded": self.superseded, "notes": self.notes,
                 "failures": [{"subject": f.subject, "problem": f.problem} for f in self.findings]}
 
 
@@ -212,7 +222,8 @@ def _check_manifests(bag: _ZipBag | _DirBag, hashes: dict[str, tuple[str, int]],
 
 def _load_keys(bag: _ZipBag | _DirBag, rep: BundleReport) -> dict[str, Ed25519PublicKey]:
     keys: dict[str, Ed25519PublicKey] = {}
-    for path in sorted(p for p in bag.files if "/custody/keys/" in p and p.endswith(".pem")):
+    for path in sorted(p for p in bag.files if ("/custody/keys/" in p or p.startswith("data/keys/"))
+                       and p.endswith(".pem")):
         data = _read_small(bag, path, 64 * 1024) or b""
         try:
             pub = load_public_pem(data)
@@ -226,8 +237,21 @@ def _load_keys(bag: _ZipBag | _DirBag, rep: BundleReport) -> dict[str, Ed25519Pu
     return keys
 
 
-def verify_bundle(path: Path, trusted_keys: list[Path] | None = None) -> BundleReport:
-    """Verify a bundle zip (or an unzipped bag directory) completely, offline."""
+def verify_bundle(path: Path, trusted_keys: list[Path] | None = None, *, key_ids: list[str] | None = None,
+                  tsa_roots: list[Path] | None = None, settings: Any = None) -> BundleReport:
+    """Verify a bundle zip (or an unzipped bag directory) completely, offline.
+
+    `trusted_keys` / `key_ids`: trust exactly these (PEM files; ids of keys in the bundle, confirmed out of
+    band); otherwise the keys the verifier's home trusts. `settings`: the verifier's home (trust, TSA roots,
+    tolerance, bundles seen before); default: the current CUSTODY_HOME.
+    """
+    from datetime import timedelta
+
+    from pipeline.custody.seen import Seen
+    from pipeline.custody.timestamps import tsa_roots as load_roots
+    from pipeline.settings import load_settings
+
+    settings = settings or load_settings()
     path = Path(path)
     rep = BundleReport(str(path))
     try:
@@ -239,7 +263,30 @@ def verify_bundle(path: Path, trusted_keys: list[Path] | None = None) -> BundleR
         rep.bag = bag.prefix.rstrip("/") or path.name
         hashes = _hash_all(bag, rep)
         _check_manifests(bag, hashes, rep)
-        _check_custody(bag, hashes, rep, trusted_keys)
+        in_bundle = _load_keys(bag, rep)
+
+        def read(name: str) -> bytes | None:
+            return _read_small(bag, name)
+
+        trust = verify_seal.trust(read, sorted(bag.files), rep, in_bundle, trusted_keys, key_ids, settings)
+        sealed = verify_seal.statement(read, rep, trust, in_bundle)
+        if sealed is not None:
+            verify_seal.file_list(read, rep, sealed, hashes)
+        chains = _check_custody(bag, hashes, rep, sealed.event_keys if sealed else trust.keys, sealed)
+        if sealed is not None:
+            case_id = (sealed.doc.get("case") or {}).get("id")
+            chains[f"cases/{case_id}/log/"] = verify_seal.case_log(read, sorted(bag.files), rep, sealed)
+            try:
+                roots = load_roots(settings, tsa_roots)
+            except (ValueError, UsageError) as exc:
+                rep.fail("trusted time", str(exc))
+                roots = []
+            if not roots:
+                rep.fail("trusted time", "time-stamps not checked: no trusted TSA root certificate (pass --tsa-root "
+                                         "with the TSA's CA, obtained from the TSA, or set CUSTODY_TSA_ROOTS)")
+            verify_seal.transparency(read, rep, sealed, chains, roots,
+                                     timedelta(seconds=settings.time_tolerance_s),
+                                     Seen(settings.home) if rep.ok else None)
     finally:
         bag.close()
     return rep
@@ -256,17 +303,10 @@ def _exhibit_dirs(bag: _ZipBag | _DirBag) -> Iterator[str]:
 
 
 def _check_custody(bag: _ZipBag | _DirBag, hashes: dict[str, tuple[str, int]], rep: BundleReport,
-                   trusted_paths: list[Path] | None) -> None:
-    in_bundle = _load_keys(bag, rep)
-    rep.keys = [{"key_id": k, "source": "bundle"} for k in sorted(in_bundle)]
-    if trusted_paths:
-        trusted: dict[str, Ed25519PublicKey] = {}
-        for tp in trusted_paths:
-            pub = load_public_pem(Path(tp).read_bytes())
-            trusted[key_id(pub)] = pub
-            rep.keys.append({"key_id": key_id(pub), "source": f"trusted ({tp})"})
-    else:
-        trusted = in_bundle
+                   trusted: dict[str, Ed25519PublicKey], sealed: verify_seal.Sealed | None
+                   ) -> dict[str, list[dict[str, Any]]]:
+    """Chains and files against bundle.json (which must match the signed statement); returns events by chain."""
+    chains: dict[str, list[dict[str, Any]]] = {}
     raw_index = _read_small(bag, INDEX)
     try:
         index = json.loads(raw_index) if raw_index else None
@@ -276,6 +316,11 @@ def _check_custody(bag: _ZipBag | _DirBag, hashes: dict[str, tuple[str, int]], r
         rep.fail(INDEX, "missing or unreadable: cannot match files to custody records")
         index = {"exhibits": []}
     rep.case = str((index.get("case") or {}).get("ref", ""))
+    if sealed is not None:
+        verify_seal.index_matches(rep, sealed, index)
+        files_of = {x.get("folder"): x.get("files", []) for x in index.get("exhibits", [])}
+        index = {**index, "exhibits": [{**x, "files": files_of.get(x["folder"], [])}
+                                       for x in sealed.doc.get("exhibits", [])]}
     declared = {x.get("folder"): x for x in index.get("exhibits", [])}
     described: set[str] = set()
     for folder in sorted(set(_exhibit_dirs(bag)) | set(declared)):
@@ -325,10 +370,13 @@ def _check_custody(bag: _ZipBag | _DirBag, hashes: dict[str, tuple[str, int]], r
             if ident not in present and o.get("role") == "original":
                 rep.fail(folder, f"original {o.get('original_name') or ident[1]} recorded in custody is not in the "
                                  "bundle")
+        if ex_id:
+            chains[f"exhibits/{ex_id}/events/"] = chain.events
         rep.exhibits.append({"folder": folder, "exhibit": decl.get("ref"), "exhibit_id": ex_id,
                              "events": len(chain.events), "head": chain.head_hash, "chain_ok": chain.ok,
                              "objects_checked": len(present)})
-    described |= {INDEX, *REPORTS}
+    described |= {INDEX, *REPORTS, *(index.get("metadata_files") or [])}
     for p in sorted(bag.files):
         if p.startswith("data/") and p not in described:
             rep.fail(p, f"payload file not described in {INDEX} (no custody record)")
+    return chains

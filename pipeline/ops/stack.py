@@ -147,3 +147,30 @@ def stop_s3(settings: Settings, timeout: float = 20.0) -> bool:
         os.killpg(state.pid, signal.SIGKILL)
     path.unlink(missing_ok=True)
     return True
+
+
+def start_tsa(settings: Settings) -> dict[str, str]:
+    """Start the local RFC 3161 TSA of this home (idempotent): the stand-in for a real one, as the camera
+    emulator stands in for cameras. Used only when the settings name no real TSA."""
+    from pipeline.custody.timestamps import local_tsa_dir
+    from pipeline.ops import tsa_server
+
+    tsa = tsa_server.start(local_tsa_dir(settings))
+    return {"url": tsa.url, "ca": str(tsa.ca_cert), "certificate": str(tsa.tsa_cert), "pid": str(tsa.pid)}
+
+
+def stop_tsa(settings: Settings) -> bool:
+    from pipeline.custody.timestamps import local_tsa_dir
+    from pipeline.ops import tsa_server
+
+    d = local_tsa_dir(settings)
+    return tsa_server.stop(d) if d.exists() else False
+
+
+def tsa_status(settings: Settings) -> dict[str, object]:
+    """Which TSAs this home uses and which roots it trusts; the local TSA's URL and CA when it runs."""
+    from pipeline.custody.timestamps import local_tsa_dir, local_tsa_url, tsa_root_paths, tsa_urls
+
+    ca = local_tsa_dir(settings) / "ca.pem"
+    return {"urls": tsa_urls(settings), "roots": [str(p) for p in tsa_root_paths(settings)],
+            "local": {"url": local_tsa_url(settings), "ca": str(ca) if ca.exists() else None}}

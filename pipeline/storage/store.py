@@ -34,11 +34,11 @@ from hashing.stream import DEFAULT_ALGORITHMS, Digests, HashingReader
 from pipeline.errors import ChainConflict, IntegrityError, ObjectNotFound, StorageError, StoreUnavailable
 from pipeline.settings import Settings
 from pipeline.storage.client import UNSIGNED, make_client
+from pipeline.storage.listing import Listing
 from pipeline.storage.multipart import MultipartUpload, is_md5
 from pipeline.storage.objects import (
     ObjectInfo,
     StoredObject,
-    VersionInfo,
     b64md5,
     header_safe,
     read_full,
@@ -52,7 +52,7 @@ ContentType = str | Callable[[bytes], str]
 _MISSING = ("NoSuchKey", "NoSuchVersion", "NoSuchObject", "ResourceNotFound", "NoSuchUpload", "NoSuchBucket")
 
 
-class EvidenceStore:
+class EvidenceStore(Listing):
     """Bucket-level operations with integrity checks; knows nothing of cases."""
 
     def __init__(self, settings: Settings, client: Minio | None = None) -> None:
@@ -137,8 +137,11 @@ class EvidenceStore:
 
     # ---- writes --------------------------------------------------------
     def object_headers(self, content_type: str, metadata: dict[str, str] | None, lock: bool,
-                       legal_hold: bool = False) -> dict[str, str]:
-        """Headers every new object carries: type, metadata, encryption, retention (and legal hold)."""
+                       legal_hold: bool = False, retention_mode: str | None = None) -> dict[str, str]:
+        """Headers every new object carries: type, metadata, encryption, retention (and legal hold).
+
+        `retention_mode` overrides the configured mode for records that must never be deletable (the
+        transparency log is always COMPLIANCE, even where evidence is kept under GOVERNANCE)."""
         headers: dict[str, str] = {"Content-Type": content_type}
         for k, v in (metadata or {}).items():
             headers[f"x-amz-meta-{k}"] = header_safe(v)
@@ -146,7 +149,7 @@ class EvidenceStore:
             headers["X-Amz-Server-Side-Encryption"] = "AES256"
         if lock and self.lock_supported:
             until = datetime.now(UTC) + timedelta(days=self.settings.retention_days)
-            headers["x-amz-object-lock-mode"] = self.settings.retention_mode
+            headers["x-amz-object-lock-mode"] = retention_mode or self.settings.retention_mode
             headers["x-amz-object-lock-retain-until-date"] = until.strftime("%Y-%m-%dT%H:%M:%S.000Z")
             if legal_hold:
                 headers["x-amz-object-lock-legal-hold"] = "ON"
@@ -230,11 +233,11 @@ class EvidenceStore:
         return obj
 
     def put_bytes(self, bucket: str, key: str, data: bytes, *, content_type: str = "application/json",
-                  if_absent: bool = False, lock: bool = False) -> StoredObject:
+                  if_absent: bool = False, lock: bool = False, retention_mode: str | None = None) -> StoredObject:
         """Small object in one request; with `if_absent` the server refuses to replace an existing key."""
         d = Digests(("sha256",))
         d.update(data)
-        headers = self.object_headers(content_type, {"sha256": d.sha256}, lock, False)
+        headers = self.object_headers(content_type, {"sha256": d.sha256}, lock, False, retention_mode)
         return self._put_single(bucket, key, data, headers, d, content_type, if_absent)
 
     @staticmethod
@@ -345,38 +348,6 @@ class EvidenceStore:
             raise IntegrityError(f"{bucket}/{key} version {version_id} hashes to {w.digests.sha256}, custody record "
                                  f"says {expected_sha256}: refusing to work on it (run `custody verify`)")
         return w.digests
-
-    def versions(self, bucket: str, key: str) -> list[VersionInfo]:
-        out = []
-        for o in self._call(self.client.list_objects, bucket, prefix=key, include_version=True):
-            if o.object_name != key:
-                continue
-            out.append(VersionInfo(o.version_id, bool(o.is_latest), bool(o.is_delete_marker), o.size,
-                                   o.last_modified))
-        return out
-
-    def is_deleted(self, bucket: str, key: str) -> bool:
-        """True when a plain GET of the key fails: a delete marker hides its versions."""
-        return self.stat(bucket, key) is None
-
-    def list_keys(self, bucket: str, prefix: str, start_after: str | None = None) -> list[str]:
-        kw: dict[str, Any] = {"prefix": prefix, "recursive": True}
-        if start_after:
-            kw["start_after"] = start_after
-
-        def list_objects() -> list[Any]:
-            return list(self.client.list_objects(bucket, **kw))
-
-        return [o.object_name for o in self._call(list_objects)]
-
-    def list_all_versions(self, bucket: str, prefix: str) -> list[tuple[str, VersionInfo]]:
-
-        def list_object_versions() -> list[Any]:
-            return list(self.client.list_objects(bucket, prefix=prefix, recursive=True, include_version=True))
-
-        objs = self._call(list_object_versions)
-        return [(o.object_name, VersionInfo(o.version_id, bool(o.is_latest), bool(o.is_delete_marker), o.size,
-                                            o.last_modified)) for o in objs]
 
     def set_legal_hold(self, bucket: str, key: str, version_id: str | None, on: bool) -> None:
         fn = self.client.enable_object_legal_hold if on else self.client.disable_object_legal_hold

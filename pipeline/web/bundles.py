@@ -112,7 +112,7 @@ def _job(job_id: str, c: Case) -> BundleJob:
 def _exhibits(svc: Services, c: Case, exhibit_id: str | None) -> list[Exhibit]:
     if exhibit_id is not None and not re.fullmatch(EXHIBIT_ID, exhibit_id):
         raise NotFoundError("no such exhibit")
-    exhibits = [load_exhibit(svc, c, exhibit_id)] if exhibit_id else svc.ev.catalog.list_exhibits(c)
+    exhibits = [load_exhibit(svc, c, exhibit_id)] if exhibit_id else svc.ev.exhibits_of(c)  # the case log
     if not exhibits:
         raise NotFoundError("the case has no exhibits to bundle")
     return exhibits
