@@ -178,6 +178,8 @@ class Settings:
     c2pa_cert: Path | None = None
     c2pa_key: Path | None = None
     c2pa_trust_anchors: Path | None = None
+    # put content credentials on stills, contact sheets and clips as they are stored (off: plain files)
+    content_credentials: bool = True
     # RFC 3161 time-stamp authorities, tried in order (production: real TSAs). Empty: the embedded stack's local
     # TSA, when `custody stack up` runs one. Roots: the TSAs' CA certificates (PEM) this home trusts; the local
     # TSA's own CA is added for the home that runs it. A verifier trusts no TSA it was not given.

@@ -112,7 +112,8 @@ def reseal(bag: Path, signer: Signer, tsa_url: str, tsa_ca: Path, plant: tuple[s
     index["signing_key_ids"] = [signer.key_id]
     index["metadata_files"] = sorted(p.relative_to(bag).as_posix() for p in
                                      [*(bag / "data/case/log").glob("*.json"), *tdir.rglob("*"),
-                                      *(bag / "data/keys").rglob("*")] if p.is_file())
+                                      *(bag / "data/keys").rglob("*"), *(bag / "data/provenance").rglob("*")]
+                                     if p.is_file())
     (bag / "data/bundle.json").write_text(json.dumps(index, indent=1, sort_keys=True))
     write_manifests(bag)
     hashes = {p.relative_to(bag).as_posix(): _sha(p.read_bytes()) for p in bag.rglob("*") if p.is_file()}

@@ -25,6 +25,8 @@ from pipeline.custody.tlogformat import queue_key
 from tests.forge import reseal, rezip, unzip, write_manifests
 from tests.homes import B, bypass_delete, examiner, failures, hide, put, verify_json
 
+WHY = ("--recipient", "CPS reviewing lawyer", "--reason", "test disclosure")
+
 
 def _files(tmp: Path, n: int, tag: str) -> list[str]:
     out = []
@@ -81,7 +83,7 @@ def test_attack2_truncated_bundle_with_fixed_metadata(cli, stack_status, tmp_pat
 
     c = _case(cli, tmp_path, refs=("TR/1",), n=4)
     z = tmp_path / "b.zip"
-    cli.run("bundle", "--case", c["ref"], "--out", str(z))
+    cli.run("bundle", "--case", c["ref"], "--out", str(z), *WHY)
     bag = unzip(z, tmp_path / "x")
     events = sorted((bag / "data/exhibits/TR_1/custody/events").glob("*.json"))
     for p in events[-2:]:
@@ -113,7 +115,7 @@ def test_attack3_resigned_bundle_is_refused_unless_its_key_is_trusted(cli, stack
 
     c = _case(cli, tmp_path, refs=("RS/1",))
     z = tmp_path / "b.zip"
-    cli.run("bundle", "--case", c["ref"], "--out", str(z))
+    cli.run("bundle", "--case", c["ref"], "--out", str(z), *WHY)
     bag = unzip(z, tmp_path / "x")
     planted = next(p for p in sorted((bag / "data/exhibits/RS_1/originals").iterdir()))
     mallory = Signer(Ed25519PrivateKey.generate())
@@ -202,9 +204,9 @@ def test_attack5_backdated_event_is_named(cli, stack_status, raw_client, tmp_pat
 def test_attack5_replayed_older_bundle_is_superseded(cli, stack_status, tmp_path):  # type: ignore[no-untyped-def]
     c = _case(cli, tmp_path, refs=("RP/1",))
     old, new = tmp_path / "old.zip", tmp_path / "new.zip"
-    cli.run("bundle", "--case", c["ref"], "--out", str(old))
+    cli.run("bundle", "--case", c["ref"], "--out", str(old), *WHY)
     cli.run("ingest", *_files(tmp_path, 1, "more"), "--case", c["ref"], "--exhibit", "RP/1", "--officer", "DC Test")
-    cli.run("bundle", "--case", c["ref"], "--out", str(new))
+    cli.run("bundle", "--case", c["ref"], "--out", str(new), *WHY)
     first = examiner(cli, stack_status, tmp_path / "saw-old-first")
     assert verify_json(first, str(old))[0] == 0
     rc, rep = verify_json(first, str(new))
@@ -221,7 +223,7 @@ def test_bundle_tokens_verify_with_openssl_and_the_standalone_checker(cli, tmp_p
     c = _case(cli, tmp_path, refs=("TS/1",))
     cli.run("ingest", *_files(tmp_path, 1, "two"), "--case", c["ref"], "--exhibit", "TS/1", "--officer", "DC Test")
     z = tmp_path / "b.zip"
-    cli.run("bundle", "--case", c["ref"], "--out", str(z))
+    cli.run("bundle", "--case", c["ref"], "--out", str(z), *WHY)
     bag = unzip(z, tmp_path / "x")
     ca = cli.home / "stack" / "tsa" / "ca.pem"
     tokens = [bag / "data/transparency/treehead.tsr", *sorted((bag / "data/transparency/anchors").glob("*.tsr"))]
@@ -260,7 +262,7 @@ def test_bundle_tokens_verify_with_openssl_and_the_standalone_checker(cli, tmp_p
 def test_untrusted_signer_fails_and_says_how_to_confirm(cli, stack_status, tmp_path):  # type: ignore[no-untyped-def]
     c = _case(cli, tmp_path, refs=("UK/1",), n=1)
     z = tmp_path / "b.zip"
-    cli.run("bundle", "--case", c["ref"], "--out", str(z))
+    cli.run("bundle", "--case", c["ref"], "--out", str(z), *WHY)
     stranger = examiner(cli, stack_status, tmp_path / "stranger", trust_operator=False)
     proc = stranger.run("verify", str(z), check=False)
     kid = Signer.load_or_create(cli.home / "keys" / "signing-ed25519.pem").key_id

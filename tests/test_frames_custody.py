@@ -24,6 +24,8 @@ from pipeline.frames.derive import extract_object, footage_objects
 from pipeline.frames.png import encode_png, encoder_versions, pixel_sha256
 from pipeline.intake.originals import Offer
 from pipeline.intake.upload import store_original
+from pipeline.provenance.c2pa_manifest import read as c2pa_read
+from pipeline.provenance.c2pa_manifest import unsigned_png_sha256
 from tests import footage
 
 pytestmark = pytest.mark.timeout(240)
@@ -70,7 +72,13 @@ def test_stills_stored_once_each_and_the_event_lists_them_all(evidence, clips: d
             st = evidence.store.stat(x["bucket"], x["key"], x["version_id"])
             assert st is not None and st.size == x["size"] and st.sha256 == x["sha256"]
         for x in (x for x in derived if x["kind"] == "still"):
-            assert x["sha256"] == x["info"]["png_sha256"] and x["size"] == x["info"]["png_size"]
+            # the stored still is the encoder's PNG plus its content credential (one caBX chunk)
+            c2pa = x["info"]["c2pa"]
+            assert c2pa["unsigned_sha256"] == x["info"]["png_sha256"]
+            assert x["size"] == x["info"]["png_size"] + c2pa["added_bytes"]
+            data = evidence.store.get_bytes(x["bucket"], x["key"], x["version_id"])
+            assert unsigned_png_sha256(data) == x["info"]["png_sha256"]
+            assert c2pa_read(data)["source"]["exhibit_id"] == ex.id
         stills += [x for x in derived if x["kind"] == "still"]
     # nothing was stored for the exhibit that its events do not list
     recorded = {x["key"] for e in evidence.log.events(ex.id) for x in e.get("objects", []) if x["role"] == "derived"}

@@ -12,6 +12,8 @@ from pipeline.custody.events import build_event, canonical, envelope, event_hash
 from pipeline.custody.signing import Signer
 from tests.homes import B, examiner, failures, put, verify_json
 
+WHY = ("--recipient", "CPS reviewing lawyer", "--reason", "test disclosure")
+
 
 def _operator(cli, stack_status, home, env: dict | None = None):  # type: ignore[no-untyped-def]
     """Another host writing to the session store, time-stamping with the TSA named in its settings. Hosts of one
@@ -41,7 +43,7 @@ def test_rotation_keeps_trust_and_flags_the_retired_key(cli, stack_status, raw_c
     assert op.json("key", "show")["key_id"] == rot["new_key_id"]
     op.run("ingest", str(f2), "--case", case, "--exhibit", "KR/1", "--officer", "DC Key")
     z = tmp_path / "b.zip"
-    op.run("bundle", "--case", case, "--out", str(z))
+    op.run("bundle", "--case", case, "--out", str(z), *WHY)
     # an examiner given only the OLD key trusts the new one through the record (in the store, and in the bundle)
     ex = examiner(cli, stack_status, tmp_path / "ex")  # trusts the session host, and op2's old key only:
     shutil.copy(old_pub, ex.home / "keys" / "trusted" / "op2.pem")

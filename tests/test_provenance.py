@@ -57,7 +57,8 @@ def extracted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
 
     d = tmp_path_factory.mktemp("frames")
     clip = rf.record(d / "clip.mp4", seconds=2, audio=False, size="1280x720")
-    res = extract_frames(clip, d / "out", ExtractParams(every_seconds=0.5, name_prefix="JB_1"), workers=1)
+    params = ExtractParams(every_seconds=0.5, name_prefix="JB_1", png_compression=0)  # stored blocks: patchable
+    res = extract_frames(clip, d / "out", params, workers=1)
     return clip, res
 
 
@@ -82,8 +83,9 @@ def _fix_crc(buf: bytearray, kind: bytes, start: int, end: int) -> None:
 
 
 def _change_one_pixel(png: bytes, row: int, col: int) -> bytes:
-    """Flip one colour byte of one pixel of a level-0 PNG in place (stored deflate blocks, filter none):
-    same length and structure, chunk CRCs and the zlib Adler-32 recomputed, so it is a valid PNG."""
+    """Change one colour byte of one pixel of a level-0 PNG in place (stored deflate blocks): same length and
+    structure, chunk CRCs and the zlib Adler-32 recomputed, so it is a valid PNG. Rows filtered UP carry the
+    change down the column, so the row below gets the opposite change and only the one pixel differs."""
     buf = bytearray(png)
     chunks = _chunks(png)
     width = struct.unpack(">I", png[16:20])[0]
@@ -99,9 +101,18 @@ def _change_one_pixel(png: bytes, row: int, col: int) -> bytes:
         raw_len, pos = raw_len + n, pos + 5 + n
         if head & 1:
             break
-    target = row * (1 + 3 * width) + 1 + 3 * col
-    r0, s0, _n = next(x for x in raw_at if x[0] <= target < x[0] + x[2])
-    buf[where[s0 + target - r0]] ^= 0x40
+    stride = 1 + 3 * width
+    height = struct.unpack(">I", png[20:24])[0]
+
+    def at(raw_offset: int) -> int:  # file offset of one raw (inflated) byte
+        r0, s0, _n = next(x for x in raw_at if x[0] <= raw_offset < x[0] + x[2])
+        return where[s0 + raw_offset - r0]
+
+    target = row * stride + 1 + 3 * col
+    buf[at(target)] = (buf[at(target)] + 0x40) % 256
+    if row + 1 < height and buf[at((row + 1) * stride)] == 2:  # the next row is filtered UP: compensate
+        below = at(target + stride)
+        buf[below] = (buf[below] - 0x40) % 256
     patched = bytes(buf[p] for p in where)
     raw = b"".join(patched[s:s + n] for _r, s, n in raw_at)
     for i, b in enumerate(struct.pack(">I", zlib.adler32(raw))):

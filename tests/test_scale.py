@@ -76,11 +76,21 @@ def _shape(e: dict[str, Any]) -> tuple[Any, ...]:
 
 
 def _frames_view(e: dict[str, Any]) -> dict[str, Any]:
-    """Everything in a frames_extracted event that must not depend on where the chunks ran."""
+    """Everything in a frames_extracted event that must not depend on where the chunks ran.
+
+    Content credentials are signed afresh each run (new signature, run id): what must match is the bytes
+    before the credential (`c2pa.unsigned_sha256`), which for a PNG are the encoder's bytes exactly.
+    """
     derived = [o for o in e["objects"] if o["role"] == "derived"]
-    return {"source": e["parameters"]["source"], "parameters": e["parameters"], "tools": e["tools"],
+
+    def content(o: dict[str, Any]) -> tuple[str, int]:
+        c2pa = (o.get("info") or {}).get("c2pa")
+        return (c2pa["unsigned_sha256"], o["size"] - c2pa["added_bytes"]) if c2pa else (o["sha256"], o["size"])
+
+    params = {k: v for k, v in e["parameters"].items() if k != "content_credentials"}
+    return {"source": e["parameters"]["source"], "parameters": params, "tools": e["tools"],
             "details": e["details"],
-            "objects": [(o["kind"], o["original_name"], o["sha256"], o["size"]) for o in derived],
+            "objects": [(o["kind"], o["original_name"], *content(o)) for o in derived],
             "stills": [(o["info"]["pts"], o["info"]["pixel_sha256"], o["info"]["png_sha256"]) for o in derived
                        if o["kind"] == "still"]}
 

@@ -57,6 +57,8 @@ from pipeline.export.sealing import seal, write_transparency
 from pipeline.export.transparency import Proven, prove
 from pipeline.text import clean_human_text
 
+C2PA_ANCHORS = "data/provenance/c2pa-trust-anchors.pem"  # validates the C2PA credentials of stills, sheets, clips
+
 
 # ---- snapshot of the custody record ------------------------------------------
 def _snapshot(ev: Evidence, exhibit: Exhibit, folder: str) -> BundledExhibit:
@@ -198,6 +200,11 @@ def build_bundle(ev: Evidence, case_ref: str, exhibit_refs: list[str] | None, ou
             path = f"data/keys/{kid}.pem"
             z.write_bytes(path, _public_pem(ev, kid))
             metadata.append(path)
+        if ev.settings.content_credentials:  # the trust anchor that validates the stills' and clips' C2PA
+            from pipeline.provenance.credentials import load_credentials
+
+            z.write_bytes(C2PA_ANCHORS, load_credentials(ev.settings).trust_anchors_pem)
+            metadata.append(C2PA_ANCHORS)
 
         heads = [(bx.exhibit.ref, len(bx.events), bx.head) for bx in snaps]
         key_ids = sorted({k for bx in snaps for k in bx.keys})

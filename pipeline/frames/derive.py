@@ -28,6 +28,8 @@ from pipeline.evidence import Evidence, ExhibitObject
 
 NON_VIDEO_PREFIXES = ("image/", "text/", "audio/", "application/json", "application/pdf", "application/zip")
 SOURCE_ID_HEX = 8  # SHA-256 hex digits of the source in still names
+# derived kinds that leave the system and so carry content credentials (C2PA), with the action preset
+CREDENTIALED = {"still": "still", "contact_sheet": "contact_sheet"}
 
 
 def is_candidate(obj: ExhibitObject) -> bool:
@@ -86,10 +88,25 @@ def extract_object(ev: Evidence, case: Case, exhibit: Exhibit, obj: ExhibitObjec
     params = type(params)(**{**params.model_dump(), "name_prefix": source_prefix(exhibit, obj, base)})
     wallclock = _wallclock_start(events if events is not None else ev.log.events(exhibit.id), obj)
     total = [0]
+    stamper = None
+    if ev.settings.content_credentials:
+        from pipeline.provenance.stamp import Stamper, source_record
+
+        stamper = Stamper(ev.settings, source_record(case, exhibit, obj), "frames_extracted")
+    credentials: dict[str, dict[str, Any]] = {}
 
     def store(path: Path, kind: str, content_type: str | None) -> dict[str, Any]:
-        _, ref = ev.add_derived(case, exhibit, path, source=src_ref, kind=kind, actor=actor,
+        stored_path, facts = path, None
+        if stamper is not None and kind in CREDENTIALED:
+            stored_path, facts = stamper.stamp(path, CREDENTIALED[kind], params.model_dump(mode="json"))
+        _, ref = ev.add_derived(case, exhibit, stored_path, source=src_ref, kind=kind, actor=actor,
                                 content_type=content_type)
+        if facts is not None:
+            ref["original_name"] = path.name
+            ref["encoder_sha256"] = facts["unsigned_sha256"]  # what Uploads checks against the encoder
+            credentials[path.name] = facts
+            if stored_path != path:
+                stored_path.unlink(missing_ok=True)
         return ref
 
     def stored(n: int) -> None:
@@ -135,16 +152,25 @@ def extract_object(ev: Evidence, case: Case, exhibit: Exhibit, obj: ExhibitObjec
             raise
         finally:
             uploads.close()
+    for name, ref in refs.items():
+        ref.pop("encoder_sha256", None)
+        if name in credentials:
+            ref["c2pa"] = credentials[name]
     objects: list[dict[str, Any]] = [reference]
     for still in result.stills:  # in presentation order, each still followed by its thumbnail
         ref = refs[still.png]
-        ref["info"] = still.model_dump(mode="json", exclude={"png", "thumb"})
+        ref["info"] = {**still.model_dump(mode="json", exclude={"png", "thumb"}),
+                       **({"c2pa": ref.pop("c2pa")} if "c2pa" in ref else {})}
         tref = refs[still.thumb]
         tref["info"] = {"still_png_sha256": still.png_sha256, "pts_time": still.pts_time}
         objects += [ref, tref]
+    for sheet in result.contact_sheets:
+        if "c2pa" in refs[sheet]:
+            refs[sheet]["info"] = {"c2pa": refs[sheet].pop("c2pa")}
     objects += [refs[s] for s in result.contact_sheets] + [refs["frames.json"]]
+    c2pa = {"content_credentials": stamper.describe()} if stamper is not None else {}
     return ev.record(case, exhibit, "frames_extracted", actor=actor, objects=objects, tools=result.tool_versions,
-                     parameters={**result.params, "source": src_ref},
+                     parameters={**result.params, "source": src_ref, **c2pa},
                      details={"stills": len(result.stills), "complete": result.complete,
                               "decode_stopped_at": result.decode_stopped_at, "warnings": result.warnings,
                               "probe": result.probe})

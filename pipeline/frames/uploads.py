@@ -66,7 +66,7 @@ class Uploads:
     def _one(self, item: Upload) -> dict[str, Any]:
         try:
             ref = self._store(item.path, item.kind, item.content_type)
-            if item.sha256 and ref["sha256"] != item.sha256:
+            if item.sha256 and ref.get("encoder_sha256", ref["sha256"]) != item.sha256:
                 raise IntegrityError(f"{item.path.name} was stored with SHA-256 {ref['sha256']} but the encoder "
                                      f"wrote {item.sha256}: the work directory changed under us; not recording")
             if item.remove_after:

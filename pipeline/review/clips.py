@@ -119,7 +119,7 @@ def make_clip(ev: Evidence, case: Case, exhibit: Exhibit, start: str, end: str, 
     parts = _parts(timeline, s, e)
     if not parts:
         raise NotFoundError("no footage was recorded between those clock times")
-    refs, recorded_parts, commands = [], [], []
+    refs, recorded_parts, commands, sources = [], [], [], []
     with tempfile.TemporaryDirectory(prefix="custody-clip-") as tmp:
         work = Path(tmp)
         outs: list[Path] = []
@@ -127,6 +127,7 @@ def make_clip(ev: Evidence, case: Case, exhibit: Exhibit, start: str, end: str, 
             obj = find_object(ev, chain.events, f["object_id"])
             if obj is None:
                 raise NotFoundError(f"the original {f['name']} is not in the exhibit's record")
+            sources.append(obj)
             local = work / f"part{n:03d}.src"
             ev.store.download_verified(obj.bucket, obj.key, obj.version_id, obj.sha256, local)
             info = probe(local)
@@ -167,13 +168,23 @@ def make_clip(ev: Evidence, case: Case, exhibit: Exhibit, start: str, end: str, 
         facts = stream_facts(final)
         gaps = [g for g in timeline["gaps"] if parse_instant(g["end"]) > s and parse_instant(g["start"]) < e]  # type: ignore[operator]
         src = recorded_parts[0]["source"]
-        _, ref = ev.add_derived(case, exhibit, final, source=src, kind=KIND, actor=actor, content_type="video/mp4")
+        stored, credential = final, None
+        if ev.settings.content_credentials:  # the clip leaves the system: it names its source inside the file
+            from pipeline.provenance.stamp import Stamper, source_record
+
+            stamper = Stamper(ev.settings, source_record(case, exhibit, sources[0]), ACTION,
+                              tools={"ffmpeg": ffmpeg_version()})
+            stored, credential = stamper.stamp(final, "clip_copy" if mode == "stream_copy" else "clip",
+                                               {"mode": mode, "start": iso_utc(s), "end": iso_utc(e),
+                                                "parts": len(recorded_parts)})
+        _, ref = ev.add_derived(case, exhibit, stored, source=src, kind=KIND, actor=actor, content_type="video/mp4")
+        ref["original_name"] = final.name
         ref["info"] = {"label": MODES[mode], "mode": mode, "working_copy": mode == "frame_exact",
                        "requested_start": iso_utc(s), "requested_end": iso_utc(e),
                        "clip_start": recorded_parts[0]["start"], "clip_end": recorded_parts[-1]["end"],
                        "frames": facts.frames, "parts": len(recorded_parts), "spans_gaps": len(gaps),
                        "first_frame_time": round(facts.first_time, 6), "duration": round(facts.duration, 6),
-                       "content_type": "video/mp4"}
+                       "content_type": "video/mp4", **({"c2pa": credential} if credential else {})}
     return ev.record(case, exhibit, ACTION, actor=actor, objects=[*refs, ref], tools={"ffmpeg": ffmpeg_version()},
                      parameters={"mode": mode, "label": MODES[mode], "requested_start": start, "requested_end": end,
                                  "parts": recorded_parts, "commands": commands, "note": note[:500]},

@@ -66,10 +66,18 @@ def make_sheets(ev: Evidence, case: Case, exhibit: Exhibit, *, actor: Actor,
                      f"{page[0].get('wallclock') or '?'} to {page[-1].get('wallclock') or '?'}")
             path = Path(tmp) / f"{exhibit.ref.replace('/', '_')}_clock_sheet_{n + 1:03d}.png"
             path.write_bytes(contact_sheet_png(title, cells, COLUMNS))
-            _, ref = ev.add_derived(case, exhibit, path, source=src, kind="contact_sheet", actor=actor,
+            stored, credential = path, None
+            if ev.settings.content_credentials:  # a sheet leaves the system: it names its first still inside
+                from pipeline.provenance.stamp import Stamper, source_record
+
+                stored, credential = Stamper(ev.settings, source_record(case, exhibit, first), ACTION).stamp(
+                    path, "contact_sheet", {"page": n + 1, "pages": len(pages), "stills": len(page)})
+            _, ref = ev.add_derived(case, exhibit, stored, source=src, kind="contact_sheet", actor=actor,
                                     content_type="image/png")
+            ref["original_name"] = path.name
             ref["info"] = {"clock": True, "page": n + 1, "pages": len(pages), "first": page[0].get("wallclock"),
-                           "last": page[-1].get("wallclock"), "stills": [s["sha256"] for s in page]}
+                           "last": page[-1].get("wallclock"), "stills": [s["sha256"] for s in page],
+                           **({"c2pa": credential} if credential else {})}
             refs.append(ref)
     return ev.record(case, exhibit, ACTION, actor=actor, objects=refs, tools={"pillow": _pillow()},
                      parameters={"order": "wall-clock time, then source file, then offset", "per_page": PER_PAGE,

@@ -202,7 +202,8 @@ def _still_entries(derived: dict[str, list[tuple[dict[str, Any], dict[str, Any]]
         if wall is None and src and src["start"] and offset is not None:
             wall = parse_instant(src["start"]) + timedelta(seconds=offset)  # type: ignore[operator]
             how = f"file start ({src['time_method']}) + {offset:.3f} s"
-        thumb = thumbs.get(str(o.get("sha256")))
+        # a thumbnail names its still by the encoder's PNG hash (the stored still may carry a credential too)
+        thumb = thumbs.get(str(info.get("png_sha256") or o.get("sha256")))
         out.append({"object_id": object_id(o["bucket"], o["key"]), "key": o["key"], "sha256": o.get("sha256"),
                     "thumb_object_id": object_id(thumb["bucket"], thumb["key"]) if thumb else None,
                     "source_object_id": src["object_id"] if src else None,
