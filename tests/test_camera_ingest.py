@@ -132,7 +132,7 @@ def test_two_cameras_with_an_outage(cameras, evidence, case_ref, tmp_path):  # t
 
 def test_store_outage_loses_nothing(cameras, evidence, case_ref):  # type: ignore[no-untyped-def]
     from pipeline.capture.ingest import exhibit_ref_for, ingest_camera
-    from pipeline.ops.stack import start_s3, stop_s3
+    from pipeline.ops.stack import read_state, start_s3, stop_s3
 
     cli = cameras
     settings = _settings()
@@ -149,14 +149,17 @@ def test_store_outage_loses_nothing(cameras, evidence, case_ref):  # type: ignor
         wait_for(lambda: evidence.catalog.find_case(case_ref) and evidence.catalog.find_exhibit(
             evidence.catalog.get_case(case_ref), ex) and _segment_events(evidence, case_ref, ex), 60,
             "a stored segment")
+        endpoint = read_state(settings).endpoint  # type: ignore[union-attr]
         stop_s3(settings)
         spool = settings.spool_dir / "cam1"
         # recording goes on while the store is down: wait until at least two more segments are spooled
         n0 = len(list(spool.rglob("*.ts")))
         wait_for(lambda: len(list(spool.rglob("*.ts"))) >= n0 + 2, 60, "segments spooled during the store outage")
     finally:
-        start_s3(settings)  # the rest of the session shares this store
+        # the rest of the session shares this store, and the recorder keeps its endpoint
+        restarted = start_s3(settings).endpoint
         stop.set()
+    assert restarted == endpoint, "the restarted store moved its endpoint"
     t.join(timeout=120)
     assert not t.is_alive(), "the recorder did not stop and drain within 120 s"
     r = out["r"]

@@ -94,29 +94,39 @@ def test_bundle_hitting_a_full_disk_leaves_nothing(cli: Cli, case_ref: str, tmp_
         subprocess.run(["umount", str(small)], check=True)
 
 
-def test_store_stopped_during_bundle_is_exit_3_and_leaves_nothing(cli: Cli, case_ref: str, tmp_path: Path) -> None:
-    """Finding 7: S3 stopped during `custody bundle` gave exit 1, "internal error: ProtocolError"."""
-    from pipeline.ops.stack import start_s3, stop_s3
+def test_store_stopped_during_bundle_is_exit_3_and_leaves_nothing(tmp_path: Path) -> None:
+    """Finding 7: S3 stopped during `custody bundle` gave exit 1, "internal error: ProtocolError".
+
+    A home of its own: stopping the session's shared store would take every later test down with it. The
+    restarted server must come back on the same endpoint, or running clients lose their store."""
+    from pipeline.ops.stack import read_state, start_s3, stop_s3
     from pipeline.settings import load_settings
 
-    _bundle_exhibit(cli, case_ref, tmp_path, 256 << 20)
-    out_dir = tmp_path / "out"
-    out_dir.mkdir()
-    settings = load_settings(home=cli.home)
-    proc = subprocess.Popen([CUSTODY, "bundle", "--case", case_ref, "--out", str(out_dir / "b.zip"), *WHY], env=cli.env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    own = Cli(tmp_path / "home")
+    own.run("stack", "up", "--no-prefect")
     try:
+        ref = f"OP-STOP/{uuid.uuid4().hex[:8]}"
+        own.run("case", "create", "--ref", ref)
+        _bundle_exhibit(own, ref, tmp_path, 256 << 20)
+        out_dir = tmp_path / "out"
+        out_dir.mkdir()
+        settings = load_settings(home=own.home)
+        before = read_state(settings)
+        assert before is not None
+        proc = subprocess.Popen([CUSTODY, "bundle", "--case", ref, "--out", str(out_dir / "b.zip"), *WHY],
+                                env=own.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 120
         while not any(p.stat().st_size > (8 << 20) for p in out_dir.glob("*.part")):
             assert proc.poll() is None and time.monotonic() < deadline, "bundle ended before S3 could be stopped"
             time.sleep(0.01)  # polling the file the bundle writes, not a delay
         stop_s3(settings)
         _out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 3, err
+        assert "custody stack up" in err and "internal error" not in err
+        assert list(out_dir.iterdir()) == []
+        assert start_s3(settings).endpoint == before.endpoint
     finally:
-        start_s3(settings)  # the rest of the session shares this store
-    assert proc.returncode == 3, err
-    assert "custody stack up" in err and "internal error" not in err
-    assert list(out_dir.iterdir()) == []
+        own.run("stack", "down", check=False)
 
 
 def test_stack_status_hides_the_secret_key(cli: Cli, stack_status: dict) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import signal
@@ -31,6 +32,7 @@ __all__ = ["port_free", "read_state", "start_s3", "stop_s3", "weed_binary"]
 # weed mini listens on each of these and on port+10000 for gRPC.
 _PORT_NAMES = ("s3", "master", "volume", "filer", "admin", "lance")
 GRPC_OFFSET = 10000
+log = logging.getLogger(__name__)
 
 
 def weed_binary() -> Path:
@@ -51,17 +53,27 @@ def _last_ports(settings: Settings) -> dict[str, int] | None:
         return None
 
 
-def _choose_ports(home: Path, previous: dict[str, int] | None = None) -> dict[str, int]:
-    """The ports used last time if still free (clients keep working across a restart), else a
-    block derived from the home path, moved on until all are free."""
-    if previous and set(previous) == set(_PORT_NAMES) and all(
-            port_free(p) and port_free(p + GRPC_OFFSET) for p in previous.values()):
-        return previous
+def _block_free(ports: dict[str, int]) -> bool:
+    return all(port_free(p) and port_free(p + GRPC_OFFSET) for p in ports.values())
+
+
+def _choose_ports(home: Path, previous: dict[str, int] | None = None, wait: float = 20.0) -> dict[str, int]:
+    """The ports used last time (clients and running sessions keep their endpoint across a restart), waited
+    for while a stopped server's sockets let go, else a block derived from the home path, moved on until free."""
+    if previous and set(previous) == set(_PORT_NAMES):
+        deadline = time.monotonic() + wait
+        while not _block_free(previous):
+            if time.monotonic() >= deadline:
+                log.warning("embedded S3 ports %s still taken after %.0f s; the endpoint moves", previous, wait)
+                break
+            time.sleep(0.2)  # polling the ports, not a delay
+        else:
+            return previous
     start = 20000 + int(hashlib.sha256(str(home).encode()).hexdigest(), 16) % 900 * 10
     for attempt in range(200):
         base = 20000 + (start - 20000 + attempt * 10) % 9000
         ports = {name: base + i for i, name in enumerate(_PORT_NAMES)}
-        if all(port_free(p) and port_free(p + GRPC_OFFSET) for p in ports.values()):
+        if _block_free(ports):
             return ports
     raise InfrastructureError("no free block of loopback ports for the embedded S3 server")
 
