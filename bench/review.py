@@ -2,9 +2,9 @@
 
 Phase 1 stores a 1080p25 4 Mbit/s H.264 MPEG-TS camera segment (a typical covert camera profile) as a real
 `segment_recorded` original, then times `prepare_original` (hash-checked fetch, stream-copy review copy,
-activity index on the frames core's scene pass, both stored and recorded), per minute of footage, against
-the goal of <= 2 s. Side by side in the same run: `ffmpeg -f null` decoding every frame (the decode floor the
-activity index cannot beat by much) and the alternative for continuous playback, re-concatenating the
+activity index from coded frame sizes and decoded keyframes, both stored and recorded), per minute of
+footage, against the goal of <= 2 s. Side by side in the same run: `ffmpeg -f null` decoding every frame
+(what an index decoding every frame could not beat) and the alternative for continuous playback, re-concatenating the
 exhibit's copies into one file each time a segment arrives (cost grows with the hour; measured per added
 segment at 5 segments). Phase 2 seeds an exhibit with 500 stills and loads its page in headless Chromium
 through `custody serve` (load event, and the first row of thumbnails decoded), cold and warm.

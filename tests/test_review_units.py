@@ -185,3 +185,33 @@ def test_activity_spans_and_bins() -> None:
     assert threshold == 2.0
     assert [(round(a, 2), round(b, 2), p) for a, b, p in found] == [(2.0, 2.6, 12.0), (4.4, 4.44, 5.0)]
     assert bins(offsets, scores, 1.0) == [0.3, 0.3, 12.0, 0.3, 5.0]
+
+
+def _clip(path, filters: str, codec: list[str]) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "color=c=gray:s=320x240:r=25:d=2", "-f",
+                    "lavfi", "-i", filters, "-filter_complex", "[0:v][1:v]concat=n=2:v=1[v]", "-map", "[v]", *codec,
+                    "-pix_fmt", "yuv420p", str(path)], check=True)
+
+
+H264 = ["-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-f", "mpegts"]
+
+
+@pytest.mark.parametrize("second, codec, metric", [
+    ("testsrc2=s=320x240:r=25:d=1", H264, "coded"),  # movement after a still scene
+    ("color=c=red:s=320x240:r=25:d=2", H264, "coded"),  # a cut on a keyframe to another still scene
+    ("testsrc2=s=320x240:r=25:d=1", ["-c:v", "mjpeg", "-q:v", "5", "-f", "avi"], "decoded"),  # all-intra
+])
+def test_activity_index_finds_the_change_at_two_seconds(tmp_path, second, codec, metric) -> None:  # type: ignore[no-untyped-def]
+    """Coded sizes for inter-coded footage (keyframes judged by their pictures), every frame decoded for
+    all-intra footage: either way the one change, 2 s in, is the first span, and the scores repeat exactly."""
+    from pipeline.review.activity import CODED_METRIC, METRIC, index_document
+
+    clip = tmp_path / "c.bin"
+    _clip(clip, second, codec)
+    doc = index_document(clip, {"sha256": "x"})
+    assert doc["metric"] == {"coded": CODED_METRIC, "decoded": METRIC}[metric]
+    assert doc["spans"] and abs(doc["spans"][0][0] - 2.0) <= 0.04, doc["spans"]
+    assert all(s[0] >= 1.96 for s in doc["spans"]), doc["spans"]
+    assert index_document(clip, {"sha256": "x"})["frame_scores"] == doc["frame_scores"]

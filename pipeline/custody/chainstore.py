@@ -111,6 +111,7 @@ class ChainStore:
         self.witness = witness
         self._heads: dict[str, Head] = {}
         self._lock = threading.Lock()
+        self._appending: dict[str, threading.Lock] = {}  # one appender per chain in this process
 
     # ---- reading -------------------------------------------------------
     def slots(self, prefix: str, trusted: dict[str, Any] | None = None) -> list[Slot]:
@@ -209,7 +210,17 @@ class ChainStore:
     # ---- appending -----------------------------------------------------
     def append(self, chain_id: str, prefix: str, build: Callable[[int, str, str], dict[str, Any]],
                signer: SignerBackend, *, max_attempts: int = 200) -> tuple[dict[str, Any], Head]:
-        """Sign and store the next document; `build(seq, prev_hash, time)` makes the event. Never forks."""
+        """Sign and store the next document; `build(seq, prev_hash, time)` makes the event. Never forks.
+
+        Threads of one process take turns on a chain (they would only collide on the same sequence number);
+        other processes and hosts are kept apart by the conditional write, as before."""
+        with self._lock:
+            turn = self._appending.setdefault(prefix, threading.Lock())
+        with turn:
+            return self._append(chain_id, prefix, build, signer, max_attempts)
+
+    def _append(self, chain_id: str, prefix: str, build: Callable[[int, str, str], dict[str, Any]],
+                signer: SignerBackend, max_attempts: int) -> tuple[dict[str, Any], Head]:
         head = self.head(chain_id, prefix)
         misses = 0
         for _attempt in range(max_attempts):

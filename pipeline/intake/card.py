@@ -15,6 +15,7 @@ links) again.
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from typing import Any
 
@@ -35,6 +36,7 @@ class CardItems:
         self.exhibit_id = exhibit_id
         self.run = uuid.uuid4().hex
         self._n = 0
+        self._lock = threading.RLock()  # a card's small files are stored from several threads
         self._pending: list[dict[str, Any]] = []
         self.files: dict[str, dict[str, Any]] = {}  # (path) -> latest entry stored from that path
         self._by_path_sha: set[tuple[str, str]] = set()
@@ -72,13 +74,18 @@ class CardItems:
         return (item.get("path", ""), item.get("status", ""), item.get("target") or "") in self._others
 
     def add(self, entry: dict[str, Any]) -> None:
-        self._learn(entry)
-        self._pending.append(entry)
-        if len(self._pending) >= FLUSH_EVERY:
-            self.flush()
+        with self._lock:
+            self._learn(entry)
+            self._pending.append(entry)
+            if len(self._pending) >= FLUSH_EVERY:
+                self.flush()
 
     def flush(self) -> None:
         """Write what this run added since the last flush (one small write-once object)."""
+        with self._lock:
+            self._flush()
+
+    def _flush(self) -> None:
         if not self._pending:
             return
         doc = {"schema": SCHEMA, "exhibit_id": self.exhibit_id, "run": self.run, "items": self._pending}

@@ -1,11 +1,16 @@
-"""Activity index: how much each frame differs from the one before, computed once per footage original.
+"""Activity index: where in a file something changes, computed once per footage original, cheaply.
 
-Scores come from the frames core's own scene pass (`pipeline.frames.decode.scene_chunk`): every frame
-decoded by libavcodec and scaled to 64x36 grey, the score is the mean absolute difference from the
-previous frame (0-255). GOP-aligned ranges run on threads side by side, and the seam between two
-ranges is re-scored from their edge frames, so the result does not depend on how it was split. The
-index is a small JSON document stored as a derived object with its custody event; the timeline
-draws it per second and "next activity" jumps to the next span above the threshold.
+Inter-coded footage (H.264, H.265, MPEG-4 with P/B-frames) is scored in the compressed domain: a predicted
+frame's coded size is how many bits the encoder needed to describe what changed since the frames it refers
+to, so the index reads each packet's size (no decoding) in millibits per pixel. An intra picture's size
+says how complex the picture is, not how much changed, so a keyframe takes the larger score of its
+neighbouring predicted frames, and every keyframe is also decoded (only those, through libavcodec) to
+64x36 grey and compared with the previous keyframe: a cut the encoder placed on a keyframe still shows.
+All-intra footage (MJPEG, every frame a keyframe) is scored by the frames core's scene pass instead:
+every frame decoded to 64x36 grey, the mean absolute difference from the previous one (0-255), GOP-aligned
+ranges on threads with their seams re-scored. Both are deterministic; `metric` in the stored index says
+which was used. The index is a small JSON document stored as a derived object with its custody event;
+the timeline draws it per second and "next activity" jumps to the next span above the threshold.
 """
 
 from __future__ import annotations
@@ -22,6 +27,9 @@ ACTION = "activity_indexed"
 KIND = "activity_index"
 SCHEMA = "custody.activity/1"
 METRIC = "mean absolute difference of consecutive frames, 64x36 grey (swscale area), 0-255"
+CODED_METRIC = ("coded size of each predicted frame in millibits per pixel; keyframes: the larger of their "
+                "neighbours, raised where the keyframe's 64x36 grey picture differs from the previous keyframe's "
+                "(mean absolute difference above max(2, 3 x the file's median), scaled onto the threshold)")
 
 
 @dataclass(frozen=True)
@@ -41,8 +49,89 @@ def _workers() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
-def frame_scores(path: Path, workers: int | None = None) -> tuple[np.ndarray, np.ndarray, Any, list[str]]:
-    """(pts, scores, probe info, warnings); scores[0] is 0 (nothing before the first frame)."""
+def frame_scores(path: Path, workers: int | None = None,
+                 params: ActivityParams | None = None) -> tuple[np.ndarray, np.ndarray, Any, list[str], str]:
+    """(pts, scores, probe info, warnings, metric): coded sizes for inter-coded footage, else every frame decoded."""
+    from pipeline.frames.probe import probe
+
+    info = probe(path)
+    if len(info.frame_pts) and len(info.key_pts) < len(info.frame_pts):
+        pts, scores, warnings = coded_scores(path, info, params or ActivityParams())
+        return pts, scores, info, warnings, CODED_METRIC
+    pts, scores, info, warnings = decoded_scores(path, workers)
+    return pts, scores, info, warnings, METRIC
+
+
+def _packet_bytes(path: Path, stream_index: int) -> dict[int, int]:
+    """Coded size of each shown frame by its pts, read from the container alone (no decoding)."""
+    import av
+
+    from pipeline.frames.probe import presentation_ts
+
+    sizes: dict[int, int] = {}
+    with av.open(str(path)) as c:
+        stream = c.streams[stream_index]
+        for pkt in c.demux(stream):
+            p = presentation_ts(pkt)
+            if p is not None and pkt.size and not pkt.is_discard:
+                sizes[p] = sizes.get(p, 0) + int(pkt.size)
+    return sizes
+
+
+def _keyframe_changes(path: Path, stream_index: int) -> tuple[dict[int, float], list[str]]:
+    """Mean absolute difference of each decoded keyframe from the previous one, 64x36 grey, by pts."""
+    import av
+    import av.logging
+
+    from pipeline.frames.pixels import Scaler
+    from pipeline.frames.probe import clean_log_line, presentation_ts
+
+    small = Scaler("gray", "AREA")
+    out: dict[int, float] = {}
+    prev: np.ndarray | None = None
+    with av.logging.Capture(local=True) as logs, av.open(str(path)) as c:
+        stream = c.streams[stream_index]
+        stream.codec_context.skip_frame = "NONKEY"
+        for fr in c.decode(stream):
+            p = presentation_ts(fr)
+            if p is None:
+                continue
+            cur = small(fr, 64, 36).astype(np.int16)
+            out[p] = float(np.abs(cur - prev).mean()) if prev is not None else 0.0
+            prev = cur
+    problems = sorted({clean_log_line(str(m)) for _lvl, _name, m in logs if m})[:3]
+    return out, [f"activity: {m}" for m in problems]
+
+
+def coded_scores(path: Path, info: Any, params: ActivityParams) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Per-frame scores of inter-coded footage from packet sizes and keyframe pictures (see module doc)."""
+    pts = info.frame_pts
+    sizes = _packet_bytes(path, info.stream_index)
+    pixels = max(1, int(info.width) * int(info.height))
+    raw = np.array([sizes.get(int(p), 0) for p in pts], np.float64) * 8000.0 / pixels
+    is_key = np.isin(pts, info.key_pts)
+    scores = raw.copy()
+    n = len(pts)
+    for i in np.flatnonzero(is_key):
+        near = [raw[j] for j in (i - 1, i + 1) if 0 <= j < n and not is_key[j]]
+        scores[i] = max(near) if near else 0.0
+    changes, warnings = _keyframe_changes(path, info.stream_index)
+    key_mads = [changes[int(p)] for p in pts[is_key] if int(p) in changes][1:]
+    if key_mads:
+        key_threshold = max(2.0, params.median_factor * float(np.median(key_mads)))
+        threshold = max(params.min_score, params.median_factor * float(np.median(scores)))
+        for i in np.flatnonzero(is_key):
+            mad = changes.get(int(pts[i]), 0.0)
+            if mad > key_threshold:
+                scores[i] = max(scores[i], threshold * mad / key_threshold)
+    missing = int(np.count_nonzero([int(p) not in sizes for p in pts]))
+    if missing:
+        warnings.append(f"activity: {missing} frames had no packet size; scored 0")
+    return pts, scores, warnings
+
+
+def decoded_scores(path: Path, workers: int | None = None) -> tuple[np.ndarray, np.ndarray, Any, list[str]]:
+    """(pts, scores, probe info, warnings) from every frame decoded; scores[0] is 0 (nothing before it)."""
     from pipeline.frames.decode import SceneTask, Source, scene_chunk
     from pipeline.frames.plan import plan_scene_ranges
     from pipeline.frames.probe import probe
@@ -108,11 +197,11 @@ def index_document(path: Path, source: dict[str, Any], params: ActivityParams | 
                    workers: int | None = None) -> dict[str, Any]:
     """The activity index of one file, as stored (frame pts and scores too, for frame-exact lookups)."""
     params = params or ActivityParams()
-    pts, scores, info, warnings = frame_scores(path, workers)
+    pts, scores, info, warnings, metric = frame_scores(path, workers, params)
     first = int(pts[0]) if len(pts) else 0
     offsets = (pts - first).astype(np.float64) * float(info.time_base)
     threshold, active = spans(offsets, scores, params)
-    return {"schema": SCHEMA, "source": source, "metric": METRIC, "params": params.as_dict(),
+    return {"schema": SCHEMA, "source": source, "metric": metric, "params": params.as_dict(),
             "time_base": f"{info.time_base.numerator}/{info.time_base.denominator}", "first_pts": first,
             "frames": int(len(pts)), "threshold": round(threshold, 3), "spans": active,
             "bin_seconds": params.bin_seconds, "bins": bins(offsets, scores, params.bin_seconds),
