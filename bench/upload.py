@@ -62,7 +62,8 @@ def main() -> None:
     rounds = args.rounds or 3
     con = Console(stderr=True)
 
-    with temp_stack() as home:
+    # the footage lives outside CUSTODY_HOME: intake refuses anything under it (it holds the keys)
+    with temp_stack() as home, tempfile.TemporaryDirectory(prefix="custody-upload-src-") as src_dir:
         from pipeline.settings import load_settings
         from pipeline.storage.store import EvidenceStore
 
@@ -73,11 +74,11 @@ def main() -> None:
         env = {**os.environ, "CUSTODY_HOME": str(home)}
         case = "BENCH/1"
         subprocess.run([CUSTODY, "case", "create", "--ref", case], env=env, check=True, capture_output=True)
-        src = home / "field recording.bin"
+        src = Path(src_dir) / "field recording.bin"
         con.print(f"writing {size >> 20} MiB test file")
         sha = write_random(src, size)
 
-        small = home / "small.bin"
+        small = Path(src_dir) / "small.bin"
         write_random(small, 1 << 20)
         times: dict[str, list[float]] = {"raw_fput": [], "custody_cli": [], "custody_small": []}
         rss: list[int] = []

@@ -25,14 +25,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-import httpx
 import rfc3161_client
 from cryptography import x509
 
 from pipeline.custody import der
 from pipeline.errors import InfrastructureError, IntegrityError, UsageError
+
+if TYPE_CHECKING:
+    import httpx
 
 QUERY_TYPE = "application/timestamp-query"
 REPLY_TYPE = "application/timestamp-reply"
@@ -139,6 +142,8 @@ def request_timestamp(digest: bytes, urls: Sequence[str], roots: Sequence[x509.C
         raise UsageError("no TSA URL configured")
     for url in urls:
         _check_url(url)
+    import httpx  # only commands that time-stamp pay for the HTTP client
+
     failures: list[str] = []
     own = client is None
     http = client or httpx.Client(timeout=timeout, follow_redirects=False)
