@@ -277,7 +277,7 @@ def test_stack_runs_and_stops_its_local_tsa(tmp_path):  # type: ignore[no-untype
     from tests.conftest import Cli
 
     c = Cli(tmp_path / "home")
-    c.run("stack", "up")
+    c.run("stack", "up", "--no-prefect")  # the TSA is the subject; Prefect would add ~15 s
     try:
         tsa = c.json("stack", "status")["tsa"]
         url, ca = tsa["local"]["url"], tsa["local"]["ca"]
