@@ -141,6 +141,10 @@ def test_timeline_shows_the_gap_where_the_camera_was_stopped(page: Any, served: 
     box = rect.bounding_box()
     assert box and box["width"] >= 2  # drawn, not a hairline: 5 s of a ~30 s axis
     assert page.locator("svg#timeline rect.cov.recorded").count() >= 2  # footage either side
+    bars = page.locator("#tl-activity rect")
+    expect(bars.first).to_be_attached()
+    for b in [bars.nth(i).bounding_box() for i in range(bars.count())]:  # no activity drawn inside the gap
+        assert b and (b["x"] + b["width"] <= box["x"] + 3 or b["x"] >= box["x"] + box["width"] - 3), (b, box)
     page.locator("#timeline").scroll_into_view_if_needed()
     page.screenshot(path=str(served["shots"] / "review-01-timeline-gap.png"), full_page=False)
 

@@ -112,7 +112,7 @@ def activity_series(svc: Any, events: list[dict[str, Any]], tl: dict[str, Any]) 
             continue
         doc = json.loads(svc.ev.store.get_bytes(obj.bucket, obj.key, obj.version_id))
         s0 = f["start_us"]
-        out.append({"object_id": f["object_id"], "name": f["name"], "start_us": s0,
+        out.append({"object_id": f["object_id"], "name": f["name"], "start_us": s0, "end_us": f.get("end_us"),
                     "bin_seconds": doc.get("bin_seconds", 1.0), "bins": doc.get("bins", []),
                     "threshold": doc.get("threshold"),
                     "spans_us": [[s0 + round(a * 1e6), s0 + round(b * 1e6), p] for a, b, p in doc.get("spans", [])]})

@@ -82,8 +82,12 @@ function Timeline(svg, onPick) {
           if (!(v > 0)) continue;
           const r = document.createElementNS("http://www.w3.org/2000/svg", "rect");
           const h = Math.max(0.5, (v / max) * 10);
-          r.setAttribute("x", (f.start_us - t0) / US + i * f.bin_seconds);
-          r.setAttribute("y", 24 - h); r.setAttribute("width", bin); r.setAttribute("height", h);
+          const x = (f.start_us - t0) / US + i * f.bin_seconds;
+          // the file's last bin is cut at the file's end: a bar never reaches into the time after it (a gap)
+          const w = f.end_us != null ? Math.min(bin, (f.end_us - t0) / US - x) : bin;
+          if (!(w > 0)) continue;
+          r.setAttribute("x", x);
+          r.setAttribute("y", 24 - h); r.setAttribute("width", w); r.setAttribute("height", h);
           r.setAttribute("class", v > f.threshold ? "act hot" : "act");
           g.appendChild(r);
         }
