@@ -91,6 +91,9 @@ def test_a_card_stored_several_files_at_once_keeps_every_file_and_one_unbroken_c
     assert seqs == list(range(len(seqs)))
     stored = [e for e in view["events"] if e["action"] in ("ingested", "duplicate_linked")]
     assert sorted(o["sha256"] for e in stored for o in e["objects"]) == sorted(want.values())
+    # identical files take turns: each set of bytes stored once, every repeat linked to it (as one at a time)
+    assert sum(e["action"] == "ingested" for e in stored) == 30
+    assert sum(e["action"] == "duplicate_linked" for e in stored) == 10
     assert cli.run("verify", "--case", case_ref).returncode == 0
     again: Any = cli.json("upload", str(card.parent), "--case", case_ref, "--exhibit", "CARD/9", "--officer", "DC Card")
     assert {o["status"] for o in again["objects"]} == {"already_stored"}

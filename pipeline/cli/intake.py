@@ -8,6 +8,8 @@ the work is recorded, even if something local failed afterwards (then with a war
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -69,6 +71,16 @@ def store_walk(ev: Any, c: Any, e: Any, walk: Any, source: str, params: dict[str
     guard = HomeGuard(ev.settings.home)
     card = CardItems(ev.store, e.id)
     others: list[dict[str, str]] = [i.as_record() for i in walk.others]
+    turns: dict[str, threading.Lock] = {}
+    turns_lock = threading.Lock()
+
+    def same_bytes(sha: str | None) -> Any:
+        """Files with the same bytes take turns (files are stored side by side): the second then finds the
+        first in the case's hash index and is linked to it, as one at a time would."""
+        if sha is None:
+            return contextlib.nullcontext()
+        with turns_lock:
+            return turns.setdefault(sha, threading.Lock())
 
     def one(item: Any, adv: Callable[[int], None]) -> dict[str, Any] | None:
         from hashing.stream import hash_file
@@ -85,8 +97,9 @@ def store_walk(ev: Any, c: Any, e: Any, walk: Any, source: str, params: dict[str
                                 "message": "already stored from this card into this exhibit; not recorded again"}
                 o = offer(item.name, source, {**params, "source_path": item.source_path,
                                               "submitted_name": escape_invisible(item.name)})
-                r = store_original(ev, c, e, pinned, o, actor=who, algorithms=algorithms, progress=adv,
-                                   limit_mb_s=limit_mb_s, expected_sha256=sha).as_dict()
+                with same_bytes(sha):
+                    r = store_original(ev, c, e, pinned, o, actor=who, algorithms=algorithms, progress=adv,
+                                       limit_mb_s=limit_mb_s, expected_sha256=sha).as_dict()
         except Changed as exc:
             others.append({**item.as_record(), "status": "refused_changed", "message": str(exc)})
             return None
