@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import time
 import urllib.error
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pipeline.errors import InfrastructureError, UsageError
+from pipeline.ops.ports import port_free
 from pipeline.ops.processes import alive as _alive
 from pipeline.ops.processes import cmdline_has, forget, track
 from pipeline.ops.processes import kill as _kill
@@ -114,17 +114,6 @@ def emulator_status(state_dir: Path) -> dict[str, Any]:
             "urls": {n: camera_url(info, n) for n in info.cameras}, "state_dir": str(state_dir)}
 
 
-def _port_free(port: int) -> bool:
-    """Can we bind it the way the emulator will (SO_REUSEADDR, loopback)?"""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def _last_ports(state_dir: Path) -> tuple[int, int]:
     """The ports this state dir used last time, where still free, so a cameras.yaml naming them keeps working."""
     try:
@@ -132,7 +121,7 @@ def _last_ports(state_dir: Path) -> tuple[int, int]:
         ports = int(d.get("rtsp_port", 0)), int(d.get("control_port", 0))
     except (OSError, ValueError, TypeError, AttributeError):
         return 0, 0
-    return tuple(p if 0 < p < 65536 and _port_free(p) else 0 for p in ports)  # type: ignore[return-value]
+    return tuple(p if 0 < p < 65536 and port_free(p) else 0 for p in ports)  # type: ignore[return-value]
 
 
 def _spawn(state_dir: Path, cmd: list[str]) -> tuple[subprocess.Popen, int]:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import av
@@ -345,6 +345,33 @@ def scene_chunk(task: SceneTask) -> SceneOut:
         inp.close()
     return SceneOut(chunk_id=task.chunk_id, pts=np.asarray(pts, np.int64), diffs=np.asarray(diffs, np.float64),
                     first=first, last=prev, problems=_problems(list(logs)) + sorted(set(problems)))
+
+
+def stitch_scenes(tasks: list[SceneTask], outs: dict[int, SceneOut], label: str
+                  ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Join ranges scored side by side into one (pts, diffs, warnings) that does not depend on the split.
+
+    A range whose seek overshot its start is scored again from the file's start (its first diff would be
+    skewed), and each seam is re-scored from the edge frames of the two ranges. diffs[0] is NaN.
+    """
+    warnings: list[str] = []
+    all_pts, all_diffs = [], []
+    prev_last: np.ndarray | None = None
+    for t in tasks:
+        o = outs[t.chunk_id]
+        if t.lo is not None and t.seek_pts is not None and (len(o.pts) == 0 or int(o.pts[0]) != t.lo):
+            o = scene_chunk(replace(t, seek_pts=None))
+        warnings += o.problems[:3]
+        if len(o.pts) < t.expected:
+            warnings.append(f"{label}: range {t.chunk_id} decoded {len(o.pts)} of {t.expected} frames")
+        d = o.diffs.copy()
+        if len(d) and prev_last is not None and o.first is not None:
+            d[0] = float(np.abs(o.first - prev_last).mean())
+        prev_last = o.last if o.last is not None else prev_last
+        all_pts.append(o.pts)
+        all_diffs.append(d)
+    pts = np.concatenate(all_pts) if all_pts else np.zeros(0, np.int64)
+    return pts, (np.concatenate(all_diffs) if all_diffs else np.zeros(0)), warnings
 
 
 def run_task(task: DecodeTask | SceneTask, on_chunk: OnChunk | None = None) -> list[DecodeOut] | SceneOut:

@@ -31,6 +31,7 @@ from pipeline.frames.decode import (
     decode_batch,
     run_task,
     scene_chunk,
+    stitch_scenes,
 )
 from pipeline.frames.errors import BadParamsError
 from pipeline.frames.executor import (
@@ -113,28 +114,10 @@ def _scene_pass(ex: ChunkExecutor, src: Source, info: VideoInfo, threshold: floa
     tasks = [SceneTask(source=src, chunk_id=r.id, seek_pts=r.seek_pts, lo=r.lo, hi=r.hi, expected=r.expected)
              for r in ranges]
     outs: dict[int, SceneOut] = {o.chunk_id: o for o in ex.map_unordered(scene_chunk, tasks)}
-    warnings: list[str] = []
-    for t in tasks:  # a seek that overshot the range start would skew the boundary diff: redo from the start
-        o = outs[t.chunk_id]
-        if t.lo is not None and (len(o.pts) == 0 or int(o.pts[0]) != t.lo) and t.seek_pts is not None:
-            outs[t.chunk_id] = scene_chunk(SceneTask(source=src, chunk_id=t.chunk_id, seek_pts=None, lo=t.lo,
-                                                     hi=t.hi, expected=t.expected))
-    all_pts, all_diffs = [], []
-    prev_last = None
-    for t in tasks:
-        o = outs[t.chunk_id]
-        warnings += o.problems[:3]
-        if len(o.pts) < t.expected:
-            warnings.append(f"scene pass: chunk {t.chunk_id} decoded {len(o.pts)} of {t.expected} frames")
-        d = o.diffs.copy()
-        if len(d) and prev_last is not None and o.first is not None:
-            d[0] = float(np.abs(o.first - prev_last).mean())
-        prev_last = o.last if o.last is not None else prev_last
-        all_pts.append(o.pts)
-        all_diffs.append(d)
-    if not all_pts:
+    pts, diffs, warnings = stitch_scenes(tasks, outs, "scene pass")
+    if not len(pts):
         return (), warnings
-    return planmod.scene_cuts(np.concatenate(all_pts), np.concatenate(all_diffs), threshold), warnings
+    return planmod.scene_cuts(pts, diffs, threshold), warnings
 
 
 def _utc(t: datetime) -> datetime:

@@ -132,7 +132,7 @@ def coded_scores(path: Path, info: Any, params: ActivityParams) -> tuple[np.ndar
 
 def decoded_scores(path: Path, workers: int | None = None) -> tuple[np.ndarray, np.ndarray, Any, list[str]]:
     """(pts, scores, probe info, warnings) from every frame decoded; scores[0] is 0 (nothing before it)."""
-    from pipeline.frames.decode import SceneTask, Source, scene_chunk
+    from pipeline.frames.decode import SceneTask, Source, scene_chunk, stitch_scenes
     from pipeline.frames.plan import plan_scene_ranges
     from pipeline.frames.probe import probe
 
@@ -143,26 +143,8 @@ def decoded_scores(path: Path, workers: int | None = None) -> tuple[np.ndarray, 
              for r in ranges]
     with ThreadPoolExecutor(min(workers or _workers(), len(tasks)) or 1, thread_name_prefix="activity") as pool:
         outs = {o.chunk_id: o for o in pool.map(scene_chunk, tasks)}
-    warnings: list[str] = []
-    all_pts, all_diffs = [], []
-    prev_last = None
-    for t in tasks:
-        o = outs[t.chunk_id]
-        if t.lo is not None and (len(o.pts) == 0 or int(o.pts[0]) != t.lo) and t.seek_pts is not None:
-            o = scene_chunk(SceneTask(source=src, chunk_id=t.chunk_id, seek_pts=None, lo=t.lo, hi=t.hi,
-                                      expected=t.expected))  # the seek overshot: this range from the start
-        warnings += o.problems[:3]
-        if len(o.pts) < t.expected:
-            warnings.append(f"activity: range {t.chunk_id} decoded {len(o.pts)} of {t.expected} frames")
-        d = o.diffs.copy()
-        if len(d) and prev_last is not None and o.first is not None:
-            d[0] = float(np.abs(o.first - prev_last).mean())
-        prev_last = o.last if o.last is not None else prev_last
-        all_pts.append(o.pts)
-        all_diffs.append(d)
-    pts = np.concatenate(all_pts) if all_pts else np.zeros(0, np.int64)
-    scores = np.nan_to_num(np.concatenate(all_diffs), nan=0.0) if all_diffs else np.zeros(0)
-    return pts, scores, info, warnings
+    pts, diffs, warnings = stitch_scenes(tasks, outs, "activity")
+    return pts, np.nan_to_num(diffs, nan=0.0), info, warnings
 
 
 def spans(offsets: np.ndarray, scores: np.ndarray, params: ActivityParams) -> tuple[float, list[list[float]]]:
