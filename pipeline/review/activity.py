@@ -62,24 +62,9 @@ def frame_scores(path: Path, workers: int | None = None,
     return pts, scores, info, warnings, METRIC
 
 
-def _packet_bytes(path: Path, stream_index: int) -> dict[int, int]:
-    """Coded size of each shown frame by its pts, read from the container alone (no decoding)."""
-    import av
-
-    from pipeline.frames.probe import presentation_ts
-
-    sizes: dict[int, int] = {}
-    with av.open(str(path)) as c:
-        stream = c.streams[stream_index]
-        for pkt in c.demux(stream):
-            p = presentation_ts(pkt)
-            if p is not None and pkt.size and not pkt.is_discard:
-                sizes[p] = sizes.get(p, 0) + int(pkt.size)
-    return sizes
-
-
-def _keyframe_changes(path: Path, stream_index: int) -> tuple[dict[int, float], list[str]]:
-    """Mean absolute difference of each decoded keyframe from the previous one, 64x36 grey, by pts."""
+def _sizes_and_keyframe_changes(path: Path, stream_index: int) -> tuple[dict[int, int], dict[int, float], list[str]]:
+    """One demux pass: each shown frame's coded size by pts (from the container), and each keyframe's mean
+    absolute difference from the previous keyframe at 64x36 grey (the decoder skips every other frame)."""
     import av
     import av.logging
 
@@ -87,26 +72,31 @@ def _keyframe_changes(path: Path, stream_index: int) -> tuple[dict[int, float], 
     from pipeline.frames.probe import clean_log_line, presentation_ts
 
     small = Scaler("gray", "AREA")
-    out: dict[int, float] = {}
+    sizes: dict[int, int] = {}
+    changes: dict[int, float] = {}
     prev: np.ndarray | None = None
     with av.logging.Capture(local=True) as logs, av.open(str(path)) as c:
         stream = c.streams[stream_index]
         stream.codec_context.skip_frame = "NONKEY"
-        for fr in c.decode(stream):
-            p = presentation_ts(fr)
-            if p is None:
-                continue
-            cur = small(fr, 64, 36).astype(np.int16)
-            out[p] = float(np.abs(cur - prev).mean()) if prev is not None else 0.0
-            prev = cur
+        for pkt in c.demux(stream):
+            p = presentation_ts(pkt)
+            if p is not None and pkt.size and not pkt.is_discard:
+                sizes[p] = sizes.get(p, 0) + int(pkt.size)
+            for fr in pkt.decode():
+                fp = presentation_ts(fr)
+                if fp is None:
+                    continue
+                cur = small(fr, 64, 36).astype(np.int16)
+                changes[fp] = float(np.abs(cur - prev).mean()) if prev is not None else 0.0
+                prev = cur
     problems = sorted({clean_log_line(str(m)) for _lvl, _name, m in logs if m})[:3]
-    return out, [f"activity: {m}" for m in problems]
+    return sizes, changes, [f"activity: {m}" for m in problems]
 
 
 def coded_scores(path: Path, info: Any, params: ActivityParams) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Per-frame scores of inter-coded footage from packet sizes and keyframe pictures (see module doc)."""
     pts = info.frame_pts
-    sizes = _packet_bytes(path, info.stream_index)
+    sizes, changes, warnings = _sizes_and_keyframe_changes(path, info.stream_index)
     pixels = max(1, int(info.width) * int(info.height))
     raw = np.array([sizes.get(int(p), 0) for p in pts], np.float64) * 8000.0 / pixels
     is_key = np.isin(pts, info.key_pts)
@@ -115,7 +105,6 @@ def coded_scores(path: Path, info: Any, params: ActivityParams) -> tuple[np.ndar
     for i in np.flatnonzero(is_key):
         near = [raw[j] for j in (i - 1, i + 1) if 0 <= j < n and not is_key[j]]
         scores[i] = max(near) if near else 0.0
-    changes, warnings = _keyframe_changes(path, info.stream_index)
     key_mads = [changes[int(p)] for p in pts[is_key] if int(p) in changes][1:]
     if key_mads:
         key_threshold = max(2.0, params.median_factor * float(np.median(key_mads)))
