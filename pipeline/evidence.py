@@ -18,7 +18,7 @@ from typing import Any
 from pipeline.custody.actor import Actor
 from pipeline.custody.caselog import CaseLog, caselog_prefix
 from pipeline.custody.catalog import Case, Catalog, Exhibit, case_index_key, validate_case_ref, validate_exhibit_ref
-from pipeline.custody.keys import load_signer
+from pipeline.custody.keys import DeferredSigner
 from pipeline.custody.log import CustodyLog
 from pipeline.errors import NotFoundError, UsageError
 from pipeline.settings import Settings, load_settings
@@ -61,7 +61,7 @@ class Evidence:
         self.settings = settings or load_settings()
         self.store = store or EvidenceStore.connect(self.settings)
         self.catalog = Catalog(self.store)
-        self.signer = load_signer(self.settings)
+        self.signer = DeferredSigner(self.settings)
         self.log = CustodyLog(self.store, self.signer, self.settings)
         self.cases = CaseLog(self.log.chains, self.log.tlog, self.signer)
 

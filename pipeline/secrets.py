@@ -21,6 +21,28 @@ def write_private(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def create_private(path: Path, data: bytes) -> bool:
+    """Create `path` (0600) holding `data` unless it exists; False when another process got there first.
+
+    Written to a private temporary name and linked into place, so two processes creating the same key at
+    once never both believe their own: the loser reads the winner's."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.link(tmp, path)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def embedded_credentials(secrets_dir: Path) -> tuple[str, str]:
     """Access/secret key for the embedded S3 server, generated once per home."""
     path = secrets_dir / "s3.json"

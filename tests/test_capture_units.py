@@ -210,3 +210,4 @@ def test_clock_probe_digest_matches_rfc_2617(monkeypatch: pytest.MonkeyPatch) ->
     assert 'response="6629fae49393a05397450978507c4ef1"' in header and 'cnonce="0a4f113b"' in header
     s.auth = {"scheme": "basic"}
     assert s._authorization("DESCRIBE", "rtsp://h/s") == "Basic TXVmYXNhOkNpcmNsZSBPZiBMaWZl"
+

@@ -68,3 +68,38 @@ def test_secrets_stay_secret(cli, stack_status):
     human = cli.run("stack", "status")
     assert stack_status["secret_key"] not in human.stdout + human.stderr
     assert not os.access(home / "secrets" / "s3.json", os.X_OK)
+
+
+def test_the_lazy_command_table_names_every_command():
+    """`custody X` builds only X's modules, so the table must know every module's commands."""
+    import importlib
+
+    import typer
+
+    m = importlib.import_module("pipeline.cli.main")  # the module, not the `main` function pipeline.cli exports
+
+    for module in m._ORDER:
+        scratch = typer.Typer()
+        scratch.callback()(lambda: None)
+        m.register_module(module, scratch)
+        for name in typer.main.get_command(scratch).commands:
+            assert module in m.COMMANDS.get(name, ()), f"`{name}` (pipeline.cli.{module}) is not in COMMANDS"
+    assert set(typer.main.get_command(m.build_app()).commands) == set(m.COMMANDS)
+    assert m._command_named(["--actor", "DC X", "exhibit", "list"]) == "exhibit"
+    assert m._command_named(["--help"]) is None and m._command_named(["frobnicate"]) is None
+
+
+def test_tool_versions_are_asked_once_per_binary(tmp_path, monkeypatch):
+    """`ffmpeg -version` is remembered per binary, and a changed binary is asked again."""
+    from pipeline.ops.toolversion import first_line
+
+    monkeypatch.setenv("CUSTODY_HOME", str(tmp_path / "home"))
+    calls = tmp_path / "calls"
+    tool = tmp_path / "fftool"
+    tool.write_text(f"#!/bin/sh\necho x >> {calls}\necho 'fftool version 1.0 Copyright'\n")
+    tool.chmod(0o755)
+    assert first_line(str(tool)) == first_line(str(tool)) == "fftool version 1.0 Copyright"
+    assert calls.read_text().count("x") == 1
+    tool.write_text(f"#!/bin/sh\necho x >> {calls}\necho 'fftool version 2.0-upgraded'\n")
+    assert first_line(str(tool)) == "fftool version 2.0-upgraded"
+    assert calls.read_text().count("x") == 2

@@ -158,7 +158,7 @@ def test_mjpeg_keyframes_at_most_one_a_second(clips: dict[str, Path], tmp_path: 
     assert offsets[0] == 0.0 and all(b - a >= 2.0 - 1e-9 for a, b in zip(offsets, offsets[1:], strict=False))
 
 
-HEAVY = ("cv2", "av", "numpy", "prefect", "fastapi", "pydantic_settings", "deflate", "distributed")
+HEAVY = ("cv2", "av", "numpy", "prefect", "fastapi", "pydantic", "pydantic_settings", "deflate", "distributed")
 PROBE = """
 import json, sys
 sys.argv = ["custody", *sys.argv[1:]]
@@ -168,7 +168,8 @@ try:
     main()
 except SystemExit as exc:
     code = exc.code
-print(json.dumps({"code": code, "heavy": sorted(m for m in sys.modules if m.split(".")[0] in HEAVY)}))
+print(json.dumps({"code": code, "heavy": sorted(m for m in sys.modules if m.split(".")[0] in HEAVY),
+                  "cli": sorted(m for m in sys.modules if m.startswith("pipeline.cli."))}))
 """.replace("HEAVY", repr(HEAVY))
 
 
@@ -178,3 +179,5 @@ def test_light_commands_import_no_video_library_nor_prefect(cli, args: list[str]
                           timeout=60)
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["heavy"] == [], out
+    if args[0] == "exhibit":  # only the command being run is built
+        assert "pipeline.cli.cameras" not in out["cli"] and "pipeline.cli.cases" in out["cli"], out

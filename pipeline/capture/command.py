@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import re
 import shutil
-import subprocess
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -48,8 +47,9 @@ def ffmpeg_version(binary: str = "ffmpeg") -> str:
     exe = shutil.which(binary)
     if exe is None:
         raise FfmpegNotFound(f"{binary!r} not found on PATH; install ffmpeg (Debian: apt-get install ffmpeg)")
-    out = subprocess.run([exe, "-version"], capture_output=True, text=True, check=True).stdout
-    return out.splitlines()[0].strip()
+    from pipeline.ops.toolversion import first_line
+
+    return first_line(exe)
 
 
 def segment_pattern(camera: str, stamp: str, connection: int) -> str:

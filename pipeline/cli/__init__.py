@@ -1,5 +1,5 @@
 """The `custody` command line."""
 
-from pipeline.cli.main import app, main
+from pipeline.cli.main import build_app, main, run
 
-__all__ = ["app", "main"]
+__all__ = ["build_app", "main", "run"]

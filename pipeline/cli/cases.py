@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from pipeline.cli.common import CaseOpt, ExhibitOpt, JsonOpt, actor_for, evidence
-from pipeline.cli.output import emit_json, say
+from pipeline.cli.output import emit_json, say, say_styled
 from pipeline.errors import UsageError
 
 case_app = typer.Typer(no_args_is_help=True, help="Cases.")
@@ -74,13 +74,13 @@ def exhibit_show(case: CaseOpt, exhibit: ExhibitOpt, json_out: JsonOpt = False) 
     if json_out:
         emit_json(view)
         return
-    say(f"[bold]{view['case']} / {view['exhibit']}[/] officer {view['officer']}")
+    say_styled("[bold]{} / {}[/] officer {}", view["case"], view["exhibit"], view["officer"])
     for o in view["objects"]:
         say(f"  {o['role']:8} {o['status']:10} {o['size']:>12}  {o['sha256']}  {o['original_name']}")
     for e in view["events"]:
         say(f"  #{e['seq']:<4} {e['time']}  {e['action']:16} {e['actor']['name']}")
     if not view["chain"]["ok"]:
-        say("[red]custody chain problems: " + "; ".join(view["chain"]["findings"]) + "[/]")
+        say_styled("[red]custody chain problems: {}[/]", "; ".join(view["chain"]["findings"]))
 
 
 def hold(case: CaseOpt, exhibit: ExhibitOpt,

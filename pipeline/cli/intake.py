@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import typer
 
 from pipeline.cli.common import CaseOpt, ExhibitOpt, JsonOpt, actor_for, evidence, progress_bar
-from pipeline.cli.output import emit_json, say
+from pipeline.cli.output import emit_json, say, say_styled
 from pipeline.errors import UsageError
 
 
@@ -188,7 +188,7 @@ def _print_results(results: list[dict[str, Any]], others: list[dict[str, str]], 
         target = f" -> {o['target']}" if "target" in o else ""
         say(f"{o['status']:20} {o['path']}{target}  ({o['message']})")
     for w in warnings:
-        say(f"[yellow]warning:[/] {w}")
+        say_styled("[yellow]warning:[/] {}", w)
 
 
 def upload(paths: Annotated[list[Path], typer.Argument(help="Files or directories; each file is its own original.")],

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from pipeline.cli.output import emit_json, say
+from pipeline.cli.output import emit_json, say, say_styled
 from pipeline.errors import UsageError
 from pipeline.settings import load_settings
 
@@ -67,7 +67,7 @@ def up(prefect: Annotated[bool, typer.Option("--prefect/--no-prefect",
         say(f"S3 (SeaweedFS) running at http://{state.endpoint} (pid {state.pid})")
     store = EvidenceStore.connect(settings)
     for w in store.warnings:
-        say(f"[yellow]{w}[/]")
+        say_styled("[yellow]{}[/]", w)
     if not settings.tsa_urls:
         from pipeline.ops.stack import start_tsa
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from pipeline.cli.common import CaseOpt, JsonOpt, actor_for, evidence
-from pipeline.cli.output import emit_json, say
+from pipeline.cli.output import emit_json, say, say_styled
 
 app = typer.Typer(no_args_is_help=True, help="The transparency log and the case logs.")
 
@@ -46,7 +46,7 @@ def show(json_out: JsonOpt = False) -> None:
         say(f"log {info['log_id']}: {info['tree_size']} leaves, root {info['root']}, signed {info['signed']}"
             f"{' (time-stamped)' if info['time_stamped'] else ''}")
         for p in info["problems"]:
-            say(f"[red]  - {p}[/]")
+            say_styled("[red]  - {}[/]", p)
 
 
 @app.command("rebuild-index")

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from pipeline.cli.common import JsonOpt, evidence
-from pipeline.cli.output import emit_json, err, say
+from pipeline.cli.output import emit_json, err, say, say_styled
 from pipeline.errors import UsageError
 
 TrustedKeyOpt = Annotated[list[Path] | None, typer.Option(
@@ -56,13 +56,13 @@ def _say_case(rep) -> None:  # type: ignore[no-untyped-def]
     say(f"transparency log: tree of {t['tree_size']} leaves signed {t['signed']}, root {t['root']}"
         + ("" if t["timestamps_checked"] else " (time-stamps NOT checked)"))
     for f in rep.findings + rep.context.all_findings():
-        say(f"[red]  - {f}[/]")
+        say_styled("[red]  - {}[/]", f)
     for r in rep.exhibits:
         if r.ok:
-            say(f"[green]PASS[/] {c} {r.exhibit_ref}: {r.events} events ({r.logged} in the transparency log), "
-                f"{r.objects} objects, {r.bytes_hashed} bytes re-hashed")
+            say_styled("[green]PASS[/] {} {}: {} events ({} in the transparency log), {} objects, {} bytes re-hashed",
+                       c, r.exhibit_ref, r.events, r.logged, r.objects, r.bytes_hashed)
         else:
-            say(f"[red]FAIL[/] {c} {r.exhibit_ref}:")
+            say_styled("[red]FAIL[/] {} {}:", c, r.exhibit_ref)
             for f in r.findings:
                 say(f"  - {f}")
 
@@ -87,10 +87,11 @@ def verify_bundle_cli(target: Path, json_out: bool, trusted_keys: list[Path] | N
         emit_json(rep.as_dict())
     else:
         if rep.statement_key:
-            say(f"signed statement by key [bold]{rep.statement_key}[/]: confirm this id with the sender by phone or "
-                "letter; a key's id is `openssl pkey -pubin -in KEY.pem -outform DER | tail -c 32 | sha256sum`")
+            say_styled("signed statement by key [bold]{}[/]: confirm this id with the sender by phone or letter; a "
+                       "key's id is `openssl pkey -pubin -in KEY.pem -outform DER | tail -c 32 | sha256sum`",
+                       rep.statement_key)
         for k in rep.keys:
-            say(f"signing key {k['source']}: [bold]{k['key_id']}[/]")
+            say_styled("signing key {}: [bold]{}[/]", k["source"], k["key_id"])
         for x in rep.exhibits:
             say(f"exhibit {x['exhibit']}: {x['events']} events, head {x['head']}, "
                 f"{x['objects_checked']} files matched to custody records")
@@ -101,7 +102,7 @@ def verify_bundle_cli(target: Path, json_out: bool, trusted_keys: list[Path] | N
             say(f"note: {n}")
         say(f"{rep.files_checked} files, {rep.bytes_hashed} bytes hashed")
         for f in rep.findings:
-            say(f"[red]  - {f}[/]")
+            say_styled("[red]  - {}[/]", f)
         print("PASS" if rep.ok else "FAIL")
     return 0 if rep.ok else 1
 

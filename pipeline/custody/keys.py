@@ -15,16 +15,18 @@ from __future__ import annotations
 import base64
 import hashlib
 import subprocess
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
-
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from pipeline.custody.events import canonical, utcnow
 from pipeline.custody.signing import Signer, key_id, load_public_pem, public_pem, verify_signature
 from pipeline.errors import InfrastructureError, UsageError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 KEYCHANGE_SCHEMA = "custody.keychange/1"
 
@@ -90,6 +92,37 @@ def load_signer(settings: Any) -> SignerBackend:
             raise UsageError("signer_command needs signer_public_key (the PEM of the key it signs with)")
         return CommandSigner(settings.signer_command, settings.signer_public_key)
     return Signer.load_or_create(settings.signing_key_path)
+
+
+class DeferredSigner:
+    """The settings' signer, loaded when first used: a command that only reads never opens the key (nor
+    imports `cryptography`'s key loading). Errors in the key settings surface at the first signature."""
+
+    def __init__(self, settings: Any) -> None:
+        self._settings = settings
+        self._real: SignerBackend | None = None
+        self._lock = threading.Lock()
+
+    def _signer(self) -> SignerBackend:
+        if self._real is None:
+            with self._lock:  # threads signing at once must load (or create) one key, once
+                if self._real is None:
+                    self._real = load_signer(self._settings)
+        return self._real
+
+    def __repr__(self) -> str:
+        return f"DeferredSigner({self._real!r})"
+
+    @property
+    def key_id(self) -> str:
+        return self._signer().key_id
+
+    @property
+    def public(self) -> Ed25519PublicKey:
+        return self._signer().public
+
+    def sign(self, data: bytes) -> str:
+        return self._signer().sign(data)
 
 
 # ---- the trust set ---------------------------------------------------------------

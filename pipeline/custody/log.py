@@ -15,9 +15,7 @@ import logging
 import platform
 import sys
 from pathlib import Path
-from typing import Any
-
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from typing import TYPE_CHECKING, Any
 
 from pipeline import __version__
 from pipeline.custody.actor import Actor
@@ -31,6 +29,9 @@ from pipeline.errors import ChainConflict
 from pipeline.settings import Settings
 from pipeline.storage import EvidenceStore
 from pipeline.storage.client import SDK_VERSION
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 log = logging.getLogger(__name__)
 

@@ -10,24 +10,34 @@ import base64
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from pipeline.secrets import create_private
 
-from pipeline.secrets import write_private
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+# `cryptography` is imported where it is used: its serialization module alone costs ~15 ms, which every
+# command importing the custody log would pay, including those that never sign or verify.
 
 
 def key_id(public: Ed25519PublicKey) -> str:
+    from cryptography.hazmat.primitives import serialization
+
     raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return hashlib.sha256(raw).hexdigest()
 
 
 def public_pem(public: Ed25519PublicKey) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
     return public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def load_public_pem(data: bytes) -> Ed25519PublicKey:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     key = serialization.load_pem_public_key(data)
     if not isinstance(key, Ed25519PublicKey):
         raise ValueError("public key is not Ed25519")
@@ -56,22 +66,28 @@ class Signer:
 
     @classmethod
     def load_or_create(cls, path: Path) -> Signer:
-        if path.exists():
-            if path.stat().st_mode & 0o077:
-                path.chmod(0o600)
-            key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-            if not isinstance(key, Ed25519PrivateKey):
-                raise ValueError(f"{path} is not an Ed25519 private key")
-            return cls(key)
-        key = Ed25519PrivateKey.generate()
-        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
-        write_private(path, pem)
-        path.with_suffix(".pub").write_bytes(public_pem(key.public_key()))
-        return cls(key)
+        """The key at `path`, created on first use; processes creating it at once all end up with one key."""
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        if not path.exists():
+            key = Ed25519PrivateKey.generate()
+            pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                    serialization.NoEncryption())
+            if create_private(path, pem):
+                path.with_suffix(".pub").write_bytes(public_pem(key.public_key()))
+                return cls(key)
+        if path.stat().st_mode & 0o077:
+            path.chmod(0o600)
+        loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        if not isinstance(loaded, Ed25519PrivateKey):
+            raise ValueError(f"{path} is not an Ed25519 private key")
+        return cls(loaded)
 
 
 def verify_signature(public: Ed25519PublicKey, data: bytes, signature_b64: str) -> bool:
+    from cryptography.exceptions import InvalidSignature
+
     try:
         public.verify(base64.b64decode(signature_b64, validate=True), data)
         return True

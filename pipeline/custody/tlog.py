@@ -29,9 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
-
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from typing import TYPE_CHECKING, Any
 
 from pipeline.custody import treehead
 from pipeline.custody.chainstore import doc_key, head_of, last_existing
@@ -55,6 +53,9 @@ from pipeline.custody.tlogformat import (
 )
 from pipeline.errors import ChainConflict, CustodyError, IntegrityError
 from pipeline.storage import EvidenceStore
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 log = logging.getLogger(__name__)
 

@@ -23,14 +23,15 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
-
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from typing import TYPE_CHECKING, Any
 
 from pipeline.custody.events import canonical, iso
 from pipeline.custody.merkle import verify_consistency
 from pipeline.custody.signing import Signer, key_id, verify_signature
 from pipeline.errors import IntegrityError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 SCHEMA = "custody.treehead/1"
 _HEX64 = re.compile(r"[0-9a-f]{64}")

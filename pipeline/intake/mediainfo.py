@@ -133,22 +133,22 @@ _versions: dict[str, str] = {}
 def tool_versions() -> dict[str, str]:
     """Versions of ffprobe and exifread, recorded with every metadata event."""
     if not _versions:
-        import exifread
+        from importlib.metadata import version
 
-        _versions["exifread"] = getattr(exifread, "__version__", "unknown")
+        from pipeline.ops.toolversion import version_output
+
+        _versions["exifread"] = version("exifread")  # without importing it (xml.dom and all: ~20 ms)
         exe = shutil.which("ffprobe")
         ver = "missing"
         if exe:
             try:
-                out = subprocess.run([exe, "-version"], capture_output=True, text=True, timeout=10).stdout
+                out = version_output(exe)
                 m = re.match(r"ffprobe version (\S+)", out)
                 ver = m.group(1) if m else "unknown"
             except (OSError, subprocess.SubprocessError):
                 ver = "unknown"
         _versions["ffprobe"] = ver
         try:
-            from importlib.metadata import version
-
             _versions["ffmpeg-python"] = version("ffmpeg-python")
         except Exception:  # noqa: BLE001 - version lookup is informative only
             _versions["ffmpeg-python"] = "unknown"

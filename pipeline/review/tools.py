@@ -34,8 +34,9 @@ def ffmpeg_binary() -> str:
 
 @functools.cache
 def ffmpeg_version() -> str:
-    out = subprocess.run([ffmpeg_binary(), "-version"], capture_output=True, text=True, check=True).stdout
-    return out.splitlines()[0].strip()
+    from pipeline.ops.toolversion import first_line
+
+    return first_line(ffmpeg_binary())
 
 
 def run_ffmpeg(args: list[str], source: Path, output: Path, timeout: float = FFMPEG_TIMEOUT_S) -> list[str]:
