@@ -103,3 +103,14 @@ def test_tool_versions_are_asked_once_per_binary(tmp_path, monkeypatch):
     tool.write_text(f"#!/bin/sh\necho x >> {calls}\necho 'fftool version 2.0-upgraded'\n")
     assert first_line(str(tool)) == "fftool version 2.0-upgraded"
     assert calls.read_text().count("x") == 2
+
+
+def test_evidence_text_is_printed_verbatim_never_as_markup(cli, case_ref):
+    """An officer or description with rich markup or emoji codes in it is shown as it was recorded."""
+    officer, description = "PC [bold]Smith", "bag [/] seal :police_car: [red]x"
+    cli.run("exhibit", "create", "--case", case_ref, "--exhibit", "MK/1", "--officer", officer,
+            "--description", description)
+    listed = cli.run("exhibit", "list", "--case", case_ref).stderr
+    assert f"MK/1\t{officer}\t{description}" in listed
+    shown = cli.run("exhibit", "show", "--case", case_ref, "--exhibit", "MK/1").stderr
+    assert f"officer {officer}" in shown
