@@ -39,8 +39,23 @@ def create_private(path: Path, data: bytes) -> bool:
         return True
     except FileExistsError:
         return False
+    except OSError:  # a file system without hard links: create the file itself exclusively
+        return _create_exclusive(path, data)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _create_exclusive(path: Path, data: bytes) -> bool:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return False
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return True
 
 
 def embedded_credentials(secrets_dir: Path) -> tuple[str, str]:

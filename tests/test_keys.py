@@ -92,3 +92,27 @@ def test_external_signer_with_the_file_key(cli, stack_status, tmp_path):  # type
     del other
     proc = op.run("ingest", str(f), "--case", case, "--exhibit", "HS/2", "--officer", "DC Key", check=False)
     assert proc.returncode == 3 and "does not verify with its public key" in proc.stderr
+
+
+def test_a_new_homes_key_is_one_key_however_many_create_it_at_once(tmp_path):  # type: ignore[no-untyped-def]
+    """Threads (and processes: the file is linked into place) creating the key together all get the same key."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pipeline.custody.keys import DeferredSigner
+    from pipeline.custody.signing import Signer
+
+    path = tmp_path / "keys" / "signing-ed25519.pem"
+    with ThreadPoolExecutor(8) as pool:
+        ids = set(pool.map(lambda _i: Signer.load_or_create(path).key_id, range(16)))
+    assert ids == {Signer.load_or_create(path).key_id}
+    assert path.stat().st_mode & 0o777 == 0o600 and not list(path.parent.glob("*.tmp"))
+
+    class Settings:  # the two fields load_signer reads
+        signer_command: list[str] = []
+        signing_key_path = tmp_path / "other" / "signing-ed25519.pem"
+
+    deferred = DeferredSigner(Settings())
+    assert not Settings.signing_key_path.exists()  # nothing is loaded, nor created, until a signature is needed
+    with ThreadPoolExecutor(8) as pool:
+        ids = set(pool.map(lambda _i: deferred.key_id, range(16)))
+    assert ids == {Signer.load_or_create(Settings.signing_key_path).key_id}
