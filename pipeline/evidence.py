@@ -95,7 +95,7 @@ class Evidence:
         if created:
             self.log.append(case.brief(), ex.brief(), actor=actor, action="exhibit_created",
                             parameters={"officer": ex.officer, "description": ex.description})
-        self.cases.ensure_member(case, ex, actor)
+        self.cases.ensure_member(case, ex, actor, new=created)
         return case, ex
 
     def _json(self, key: str, hidden_too: bool = True) -> dict[str, Any] | None:

@@ -289,3 +289,31 @@ def test_stack_runs_and_stops_its_local_tsa(tmp_path):  # type: ignore[no-untype
         c.run("stack", "down")
     assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
     assert c.json("stack", "status", check=False)["tsa"]["local"]["url"] is None
+
+
+def test_case_log_names_each_exhibit_once_and_heals_a_missing_entry(evidence, cli):  # type: ignore[no-untyped-def]
+    """A new exhibit is added to the case log without reading it (one GET per entry would make every new
+    exhibit of a big case slow); an exhibit whose creation was interrupted before its entry gets one, once."""
+    from pipeline.custody.actor import Actor
+    from pipeline.evidence import Evidence
+
+    ref = f"OP-HEAL/{uuid.uuid4().hex[:8]}"
+    actor = Actor("pytest")
+    case, _ = evidence.create_case(ref, actor)
+    reads: list[str] = []
+    documents = evidence.log.chains.documents
+    evidence.log.chains.documents = lambda prefix: reads.append(prefix) or documents(prefix)  # type: ignore[method-assign]
+    try:
+        evidence.ensure_exhibit(ref, "NW/1", "DC New", actor)
+    finally:
+        evidence.log.chains.documents = documents  # type: ignore[method-assign]
+    assert len(reads) == 1  # the lookup for a hidden index entry only, not a second read to check membership
+    interrupted, created = evidence.catalog.create_exhibit(case, "IN/1", "DC Cut")  # catalog only: no entry
+    assert created
+    for ev in (evidence, Evidence(evidence.settings), Evidence(evidence.settings)):
+        ev.ensure_exhibit(ref, "IN/1", "DC Cut", actor)
+    entries = [d["event"]["record"]["ref"] for d in Evidence(evidence.settings).log.chains.documents(
+        f"cases/{case.id}/log/") if d["event"]["action"] == "exhibit_added"]
+    assert sorted(entries) == ["IN/1", "NW/1"], entries
+    rep = cli.json("verify", "--case", ref)
+    assert rep["result"] == "PASS", failures(rep)

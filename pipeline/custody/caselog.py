@@ -125,14 +125,19 @@ class CaseLog:
         if self.chains.head(case.id, prefix).length == 0:
             self.append(case, "case_created", asdict(case), actor)
 
-    def ensure_member(self, case: Case, exhibit: Exhibit, actor: Actor) -> None:
-        """Record the exhibit in the case log unless it is there already (self-heals an interrupted creation)."""
+    def ensure_member(self, case: Case, exhibit: Exhibit, actor: Actor, *, new: bool = False) -> None:
+        """Record the exhibit in the case log unless it is there already (self-heals an interrupted creation).
+
+        `new`: the exhibit was created just now under a fresh id, so no entry can name it and the log is not
+        read (reading it costs one GET per entry: a case with 500 exhibits would pay 500 for every new one)."""
         if (case.id, exhibit.id) in self._members:
             return
         self.ensure_case(case, actor)
-        docs = self.chains.documents(caselog_prefix(case.id))
-        ids = {(d.get("event") or {}).get("record", {}).get("id") for d in docs
-               if (d.get("event") or {}).get("action") == "exhibit_added"}
+        ids: set[Any] = set()
+        if not new:
+            docs = self.chains.documents(caselog_prefix(case.id))
+            ids = {(d.get("event") or {}).get("record", {}).get("id") for d in docs
+                   if (d.get("event") or {}).get("action") == "exhibit_added"}
         if exhibit.id not in ids:
             self.append(case, "exhibit_added", asdict(exhibit), actor)
         with self._lock:

@@ -102,6 +102,9 @@ class Witness:
         tmp.replace(p)
 
 
+DOC_CACHE = 50_000  # documents `documents` keeps (~2 KB each), per process
+
+
 class ChainStore:
     """Reads and appends the signed chains of one custody bucket."""
 
@@ -112,6 +115,7 @@ class ChainStore:
         self._heads: dict[str, Head] = {}
         self._lock = threading.Lock()
         self._appending: dict[str, threading.Lock] = {}  # one appender per chain in this process
+        self._docs: dict[str, bytes] = {}  # write-once documents this process has read (`documents`)
 
     # ---- reading -------------------------------------------------------
     def slots(self, prefix: str, trusted: dict[str, Any] | None = None) -> list[Slot]:
@@ -173,13 +177,26 @@ class ChainStore:
         return data, True, precheck(data, trusted)
 
     def documents(self, prefix: str) -> list[dict[str, Any]]:
-        """The stored documents in order, without checks (for views; verification uses `slots`)."""
-        out = []
-        for key in sorted(self.store.list_keys(self.bucket, prefix)):
-            data = self.store.try_get_bytes(self.bucket, key)
-            if data:
-                out.append(json.loads(data))
-        return out
+        """The stored documents in order, without checks (for views; verification uses `slots`).
+
+        One listing, then the documents this process has not read yet, on a few threads: documents are
+        written once (`If-None-Match: *`), so a second look at a chain reads only what was appended since.
+        The listing decides what is shown, so a document hidden meanwhile drops out of the view."""
+        keys = sorted(self.store.list_keys(self.bucket, prefix))
+        with self._lock:
+            missing = [k for k in keys if k not in self._docs]
+        fresh: dict[str, bytes | None] = {}
+        if missing:
+            with ThreadPoolExecutor(READ_THREADS, thread_name_prefix="chain-read") as pool:
+                fresh = dict(zip(missing, pool.map(lambda k: self.store.try_get_bytes(self.bucket, k), missing),
+                                 strict=True))
+            with self._lock:
+                if len(self._docs) + len(missing) > DOC_CACHE:  # a long-running server: bounded memory
+                    self._docs.clear()
+                self._docs.update((k, data) for k, data in fresh.items() if data)
+        with self._lock:
+            raw = [fresh.get(k) or self._docs.get(k) for k in keys]
+        return [json.loads(data) for data in raw if data]  # parsed afresh: callers may change what they get
 
     def _exists(self, prefix: str, seq: int) -> bool:
         return self.store.stat(self.bucket, doc_key(prefix, seq)) is not None
