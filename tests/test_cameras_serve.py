@@ -90,7 +90,8 @@ def test_serve_catches_up_on_a_window_under_way(cli: Cli, emulator: dict, prefec
         proc = subprocess.Popen([CUSTODY, "cameras", "serve", "--inventory", str(inv)], env=cli.env, stdout=log,
                                 stderr=subprocess.STDOUT)
     try:
-        row = wait_for(lambda: (r := _status(cli, inv, "cam1")) and r["recording"] and r, 30, "recording status")
+        row = wait_for(lambda: (r := _status(cli, inv, "cam1")) and r["recording"] and r["window"] and r, 30,
+                       "recording status")  # the window once the run has written it (the lock comes first)
         assert row["next_window"]["under_way"] and _t(row["window"]["start"]) == begin
         assert _t(row["window"]["end"]) == end
         busy = cli.run("cameras", "run", "--camera", "cam1", "--inventory", str(inv), "--duration", "3s",

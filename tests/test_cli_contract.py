@@ -114,3 +114,20 @@ def test_evidence_text_is_printed_verbatim_never_as_markup(cli, case_ref):
     assert f"MK/1\t{officer}\t{description}" in listed
     shown = cli.run("exhibit", "show", "--case", case_ref, "--exhibit", "MK/1").stderr
     assert f"officer {officer}" in shown
+
+
+def test_progress_in_a_log_is_plain_lines_while_it_runs_and_at_the_end(capsys):
+    """Where stderr is not a terminal, a long job still says how far it is: lines, not a live bar."""
+    from pipeline.cli.lineprogress import LineProgress, line
+
+    with LineProgress(period_s=0) as prog:
+        total = prog.add_task("total (2 files)", total=3_000_000)
+        one = prog.add_task("a.mp4", total=1_000_000)
+        prog.advance(one, 1_000_000)
+        prog.advance(total, 1_000_000)
+        prog.remove_task(one)
+        prog.update(total, advance=2_000_000)
+    lines = capsys.readouterr().err.splitlines()
+    assert "a.mp4: 1.0/1.0 MB (100 %)" in lines
+    assert lines[-1].startswith("total (2 files): 3.0/3.0 MB (100 %)") and not lines[-1].startswith("a.mp4")
+    assert line("bundle", 5e6, None, 0.1) == "bundle: 5.0 MB"

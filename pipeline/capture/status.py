@@ -127,12 +127,14 @@ def camera_status(settings: Settings, inventory: Inventory | None = None, now: d
         if holder is None and st.get("recording") and isinstance(st.get("pid"), int) and not Path(
                 "/proc/locks").exists():
             holder = st["pid"] if alive(st["pid"]) else None  # no lock table here: trust a live recorder pid
+        # the lock is taken before the new run writes its facts: until then the file still holds the last run's
+        own = holder is not None and st.get("pid") == holder
         recent = [g for g in st.get("gaps", []) if (end := _time(g.get("end"))) and end > now - timedelta(hours=24)]
         rows.append({
             "camera": name, "case": st.get("case") or cases.get(name), "exhibit": st.get("exhibit"),
             "recording": holder is not None, "pid": holder,
-            "recording_since": st.get("ffmpeg_started") if holder is not None else None,
-            "window": st.get("window") if holder is not None else None,
+            "recording_since": st.get("ffmpeg_started") if own else None,
+            "window": st.get("window") if own else None,
             "last_run_ended": st.get("ended"),
             "last_segment_end": st.get("last_segment_end"), "last_segment_stored_at": st.get("last_segment_stored_at"),
             "segments_stored_last_run": st.get("segments_stored"),

@@ -15,6 +15,7 @@ import typer
 if TYPE_CHECKING:
     from rich.progress import Progress
 
+    from pipeline.cli.lineprogress import LineProgress
     from pipeline.custody.actor import Actor
     from pipeline.evidence import Evidence
 
@@ -67,7 +68,14 @@ def remember_actor(home: Path, name: str) -> None:
     tmp.replace(path)
 
 
-def progress_bar() -> Progress:
+def progress_bar() -> Progress | LineProgress:
+    """rich's live bar on a terminal; plain lines every few seconds in a log (see `lineprogress`)."""
+    import sys
+
+    if not sys.stderr.isatty():
+        from pipeline.cli.lineprogress import LineProgress
+
+        return LineProgress()
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
     from pipeline.cli.output import err
