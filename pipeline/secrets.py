@@ -8,16 +8,23 @@ import secrets
 from pathlib import Path
 
 
+def _write_new(path: Path, data: bytes, flag: int) -> None:
+    """Open `path` 0600 with O_CREAT | `flag` (O_TRUNC or O_EXCL), write all of `data`, fsync."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | flag, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def write_private(path: Path, data: bytes) -> None:
     """Create a file readable only by its owner, atomically."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    _write_new(tmp, data, os.O_TRUNC)
     os.replace(tmp, path)
 
 
@@ -25,37 +32,24 @@ def create_private(path: Path, data: bytes) -> bool:
     """Create `path` (0600) holding `data` unless it exists; False when another process got there first.
 
     Written to a private temporary name and linked into place, so two processes creating the same key at
-    once never both believe their own: the loser reads the winner's."""
+    once never both believe their own: the loser reads the winner's. A file system without hard links gets
+    the file created exclusively in place instead."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    _write_new(tmp, data, os.O_EXCL)
     try:
         os.link(tmp, path)
         return True
     except FileExistsError:
         return False
-    except OSError:  # a file system without hard links: create the file itself exclusively
-        return _create_exclusive(path, data)
+    except OSError:  # no hard links here
+        try:
+            _write_new(path, data, os.O_EXCL)
+            return True
+        except FileExistsError:
+            return False
     finally:
         tmp.unlink(missing_ok=True)
-
-
-def _create_exclusive(path: Path, data: bytes) -> bool:
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return False
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    return True
 
 
 def embedded_credentials(secrets_dir: Path) -> tuple[str, str]:

@@ -40,7 +40,7 @@ def _global(actor: Annotated[str | None, typer.Option(
 
 #: top-level command -> the CLI modules that register it (in order). Only the command being run is
 #: built: Typer builds every command's parameters up front, ~45 ms for all of them, and each module pulls
-#: in its own imports. `test_cli_commands_table_is_complete` keeps this in step with the modules.
+#: in its own imports. `test_the_lazy_command_table_names_every_command` keeps this in step with the modules.
 COMMANDS: dict[str, tuple[str, ...]] = {
     "stack": ("stack",), "cameras": ("cameras",), "case": ("cases",), "exhibit": ("cases", "clock"),
     "hold": ("cases",), "ingest": ("intake",), "upload": ("intake",), "verify": ("verify",),
@@ -165,8 +165,7 @@ def run() -> None:
         code: object = 0
     except SystemExit as exc:
         code = exc.code
-    if threading.active_count() > 1 and any(not t.daemon for t in threading.enumerate()
-                                             if t is not threading.main_thread()):
+    if any(not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
         sys.exit(code)
     atexit._run_exitfuncs()
     if code is not None and not isinstance(code, int):

@@ -25,13 +25,13 @@ def version_output(exe: str, timeout: float = 10.0) -> str:
     ident = _identity(exe)
     cache = default_home() / "cache" / "tool-versions.json"
     try:
-        known = json.loads(cache.read_text())
-        if isinstance(known, dict) and isinstance(known.get(ident), str):
-            return known[ident]
+        loaded = json.loads(cache.read_text())
     except (OSError, ValueError):
-        known = {}
+        loaded = None
+    known = {k: v for k, v in loaded.items() if isinstance(v, str)} if isinstance(loaded, dict) else {}
+    if ident in known:
+        return known[ident]
     out = subprocess.run([exe, "-version"], capture_output=True, text=True, timeout=timeout, check=True).stdout
-    known = {k: v for k, v in (known if isinstance(known, dict) else {}).items() if isinstance(v, str)}
     known[ident] = out
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
