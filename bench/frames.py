@@ -11,7 +11,7 @@ Figures (their wall time / ours; higher is better; goal in brackets):
   png_bytes_vs_ffmpeg        bytes of our stills (1 PNG/s) / ffmpeg's default PNG of the same pixels [<= 1.1]
   peak_rss_mb                peak RSS of the whole process tree (ours + pool + ffmpeg) at 1 PNG/s
                              on an hour of 1080p (with --quick: on the short clip)              [< 500]
-Stills are encoded by pipeline.frames.png (UP filter + libdeflate, level in ExtractParams.png_compression).
+Stills are encoded by pipeline.frames.png (fpng by default, libdeflate for flat pictures; ExtractParams.png_encoder).
 Headline figures are the worst variant; per-variant figures follow in the JSON line.
 """
 

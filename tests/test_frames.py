@@ -27,6 +27,7 @@ from pipeline.frames import (
     tool_versions,
 )
 from pipeline.frames import plan as planmod
+from pipeline.frames.extract import engine_params
 from pipeline.frames.models import DEFAULT_PNG_LEVEL
 from pipeline.frames.png import pixel_sha256
 from tests import footage
@@ -212,10 +213,13 @@ def test_metadata_wallclock_versions(clips: dict[str, Path], tmp_path: Path) -> 
     assert set(tool_versions()) >= {"opencv", "ffmpeg", "numpy", "python"}
     assert res.params["every_seconds"] == 1
     enc = res.params["png_encoder"]  # every knob that decides the PNG bytes, with the compressor's version
-    assert enc == {"library": "custody.frames.png", "level": DEFAULT_PNG_LEVEL, "filter": "up, every row",
-                   "idat_chunk": 1 << 20, "color": "rgb, 8 bit, no alpha, no interlace", "ancillary_chunks": "none",
-                   "deflate": f"libdeflate {tool_versions()['libdeflate']} (python deflate "
-                              f"{tool_versions()['deflate']}), zlib container"}
+    assert enc["encoder"] == "fpng" and enc["fpng"].startswith(f"fpng (python fpng {tool_versions()['fpng']})")
+    assert "smaller kept" in enc["flat_rule"]
+    assert enc["libdeflate"] == {"level": DEFAULT_PNG_LEVEL, "idat_chunk": 1 << 20, "ancillary_chunks": "none",
+                                 "deflate": f"libdeflate {tool_versions()['libdeflate']} (python deflate "
+                                            f"{tool_versions()['deflate']}), zlib container"}
+    assert res.params["png_encoder"] != engine_params(ExtractParams(every_seconds=1, png_encoder="libdeflate"))[
+        "png_encoder"]
 
 
 def test_dask_backend_identical(clips: dict[str, Path], tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from PIL import Image
 
 from pipeline.custody.actor import Actor
 from pipeline.errors import StorageError
-from pipeline.frames import ExtractParams, extract_frames
+from pipeline.frames import ExtractionError, ExtractParams, extract_frames
 from pipeline.frames.derive import extract_object, footage_objects
 from pipeline.frames.png import encode_png, encoder_versions, pixel_sha256
 from pipeline.intake.originals import Offer
@@ -127,22 +127,42 @@ def test_png_bytes_reproducible_and_lossless(clips: dict[str, Path], tmp_path: P
         assert pixel_sha256(np.ascontiguousarray(rgb[:, :, ::-1])) == s.pixel_sha256
 
 
-def test_png_encoder_is_pinned() -> None:
+@pytest.mark.parametrize("encoder", ["fpng", "libdeflate"])
+def test_png_encoder_is_pinned(encoder: str) -> None:
     """Same pixels, level and tool versions give the same bytes, in any thread; a change of encoder
-    bytes must come with a new ENGINE_VERSION (update the digest below then)."""
+    bytes must come with a new ENGINE_VERSION (update the digests below then)."""
     rng = np.random.default_rng(7)
     img = np.clip(np.cumsum(rng.integers(-3, 4, (120, 160, 3)), axis=1) + 128, 0, 255).astype(np.uint8)
     with ThreadPoolExecutor(4) as pool:
-        digests = {p.sha256 for p in pool.map(lambda _: encode_png(img, 1), range(8))}
+        digests = {p.sha256 for p in pool.map(lambda _: encode_png(img, 1, encoder), range(8))}
     assert len(digests) == 1
-    png = encode_png(img, 1)
+    png = encode_png(img, 1, encoder)
     assert hashlib.sha256(png.tobytes()).hexdigest() == png.sha256
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(png.tobytes())))[:, :, ::-1], img)
-    if encoder_versions()["libdeflate"] == "1.25":
-        assert png.sha256 == GOLDEN_PNG_SHA256, png.sha256
+    versions = encoder_versions()
+    if (versions["libdeflate"], versions["fpng"]) == ("1.25", "0.1.0"):
+        assert png.sha256 == GOLDEN_PNG_SHA256[encoder], png.sha256
 
 
-GOLDEN_PNG_SHA256 = "898b466cc6eb716bc1ed28de88d50ec2942f52390bd2b3660d8baac0e44bc5b1"  # level 1, libdeflate 1.25
+GOLDEN_PNG_SHA256 = {"libdeflate": "898b466cc6eb716bc1ed28de88d50ec2942f52390bd2b3660d8baac0e44bc5b1",  # level 1
+                     "fpng": "3be2a70beb07790f3b56f17e25bf435b104d80f7647385a7f0e6ea41890c3ecd"}  # fpng 0.1.0
+
+
+def test_flat_pictures_get_the_smaller_of_fpng_and_libdeflate() -> None:
+    """fpng has no long matches: on a flat picture libdeflate is made too and kept when smaller; on a noisy
+    one fpng alone is used (its bytes carry fpng's marker chunk). Lossless either way."""
+    bars = np.zeros((360, 640, 3), np.uint8)
+    for i, colour in enumerate([(192, 192, 192), (0, 192, 192), (192, 192, 0), (0, 192, 0)]):
+        bars[:, i * 160:(i + 1) * 160] = colour
+    noisy = np.random.default_rng(3).integers(0, 256, (360, 640, 3), dtype=np.uint8)
+    for img, want in ((bars, "libdeflate"), (noisy, "fpng")):
+        png = encode_png(img, 2, "fpng")
+        data = png.tobytes()
+        assert (b"fdEC" in data) == (want == "fpng"), want
+        assert np.array_equal(np.asarray(Image.open(io.BytesIO(data)))[:, :, ::-1], img)
+    assert encode_png(bars, 2, "fpng").size == encode_png(bars, 2, "libdeflate").size
+    with pytest.raises(ExtractionError, match="unknown PNG encoder"):
+        encode_png(bars, 2, "zopfli")
 
 
 def test_mjpeg_keyframes_at_most_one_a_second(clips: dict[str, Path], tmp_path: Path) -> None:

@@ -41,6 +41,11 @@ def test_ts_ingested_or_uploaded_by_hand_is_typed_from_content_and_extracted(cli
         res: Any = cli.json("extract", ref, "--case", case_ref, "--every", "1s")
         (r,) = res["results"]
         assert r["action"] == "frames_extracted" and r["stills"] == 4, r
+    # the encoder is a recorded choice: an examiner repeating an engine-4 run asks for libdeflate
+    res = cli.json("extract", "TS/1", "--case", case_ref, "--at", "1", "--png-encoder", "libdeflate")
+    assert res["params"]["png_encoder"] == "libdeflate", res["params"]
+    bad = cli.run("extract", "TS/1", "--case", case_ref, "--at", "1", "--png-encoder", "zopfli", check=False)
+    assert bad.returncode == 2 and "fpng" in bad.stderr and "internal error" not in bad.stderr, bad.stderr
 
 
 def test_bytes_ingested_then_uploaded_to_the_same_case_are_linked(cli: Cli, case_ref: str, tmp_path: Path) -> None:

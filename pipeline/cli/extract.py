@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import click
 import typer
 
 from pipeline.cli.common import JsonOpt, actor_for, evidence
@@ -23,8 +24,12 @@ def extract(exhibit: Annotated[str, typer.Argument(help="Exhibit reference, e.g.
             scene_threshold: Annotated[float, typer.Option(help="Mean abs. difference (0-255) on 64x36 grey.")] = 30.0,
             at: Annotated[str, typer.Option("--at", help="Comma-separated times in seconds, e.g. 12.5,30.")] = "",
             png_level: Annotated[int | None, typer.Option(
-                "--png-level", min=0, max=12, help="PNG compression (libdeflate level; default 2: ~27 ms a "
-                "1080p still, about ffmpeg's bytes; higher is smaller and slower, 0 stores uncompressed).")] = None,
+                "--png-level", min=0, max=12, help="libdeflate level (default 2; higher is smaller and slower; "
+                "0 stores the pixels uncompressed, whatever the encoder).")] = None,
+            png_encoder: Annotated[str | None, typer.Option(
+                "--png-encoder", click_type=click.Choice(["fpng", "libdeflate"]),
+                help="fpng (default: ~10 ms a 1080p still, about ffmpeg's bytes; libdeflate for flat pictures) "
+                "or libdeflate (~30 ms; what custody before engine 5 used).")] = None,
             workers: Annotated[int | None, typer.Option(
                 help="Workers (default: one per core, as many as fit in CUSTODY_FRAMES_MEMORY_MB).")] = None,
             json_out: JsonOpt = False) -> None:
@@ -46,7 +51,8 @@ def extract(exhibit: Annotated[str, typer.Argument(help="Exhibit reference, e.g.
     params = ExtractParams(every_seconds=parse_duration(every) if every else None, keyframes=keyframes,
                            keyframe_min_interval=gap, scenes=scenes, scene_threshold=scene_threshold,
                            timestamps=tuple(times), name_prefix=e.ref,
-                           **({"png_compression": png_level} if png_level is not None else {}))
+                           **({"png_compression": png_level} if png_level is not None else {}),
+                           **({"png_encoder": png_encoder} if png_encoder is not None else {}))
     if not params.wants_anything():
         raise UsageError("choose at least one of --every, --keyframes, --scenes, --at")
     objs, events = footage_objects(ev, e)

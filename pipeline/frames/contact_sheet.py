@@ -25,7 +25,7 @@ def _fmt(offset: float) -> str:
 
 
 def build_contact_sheets(out_dir: Path, prefix: str, thumbs: Sequence[tuple[Path, float]], *, columns: int, rows: int,
-                         png_level: int) -> list[str]:
+                         png_level: int, png_encoder: str) -> list[str]:
     """Write `{prefix}_contact_NNN.png` pages from (thumbnail path, offset seconds); returns file names."""
     per_page = columns * rows
     names: list[str] = []
@@ -44,6 +44,6 @@ def build_contact_sheets(out_dir: Path, prefix: str, thumbs: Sequence[tuple[Path
             cv2.putText(sheet, _fmt(offset), (x + 2, y + ch + LABEL_H - 5), cv2.FONT_HERSHEY_SIMPLEX, 0.42,
                         (255, 255, 255), 1, cv2.LINE_8)
         name = f"{prefix}_contact_{page_no:03d}.png"
-        write_file(out_dir / name, encode_png(sheet, png_level).parts)
+        write_file(out_dir / name, encode_png(sheet, png_level, png_encoder).parts)
         names.append(name)
     return names

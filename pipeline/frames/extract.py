@@ -52,7 +52,8 @@ from pipeline.frames.stills import StillOut, encode_slots
 # 3: rotation read from each still's own frame (display matrix), not once from the first keyframe
 # 4: PNG by our encoder (UP filter + libdeflate level 2) instead of OpenCV level 0; keyframe mode takes at most
 #    one still per `keyframe_min_interval` (default 1 s on all-intra footage); wall-clock time in still names
-ENGINE_VERSION = "4"
+# 5: PNG by fpng by default (libdeflate too for flat pictures, the smaller kept); `png_encoder` in the parameters
+ENGINE_VERSION = "5"
 TAIL_ID = -1
 #: called with each still once its PNG and thumbnail are written (from worker threads: must be thread-safe)
 OnStill = Callable[[StillOut], None]
@@ -80,7 +81,7 @@ def engine_params(params: ExtractParams, info: VideoInfo | None = None,
     if wallclock_start is not None:
         extra["wallclock_start"] = _utc(wallclock_start).isoformat().replace("+00:00", "Z")
     return {**params.model_dump(mode="json"), **extra,
-            "png_encoder": png_settings(params.png_compression),
+            "png_encoder": png_settings(params.png_compression, params.png_encoder),
             "still_name": "{name_prefix}[_{wall-clock UTC YYYYMMDDTHHMMSS.mmmZ}]_t{offset:010.3f}[_f{frame index}]",
             "thumb": {"format": "jpeg", "quality": THUMB_JPEG_QUALITY, "width": params.thumb_width,
                       "scaler": "swscale area, from the decoded frame"},
@@ -193,8 +194,8 @@ def extract_frames(source: Path, out_dir: Path, params: ExtractParams, *, worker
 
         def batch(items: list[ChunkSpec]) -> DecodeTask:
             return DecodeTask(source=src, chunks=tuple(items), out_dir=str(out_dir), png_level=params.png_compression,
-                              thumb_width=params.thumb_width, liveness_only=not any(c.wanted for c in items),
-                              encode_slots=per_decoder)
+                              png_encoder=params.png_encoder, thumb_width=params.thumb_width,
+                              liveness_only=not any(c.wanted for c in items), encode_slots=per_decoder)
 
         last_gop = planmod.gop_of(info.key_pts, int(info.frame_pts[-1]))
         specs = [ChunkSpec(chunk_id=c.id, seek_pts=c.seek_pts, wanted=tuple((p, stems[p]) for p in c.wanted),
@@ -282,7 +283,8 @@ def extract_frames(source: Path, out_dir: Path, params: ExtractParams, *, worker
     stills.sort(key=lambda s: s.pts)
     sheets = build_contact_sheets(out_dir, params.name_prefix, [(out_dir / s.thumb, s.offset) for s in stills],
                                   columns=params.contact_sheet_columns, rows=params.contact_sheet_rows,
-                                  png_level=params.png_compression) if stills else []
+                                  png_level=params.png_compression, png_encoder=params.png_encoder
+                                  ) if stills else []
     duration = info.offset_of(last_readable) + float(planmod.typical_frame_duration(info.frame_pts) * info.time_base)
     return ExtractionResult(**base, stills=stills, contact_sheets=sheets, frames_in_index=info.frames_in_index,
                             frames_readable=len(info.frame_pts), duration=duration, complete=complete,

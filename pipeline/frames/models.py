@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-DEFAULT_PNG_LEVEL = 2  # libdeflate level of the still encoder (pipeline.frames.png); see its docstring
+DEFAULT_PNG_LEVEL = 2  # libdeflate level (pipeline.frames.png; its docstring says why)
+DEFAULT_PNG_ENCODER = "fpng"  # fpng, with libdeflate for flat pictures; or "libdeflate" alone
+PngEncoder = Literal["fpng", "libdeflate"]
 
 
 def sanitise_prefix(label: str) -> str:
@@ -55,7 +58,10 @@ class ExtractParams(Selection):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name_prefix: str = "frame"
-    png_compression: int = Field(default=DEFAULT_PNG_LEVEL, ge=0, le=12, description="libdeflate level")
+    png_compression: int = Field(default=DEFAULT_PNG_LEVEL, ge=0, le=12,
+                                 description="libdeflate level (0: stored, whatever the encoder)")
+    png_encoder: PngEncoder = Field(default=DEFAULT_PNG_ENCODER,
+                                    description="fpng (libdeflate for flat pictures) or libdeflate alone")
     thumb_width: int = Field(default=160, ge=16, le=1024)
     contact_sheet_columns: int = Field(default=8, ge=1, le=32)
     contact_sheet_rows: int = Field(default=10, ge=1, le=64)

@@ -1,7 +1,7 @@
 """Encoding and writing stills off the decoding threads, in a bounded process-wide pool.
 
-A decoder hands over the upright BGR pixels and goes on decoding; PNG compression (the costliest step per
-still, ~25 ms at 1080p against ~10 ms to decode a keyframe) runs on every core even when memory allows
+A decoder hands over the upright BGR pixels and goes on decoding; PNG compression (~10 ms at 1080p with
+fpng, as long as decoding a keyframe; ~30 ms with libdeflate level 2) runs on every core even when memory allows
 only one decoder (4K), and the decoders never wait for it unless `slots` stills are already in flight,
 which bounds memory: each in-flight still holds its BGR frame, the filtered rows and the compressed bytes
 (about 2.3 frames' worth). Output never depends on which thread encoded what.
@@ -49,7 +49,8 @@ def encode_slots(width: int, height: int, memory_mb: float) -> int:
 class EncodePool:
     """Threads that encode and write stills; `submit` blocks while `slots` are busy (back-pressure).
 
-    libdeflate, OpenCV and hashlib release the GIL, so threads use every core.
+    libdeflate, OpenCV, hashlib and the decoders release the GIL, so threads use every core; fpng holds it
+    for its ~10 ms, during which the decoders (in libavcodec) go on.
     """
 
     def __init__(self, threads: int) -> None:
@@ -81,9 +82,9 @@ def encode_pool() -> EncodePool:
 
 
 def write_still(img: np.ndarray, thumb: np.ndarray, pts: int, stem: str, rotation: int, out_dir: Path,
-                png_level: int) -> StillOut:
+                png_level: int, png_encoder: str) -> StillOut:
     """Encode one upright still and its thumbnail, write both, and return what the record needs."""
-    png = encode_png(img, png_level)
+    png = encode_png(img, png_level, png_encoder)
     write_file(out_dir / f"{stem}.png", png.parts)
     write_file(out_dir / "thumbs" / f"{stem}.jpg", encode_jpeg(thumb))
     return StillOut(pts=pts, stem=stem, width=img.shape[1], height=img.shape[0], rotation=rotation,

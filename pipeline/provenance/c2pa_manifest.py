@@ -307,11 +307,12 @@ def unsigned_png_sha256(data: bytes) -> str:
     against a stored, signed still."""
     if not data.startswith(b"\x89PNG\r\n\x1a\n"):
         raise ProvenanceError("not a PNG")
-    h, pos = hashlib.sha256(data[:8]), 8
+    view = memoryview(data)  # slices of a view: no copy of each chunk
+    h, pos = hashlib.sha256(view[:8]), 8
     while pos + 8 <= len(data):
-        n = int.from_bytes(data[pos:pos + 4], "big")
-        if data[pos + 4:pos + 8] != b"caBX":
-            h.update(data[pos:pos + 12 + n])
+        n = int.from_bytes(view[pos:pos + 4], "big")
+        if view[pos + 4:pos + 8] != b"caBX":
+            h.update(view[pos:pos + 12 + n])
         pos += 12 + n
     return h.hexdigest()
 
