@@ -3,8 +3,9 @@
 A decoder hands over the upright BGR pixels and goes on decoding; PNG compression (~10 ms at 1080p with
 fpng, as long as decoding a keyframe; ~30 ms with libdeflate level 2) runs on every core even when memory allows
 only one decoder (4K), and the decoders never wait for it unless `slots` stills are already in flight,
-which bounds memory: each in-flight still holds its BGR frame, the filtered rows and the compressed bytes
-(about 2.3 frames' worth). Output never depends on which thread encoded what.
+which bounds memory: each in-flight still holds its BGR frame, an RGB copy, the encoder's filtered rows and
+its output buffer (fpng sizes it to the raw frame), up to about 4 frames' worth. Output never depends on
+which thread encoded what.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pipeline.frames.executor import cores
 from pipeline.frames.pixels import write_file
 from pipeline.frames.png import encode_jpeg, encode_png, pixel_sha256
 
-ENCODE_FRAMES = 2.5  # frames' worth of memory one in-flight encode holds (BGR + filtered rows + PNG)
+ENCODE_FRAMES = 4.0  # frames' worth of memory one in-flight encode holds at its peak (see above)
 
 
 @dataclass
