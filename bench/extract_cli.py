@@ -52,6 +52,19 @@ VARIANTS = {
                   *X264_FRAMES_PY],
     "quick": ["-f", "lavfi", "-i", "testsrc2=size=1920x1080:rate=25:duration=20,noise=alls=10:allf=t+u",
               *X264_ISSUE],
+    # the other kinds of footage a covert camera gives (`--variants`; not in the default run, for its length)
+    "720p": ["-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=25:duration=60,noise=alls=10:allf=t+u",
+             *X264_ISSUE[:-8], "-g", "50", "-keyint_min", "50", "-sc_threshold", "0", "-bf", "0"],
+    "gop10": ["-f", "lavfi", "-i", "mandelbrot=size=1920x1080:rate=25,noise=alls=10:allf=t+u", "-t", "60",
+              *X264_ISSUE[:-8], "-g", "250", "-keyint_min", "250", "-sc_threshold", "0", "-bf", "2"],
+    "hevc": ["-f", "lavfi", "-i", "testsrc2=size=1920x1080:rate=25:duration=30,noise=alls=10:allf=t+u",
+             "-c:v", "libx265", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-b:v", "4M",
+             "-x265-params", "keyint=50:min-keyint=50:scenecut=0:bframes=3:log-level=error"],
+    "mjpeg": ["-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=25:duration=30,noise=alls=10:allf=t+u",
+              "-c:v", "mjpeg", "-q:v", "5", "-pix_fmt", "yuvj420p", "-f", "avi"],
+    "4k": ["-f", "lavfi", "-i", "testsrc2=size=3840x2160:rate=25:duration=20,noise=alls=8:allf=t+u",
+           "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-b:v", "16M", "-g", "50",
+           "-keyint_min", "50", "-sc_threshold", "0", "-bf", "2"],
 }
 CORE_INTERVAL = ("import sys; from pathlib import Path; from pipeline.frames import ExtractParams, extract_frames; "
                  "r = extract_frames(Path(sys.argv[1]), Path(sys.argv[2]), ExtractParams(every_seconds=1)); "
@@ -167,15 +180,29 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="20 s clip, 2 rounds, one variant (< 60 s)")
     ap.add_argument("--rounds", type=int, default=None)
-    ap.add_argument("--variants", default=None, help="comma-separated: issue,frames_py (default both)")
+    ap.add_argument("--variants", default=None,
+                    help=f"comma-separated, of {', '.join(VARIANTS)} (default issue,frames_py)")
+    ap.add_argument("--footage", type=Path, action="append", default=[],
+                    help="your own footage file, measured like a variant (repeatable)")
     args = ap.parse_args()
-    names = ["quick"] if args.quick else (args.variants or "issue,frames_py").split(",")
+    names = ["quick"] if args.quick else [] if args.footage and not args.variants else (
+        args.variants or "issue,frames_py").split(",")
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        ap.error(f"unknown variant {', '.join(unknown)}: choose from {', '.join(VARIANTS)}")
+    missing = [str(f) for f in args.footage if not f.is_file()]
+    if missing:
+        ap.error(f"no such footage file: {', '.join(missing)}")
     rounds = args.rounds or (2 if args.quick else 3)
     con = Console(stderr=True)
     videos = {}
     for n in names:
         with con.status(f"footage {n} (made once, then cached)"):
             videos[n] = cached_footage(n, VARIANTS[n])
+    for i, f in enumerate(args.footage, 1):
+        videos[f"file{i}"] = f.resolve()
+        con.print(f"file{i}: {f}")
+    names = list(videos)
     figures: dict[str, float] = {}
     per: dict[str, dict[str, float]] = {}
     t0 = time.perf_counter()

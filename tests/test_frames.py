@@ -44,6 +44,9 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "ts_b": footage.h264(d / "b.ts", 3),
         "ts_nob": footage.h264(d / "nob.ts", 3, bframes=False),
         "h265": footage.h265(d / "h.mp4", 3),
+        "h265_ts": footage.h265(d / "h.ts", 3),
+        "h265_layers": footage.h265(d / "hl.mp4", 3, temporal_layers=True),  # unreferenced: top sub-layer only
+        "h265_layers_cra": footage.h265(d / "hc.mp4", 4, gop_s=2, temporal_layers=True),  # + RASL_N in layer 0
         "mjpeg": footage.mjpeg_avi(d / "m.avi", 2),
         "vfr": footage.vfr_mp4(d / "v.mp4"),
         "rot": footage.rotated_mp4(d / "r.mp4", 90, 2),
@@ -104,7 +107,8 @@ def test_reproducible_bytes_across_runs_and_worker_counts(clips: dict[str, Path]
     assert runs[0].stills[0].png == "EX-1_cam_2_t000000.000.png"
 
 
-@pytest.mark.parametrize("name", ["mp4_b", "mp4_nob", "ts_b", "ts_nob", "h265", "mjpeg"])
+@pytest.mark.parametrize("name", ["mp4_b", "mp4_nob", "ts_b", "ts_nob", "h265", "h265_ts", "h265_layers",
+                                  "h265_layers_cra", "mjpeg"])
 def test_formats_extract_the_exact_frames(clips: dict[str, Path], tmp_path: Path, name: str) -> None:
     src = clips[name]
     res = extract_frames(src, tmp_path / "out", ExtractParams(every_seconds=0.7, timestamps=[0.33, 1.9]), workers=1)
@@ -143,6 +147,60 @@ def test_interval_within_one_frame_on_constant_and_vfr(clips: dict[str, Path], t
     # VFR: the 5 fps section holds each frame for 0.2 s, so several 0.25 s requests can map to one frame
     vfr = extract_frames(clips["vfr"], tmp_path / "vfr2", ExtractParams(every_seconds=0.1), workers=1)
     assert any(len(s.requested_times) > 1 for s in vfr.stills)
+
+
+def _nal(nal_type: int, tid: int, layer: int = 0, body: bytes = b"\x11\x22\x33") -> bytes:
+    return bytes([(nal_type << 1) | (layer >> 5), ((layer & 31) << 3) | (tid + 1)]) + body
+
+
+def _hvcc(length_size: int = 4) -> bytes:
+    return bytes([1] + [0] * 20 + [0xF8 | (length_size - 1)] + [0])
+
+
+def _prefixed(*nals: bytes, size: int = 4) -> bytes:
+    return b"".join(len(n).to_bytes(size, "big") + n for n in nals)
+
+
+@pytest.mark.parametrize(("framing", "pictures", "skippable"), [
+    ("hvcc", [(19, 0), (1, 0), (0, 0), (1, 0)], True),  # IDR, TRAIL_R, TRAIL_N: one sub-layer
+    ("hvcc", [(19, 0), (1, 0), (2, 1), (1, 0), (2, 1)], True),  # TSA_N only in the top sub-layer
+    ("hvcc", [(19, 0), (0, 0), (1, 1)], False),  # TRAIL_N in layer 0 while layer 1 exists: may be a reference
+    ("annexb", [(19, 0), (0, 0), (1, 0)], True),
+    ("annexb", [(19, 0), (8, 0), (2, 2)], False),
+    ("hvcc", [(19, 0), (1, 0, 1)], False),  # a second (MV-HEVC) layer: not judged
+])
+def test_hevc_unreferenced_pictures_are_skipped_only_in_the_top_sub_layer(
+        framing: str, pictures: list[tuple[int, ...]], skippable: bool) -> None:
+    from pipeline.frames.nal import HevcLayers
+
+    layers = HevcLayers(_hvcc() if framing == "hvcc" else None)
+    for nal_type, tid, *layer in pictures:
+        sei = _nal(39, 0, body=b"\x00\x00\x03" * 4)  # a prefix SEI before the picture, as encoders write
+        pic = _nal(nal_type, tid, *layer)
+        layers.packet(_prefixed(sei, pic) if framing == "hvcc" else b"\x00\x00\x00\x01" + sei + b"\x00\x00\x01" + pic)
+    assert layers.nonref_skippable is skippable
+
+
+def test_hevc_packets_without_a_picture_are_not_guessed_at() -> None:
+    from pipeline.frames.nal import HevcLayers
+
+    for extradata, packet in ((_hvcc(), _prefixed(_nal(39, 0))), (_hvcc(), b"\xff\xff\xff\xff\x02\x01"),
+                              (None, b"no start code here")):
+        layers = HevcLayers(extradata)
+        layers.packet(packet)
+        assert not layers.nonref_skippable
+
+
+def test_unreferenced_frames_are_skipped_where_the_stream_allows(clips: dict[str, Path], tmp_path: Path) -> None:
+    """The decision the exactness tests above rely on: made per stream, and recorded with the extraction."""
+    from pipeline.frames.probe import probe
+
+    expected = {"mp4_b": True, "ts_b": True, "h265": True, "h265_ts": True, "h265_layers": True,
+                "h265_layers_cra": False, "mjpeg": False}
+    assert {k: probe(clips[k]).skip_unreferenced for k in expected} == expected
+    for name in ("h265", "h265_layers_cra"):
+        res = extract_frames(clips[name], tmp_path / name, ExtractParams(every_seconds=1), workers=1)
+        assert res.params["decode"]["skip_unreferenced_applied"] is expected[name]
 
 
 def test_keyframes_are_exactly_ffprobes(clips: dict[str, Path], tmp_path: Path) -> None:
@@ -255,12 +313,13 @@ def test_probe_lists_again_when_its_side_open_sees_another_stream(clips: dict[st
 
     src = clips["mp4_b"]
     disagreeing: Future = Future()
-    disagreeing.set_result((7, (np.zeros(0, np.int64), np.zeros(0, np.int64), []), []))
+    disagreeing.set_result((7, (np.zeros(0, np.int64), np.zeros(0, np.int64), [], False), []))
     failed: Future = Future()
     failed.set_exception(IndexError("no such stream"))
     info = probe(src)
     for side in (disagreeing, failed):
-        (pts, keys, _), _ = _agreed(side, src, info.stream_index)
+        (pts, keys, _, skippable), _ = _agreed(side, src, info.stream_index)
+        assert skippable is False  # H.264: not HEVC's question (VideoInfo.skip_unreferenced says yes)
         assert np.array_equal(pts, info.frame_pts) and np.array_equal(keys, info.key_pts)
 
 

@@ -8,10 +8,11 @@ plus a decoder flush, so every chunk starts from the same clean decoder state wh
 for VFR, and lands 16 frames early.)
 
 Decoding no more than the kept frames need:
-- H.264 frames that no other frame references (nal_ref_idc 0: most B-frames) are skipped
-  (skip_frame=NONREF) unless we keep them. By definition no kept frame depends on them, so kept pixels
-  are bit-identical to a full sequential decode (tested). Other codecs decode every frame: HEVC's
-  "non-reference" NAL types may still be referenced from higher temporal layers.
+- Frames that no other frame references are skipped (skip_frame=NONREF) unless we keep them: in H.264
+  those with nal_ref_idc 0 (most B-frames), in HEVC the sub-layer non-reference pictures when the probe
+  found them all in the stream's top temporal sub-layer (otherwise a higher layer may still refer to
+  them: see nal.py). By definition no kept frame depends on them, so kept pixels are bit-identical to a
+  full sequential decode (tested). Other codecs decode every frame.
 - Keyframe-only chunks send the decoder nothing but the wanted keyframes' packets.
 - Colour conversion (swscale to bgr24, which gives the same bytes as the ffmpeg CLI's `-pix_fmt bgr24`)
   runs only for kept frames.
@@ -33,7 +34,7 @@ import numpy as np
 from pipeline.frames.allocator import keep_frame_buffers_in_heap
 from pipeline.frames.pixels import Scaler, Scalers, rotation_cw, thumbnail
 from pipeline.frames.png import rotate_upright
-from pipeline.frames.probe import clean_log_line, presentation_ts
+from pipeline.frames.probe import VideoInfo, clean_log_line, presentation_ts
 from pipeline.frames.stills import StillOut, encode_pool, write_still
 
 # PyAV forwards libav's log lines only while a level is set; per-thread Capture then attributes them to the
@@ -44,7 +45,6 @@ av.logging.set_skip_repeated(False)
 
 _LEVELS = {av.logging.PANIC: "panic", av.logging.FATAL: "fatal", av.logging.ERROR: "error",
            av.logging.WARNING: "warning"}
-SKIP_NONREF_CODECS = frozenset({"h264"})
 EOF_WINDOW = 24  # > H.264's maximum reorder depth (16), so the frame shown last is always decoded
 MAX_PROBLEMS = 20
 
@@ -55,6 +55,13 @@ class Source:
     stream_index: int
     codec: str
     reorder_depth: int = 0  # from the probe's full stream analysis; a quick open must find the same
+    skip_unreferenced: bool = False  # VideoInfo.skip_unreferenced: no frame refers to an unreferenced one
+
+    @classmethod
+    def of(cls, info: VideoInfo) -> Source:
+        """What a decoder needs of the probe."""
+        return cls(path=info.path, stream_index=info.stream_index, codec=info.codec,
+                   reorder_depth=info.reorder_depth, skip_unreferenced=info.skip_unreferenced)
 
 
 @dataclass(frozen=True)
@@ -205,7 +212,7 @@ def _decode_chunk(inp: _Input, task: DecodeTask, spec: ChunkSpec, scalers: Scale
     remaining = set(stems)
     unsent = set(stems)
     hi = max(stems) if stems else None
-    skip_nonref = task.source.codec in SKIP_NONREF_CODECS
+    skip_nonref = task.source.skip_unreferenced
     problems: list[str] = []
 
     def take(frames: list[av.VideoFrame]) -> bool:

@@ -21,7 +21,6 @@ import numpy as np
 from pipeline.frames import plan as planmod
 from pipeline.frames.contact_sheet import build_contact_sheets
 from pipeline.frames.decode import (
-    SKIP_NONREF_CODECS,
     ChunkSpec,
     DecodeOut,
     DecodeTask,
@@ -53,7 +52,8 @@ from pipeline.frames.stills import StillOut, encode_slots
 # 4: PNG by our encoder (UP filter + libdeflate level 2) instead of OpenCV level 0; keyframe mode takes at most
 #    one still per `keyframe_min_interval` (default 1 s on all-intra footage); wall-clock time in still names
 # 5: PNG by fpng by default (libdeflate too for flat pictures, the smaller kept); `png_encoder` in the parameters
-ENGINE_VERSION = "5"
+# 6: HEVC skips unreferenced pictures it does not keep when all sit in the top temporal sub-layer (same bytes)
+ENGINE_VERSION = "6"
 TAIL_ID = -1
 #: called with each still once its PNG and thumbnail are written (from worker threads: must be thread-safe)
 OnStill = Callable[[StillOut], None]
@@ -88,14 +88,12 @@ def engine_params(params: ExtractParams, info: VideoInfo | None = None,
             "decode": {"library": "libavcodec via PyAV", "decoder_threads": 1, "pix_fmt": "bgr24 (swscale, 1 thread)",
                        "autorotate": False, "rotation": "per frame, from its display matrix",
                        "frame_select": "exact pts", "seek": "keyframe, then decoder flush",
-                       "skip_unreferenced": sorted(SKIP_NONREF_CODECS), "keyframe_only": "wanted keyframes only"},
+                       "skip_unreferenced": "h264 (nal_ref_idc 0); hevc sub-layer non-reference pictures when "
+                                            "every one is in the top temporal sub-layer; not kept frames only",
+                       **({"skip_unreferenced_applied": info.skip_unreferenced} if info is not None else {}),
+                       "keyframe_only": "wanted keyframes only"},
             "scene_metric": "mean abs diff, 64x36 grey (swscale area)", "interval_rule": "last frame with pts <= t",
             "engine_version": ENGINE_VERSION}
-
-
-def _source(info: VideoInfo) -> Source:
-    return Source(path=info.path, stream_index=info.stream_index, codec=info.codec,
-                  reorder_depth=info.reorder_depth)
 
 
 def _tail_spec(info: VideoInfo, seek_from_start: bool = False) -> ChunkSpec:
@@ -179,7 +177,7 @@ def extract_frames(source: Path, out_dir: Path, params: ExtractParams, *, worker
                                 probe=info.summary())
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "thumbs").mkdir(exist_ok=True)
-    src = _source(info)
+    src = Source.of(info)
     warnings = list(info.warnings)
     with open_executor(n_workers, dask, processes) as ex:
         cuts: tuple[int, ...] = ()

@@ -19,6 +19,7 @@ import av.logging
 import numpy as np
 
 from pipeline.frames.errors import ExtractionError, NotVideoError
+from pipeline.frames.nal import HevcLayers
 
 _TRUNCATION_HINTS = ("moov atom not found",)
 _ADDR = re.compile(r" @ 0x[0-9a-f]+")
@@ -53,6 +54,9 @@ class VideoInfo:
     warnings: tuple[str, ...] = field(default_factory=tuple)
     moov_missing: bool = False
     reorder_depth: int = 0  # frames the decoder holds back for reordering, as a full stream probe finds it
+    # no frame refers to an unreferenced one, so the decoders may skip those they do not keep: H.264 always
+    # (nal_ref_idc 0), HEVC when the packet listing found them all in the top temporal sub-layer (nal.py)
+    skip_unreferenced: bool = False
 
     @property
     def first_pts(self) -> int:
@@ -105,17 +109,17 @@ def probe(source: Path) -> VideoInfo:
                             height=st.codec_context.height, time_base=Fraction(st.time_base),
                             avg_fps=float(st.average_rate or st.guessed_rate or 0), frames_in_index=int(st.frames or 0),
                             reorder_depth=int(st.codec_context.reorder_depth))
-        (frame_pts, key_pts, pw), list_logs = _agreed(listing, source, info["stream_index"])
+        (frame_pts, key_pts, pw, skippable), list_logs = _agreed(listing, source, info["stream_index"])
     lines = dict.fromkeys(_log_lines(list(logs)) + list_logs)
     warnings = [f"probe: {line}" for line in lines] + pw
     if len(frame_pts) == 0:
         raise NotVideoError(f"{source}: the video stream has no readable frames")
     info["frames_in_index"] = info["frames_in_index"] or len(frame_pts)
-    return VideoInfo(**info, frame_pts=frame_pts, key_pts=key_pts,
-                     warnings=tuple(dict.fromkeys(warnings)))
+    return VideoInfo(**info, frame_pts=frame_pts, key_pts=key_pts, warnings=tuple(dict.fromkeys(warnings)),
+                     skip_unreferenced=info["codec"] == "h264" or (info["codec"] == "hevc" and skippable))
 
 
-_Listing = tuple[np.ndarray, np.ndarray, list[str]]  # frame pts, keyframe pts, warnings
+_Listing = tuple[np.ndarray, np.ndarray, list[str], bool]  # frame pts, keyframe pts, warnings, HEVC skippable
 
 
 def _list_on_quick_open(source: Path, stream_index: int | None) -> tuple[int, _Listing, list[str]]:
@@ -179,14 +183,17 @@ def _moov_missing(source: Path, err: str) -> VideoInfo:
                      warnings=(msg, f"probe: {clean_log_line(err)}"), moov_missing=True)
 
 
-def _packets(container: av.container.InputContainer, stream: av.video.stream.VideoStream
-             ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def _packets(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> _Listing:
     pts: list[int] = []
     keys: list[int] = []
     no_pts = 0
     warnings: list[str] = []
+    cc = stream.codec_context
+    layers = HevcLayers(cc.extradata) if cc.name == "hevc" else None
     try:
         for pkt in container.demux(stream):
+            if layers is not None and pkt.size:
+                layers.packet(memoryview(pkt))
             if not _shown(pkt):
                 continue
             v = presentation_ts(pkt)
@@ -204,4 +211,4 @@ def _packets(container: av.container.InputContainer, stream: av.video.stream.Vid
     if len(frame_pts) != len(pts):
         warnings.append(f"{len(pts) - len(frame_pts)} packets share a pts with another; kept one frame per pts")
     key_pts = np.unique(np.asarray(keys, dtype=np.int64))
-    return frame_pts, key_pts, warnings
+    return frame_pts, key_pts, warnings, layers is not None and layers.nonref_skippable

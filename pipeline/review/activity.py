@@ -126,7 +126,7 @@ def decoded_scores(path: Path, workers: int | None = None) -> tuple[np.ndarray, 
     from pipeline.frames.probe import probe
 
     info = probe(path)
-    src = Source(info.path, info.stream_index, info.codec, info.reorder_depth)
+    src = Source.of(info)
     ranges = plan_scene_ranges(info.frame_pts, info.key_pts)
     tasks = [SceneTask(source=src, chunk_id=r.id, seek_pts=r.seek_pts, lo=r.lo, hi=r.hi, expected=r.expected)
              for r in ranges]
