@@ -42,12 +42,12 @@ def h264(path: Path, seconds: float = 4, *, size: str = "320x240", fps: float = 
 
 def h265(path: Path, seconds: float = 3, *, size: str = "320x240", fps: float = 25, gop_s: float = 1.0,
          temporal_layers: bool = False) -> Path:
-    """HEVC (B-frames, half of them unreferenced) in MP4 (hvc1) or, for a .ts path, MPEG-TS (Annex B);
+    """HEVC (B-frames, half of them unreferenced) in MP4 (hvc1), or in what the suffix names (.ts, .mkv, .hevc);
     `temporal_layers` puts the unreferenced B-frames in a second temporal sub-layer, as some cameras do."""
     gop = max(1, round(fps * gop_s))
     x265 = f"keyint={gop}:min-keyint={gop}:scenecut=0:log-level=error"
     x265 += ":temporal-layers=1" if temporal_layers else ""
-    tag = [] if path.suffix == ".ts" else ["-tag:v", "hvc1"]
+    tag = ["-tag:v", "hvc1"] if path.suffix in (".mp4", ".mov") else []
     _run([*_src(seconds, size, fps), "-c:v", "libx265", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
           "-x265-params", x265, *tag, str(path)])
     return path

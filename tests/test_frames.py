@@ -260,6 +260,14 @@ def test_not_video_and_bad_params(clips: dict[str, Path], tmp_path: Path) -> Non
         extract_frames(clips["mp4_b"], tmp_path / "o", ExtractParams())
 
 
+def test_raw_elementary_streams_are_refused_with_what_to_do(tmp_path: Path) -> None:
+    """Some DVRs export bare Annex B streams: no container, so no timestamps to place a still in time."""
+    raws = ((footage.h264(tmp_path / "cam.h264", 2), "H264"), (footage.h265(tmp_path / "cam.hevc", 2), "HEVC"))
+    for raw, codec in raws:
+        with pytest.raises(NotVideoError, match=f"raw {codec} elementary stream.*-c copy"):
+            extract_frames(raw, tmp_path / "o", ExtractParams(every_seconds=1))
+
+
 def test_metadata_wallclock_versions(clips: dict[str, Path], tmp_path: Path) -> None:
     start = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     calls: list[tuple[int, int]] = []

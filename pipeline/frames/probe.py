@@ -24,6 +24,7 @@ from pipeline.frames.nal import HevcLayers
 _TRUNCATION_HINTS = ("moov atom not found",)
 _ADDR = re.compile(r" @ 0x[0-9a-f]+")
 _ATTACHED_PIC = 0x0400  # AV_DISPOSITION_ATTACHED_PIC: cover art, not footage
+RAW_STREAMS = frozenset({"h264", "hevc"})  # libavformat's demuxers for Annex B files with no container
 
 
 def clean_log_line(line: str) -> str:
@@ -113,6 +114,12 @@ def probe(source: Path) -> VideoInfo:
     lines = dict.fromkeys(_log_lines(list(logs)) + list_logs)
     warnings = [f"probe: {line}" for line in lines] + pw
     if len(frame_pts) == 0:
+        if info["container"] in RAW_STREAMS and any("carry no timestamp" in w for w in pw):
+            raise NotVideoError(
+                f"{source}: a raw {info['codec'].upper()} elementary stream (no container, so no timestamps): its "
+                "frames cannot be placed in time, so no still can say when it was recorded. Wrap it without "
+                "re-encoding at the camera's frame rate (e.g. `ffmpeg -framerate 25 -i <file> -c copy out.mp4`), "
+                "on a copy, and ingest the result as a derived exhibit that names this one")
         raise NotVideoError(f"{source}: the video stream has no readable frames")
     info["frames_in_index"] = info["frames_in_index"] or len(frame_pts)
     return VideoInfo(**info, frame_pts=frame_pts, key_pts=key_pts, warnings=tuple(dict.fromkeys(warnings)),
