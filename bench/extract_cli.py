@@ -41,10 +41,17 @@ from bench._common import CUSTODY, cached_footage, print_json_line, run_timed, t
 ROOT = Path(__file__).resolve().parent.parent
 # the code measured (its processes get it as PYTHONPATH): CUSTODY_BENCH_CODE=/path/to/checkout gives "before"
 CODE = Path(os.environ.get("CUSTODY_BENCH_CODE") or ROOT)
-X264_ISSUE = ["-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-b:v", "4M", "-maxrate", "4M",
-              "-bufsize", "8M", "-g", "25", "-keyint_min", "25", "-sc_threshold", "0", "-bf", "0"]
-X264_FRAMES_PY = ["-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-b:v", "4M", "-maxrate", "4M",
-                  "-bufsize", "8M", "-g", "60", "-keyint_min", "60", "-sc_threshold", "0", "-bf", "3"]
+
+
+def x264(gop: int, bframes: int, preset: str = "veryfast", rate: str = "4M") -> list[str]:
+    """A fixed GOP of `gop` frames (no scene-cut keyframes), `bframes` B-frames, constrained `rate`."""
+    return ["-c:v", "libx264", "-preset", preset, "-pix_fmt", "yuv420p", "-b:v", rate, "-maxrate", rate,
+            "-bufsize", f"{2 * int(rate[:-1])}M", "-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0",
+            "-bf", str(bframes)]
+
+
+X264_ISSUE = x264(25, 0)
+X264_FRAMES_PY = x264(60, 3)
 VARIANTS = {
     "issue": ["-f", "lavfi", "-i", "mandelbrot=size=1920x1080:rate=25,noise=alls=10:allf=t+u", "-t", "60",
               *X264_ISSUE],
@@ -54,9 +61,9 @@ VARIANTS = {
               *X264_ISSUE],
     # the other kinds of footage a covert camera gives (`--variants`; not in the default run, for its length)
     "720p": ["-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=25:duration=60,noise=alls=10:allf=t+u",
-             *X264_ISSUE[:-8], "-g", "50", "-keyint_min", "50", "-sc_threshold", "0", "-bf", "0"],
+             *x264(50, 0)],
     "gop10": ["-f", "lavfi", "-i", "mandelbrot=size=1920x1080:rate=25,noise=alls=10:allf=t+u", "-t", "60",
-              *X264_ISSUE[:-8], "-g", "250", "-keyint_min", "250", "-sc_threshold", "0", "-bf", "2"],
+              *x264(250, 2)],
     "hevc": ["-f", "lavfi", "-i", "testsrc2=size=1920x1080:rate=25:duration=30,noise=alls=10:allf=t+u",
              "-c:v", "libx265", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-b:v", "4M",
              "-x265-params", "keyint=50:min-keyint=50:scenecut=0:bframes=3:log-level=error"],

@@ -317,16 +317,16 @@ def test_plan_is_pure_and_gop_aligned() -> None:
 def test_probe_lists_again_when_its_side_open_sees_another_stream(clips: dict[str, Path]) -> None:
     from concurrent.futures import Future
 
-    from pipeline.frames.probe import _agreed, probe
+    from pipeline.frames.probe import _agreed, _Listing, probe
 
     src = clips["mp4_b"]
     disagreeing: Future = Future()
-    disagreeing.set_result((7, (np.zeros(0, np.int64), np.zeros(0, np.int64), [], False), []))
+    disagreeing.set_result((7, _Listing(np.zeros(0, np.int64), np.zeros(0, np.int64), [], False, 0), []))
     failed: Future = Future()
     failed.set_exception(IndexError("no such stream"))
     info = probe(src)
     for side in (disagreeing, failed):
-        (pts, keys, _, skippable), _ = _agreed(side, src, info.stream_index)
+        (pts, keys, _, skippable, _), _ = _agreed(side, src, info.stream_index)
         assert skippable is False  # H.264: not HEVC's question (VideoInfo.skip_unreferenced says yes)
         assert np.array_equal(pts, info.frame_pts) and np.array_equal(keys, info.key_pts)
 

@@ -11,8 +11,9 @@ cannot read (no picture NAL where one must be, a second layer, unknown framing) 
 
 from __future__ import annotations
 
-NONREF_TYPES = frozenset({0, 2, 4, 6, 8, 10, 12, 14})  # sub-layer non-reference VCL NAL unit types
-VCL_TYPES = range(32)
+from pipeline.recovery.h265 import H265, sub_layer_non_ref
+
+VCL_TYPES = range(32)  # picture NAL unit types (H.265 Table 7-1); the rest are parameter sets, SEI, AUD...
 ANNEXB_WINDOW = 1 << 16  # bytes of an Annex B packet searched for its first picture NAL (SEI comes first)
 
 
@@ -31,17 +32,15 @@ class HevcLayers:
         if not self.readable or not len(data):
             return
         header = self._first_vcl_header(data)
-        if header is None:
+        # no picture, or a header recovery's parser calls illegal (a second layer such as MV-HEVC, TemporalId 0
+        # unset, a reserved type): do not guess
+        if header is None or not H265.header_ok(*header):
             self.readable = False
             return
         h0, h1 = header
-        layer_id = ((h0 & 1) << 5) | (h1 >> 3)
         tid = (h1 & 7) - 1
-        if layer_id != 0 or tid < 0:  # multi-layer (MV-HEVC, SHVC) or a forbidden TemporalId: do not guess
-            self.readable = False
-            return
         self.max_tid = max(self.max_tid, tid)
-        if (h0 >> 1) & 0x3F in NONREF_TYPES:
+        if sub_layer_non_ref((h0 >> 1) & 0x3F):
             self.nonref_tids.add(tid)
 
     @property

@@ -13,6 +13,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import NamedTuple
 
 import av
 import av.logging
@@ -110,23 +111,31 @@ def probe(source: Path) -> VideoInfo:
                             height=st.codec_context.height, time_base=Fraction(st.time_base),
                             avg_fps=float(st.average_rate or st.guessed_rate or 0), frames_in_index=int(st.frames or 0),
                             reorder_depth=int(st.codec_context.reorder_depth))
-        (frame_pts, key_pts, pw, skippable), list_logs = _agreed(listing, source, info["stream_index"])
+        found, list_logs = _agreed(listing, source, info["stream_index"])
     lines = dict.fromkeys(_log_lines(list(logs)) + list_logs)
-    warnings = [f"probe: {line}" for line in lines] + pw
-    if len(frame_pts) == 0:
-        if info["container"] in RAW_STREAMS and any("carry no timestamp" in w for w in pw):
+    warnings = [f"probe: {line}" for line in lines] + found.warnings
+    if len(found.frame_pts) == 0:
+        if info["container"] in RAW_STREAMS and found.untimed:
             raise NotVideoError(
                 f"{source}: a raw {info['codec'].upper()} elementary stream (no container, so no timestamps): its "
                 "frames cannot be placed in time, so no still can say when it was recorded. Wrap it without "
                 "re-encoding at the camera's frame rate (e.g. `ffmpeg -framerate 25 -i <file> -c copy out.mp4`), "
                 "on a copy, and ingest the result as a derived exhibit that names this one")
         raise NotVideoError(f"{source}: the video stream has no readable frames")
-    info["frames_in_index"] = info["frames_in_index"] or len(frame_pts)
-    return VideoInfo(**info, frame_pts=frame_pts, key_pts=key_pts, warnings=tuple(dict.fromkeys(warnings)),
-                     skip_unreferenced=info["codec"] == "h264" or (info["codec"] == "hevc" and skippable))
+    info["frames_in_index"] = info["frames_in_index"] or len(found.frame_pts)
+    return VideoInfo(**info, frame_pts=found.frame_pts, key_pts=found.key_pts,
+                     warnings=tuple(dict.fromkeys(warnings)),
+                     skip_unreferenced=info["codec"] == "h264" or (info["codec"] == "hevc" and found.hevc_skippable))
 
 
-_Listing = tuple[np.ndarray, np.ndarray, list[str], bool]  # frame pts, keyframe pts, warnings, HEVC skippable
+class _Listing(NamedTuple):
+    """What one demux pass over the video packets finds."""
+
+    frame_pts: np.ndarray
+    key_pts: np.ndarray
+    warnings: list[str]
+    hevc_skippable: bool  # nal.HevcLayers' answer (False for other codecs)
+    untimed: int  # packets with neither pts nor dts (all of them in a raw elementary stream)
 
 
 def _list_on_quick_open(source: Path, stream_index: int | None) -> tuple[int, _Listing, list[str]]:
@@ -218,4 +227,4 @@ def _packets(container: av.container.InputContainer, stream: av.video.stream.Vid
     if len(frame_pts) != len(pts):
         warnings.append(f"{len(pts) - len(frame_pts)} packets share a pts with another; kept one frame per pts")
     key_pts = np.unique(np.asarray(keys, dtype=np.int64))
-    return frame_pts, key_pts, warnings, layers is not None and layers.nonref_skippable
+    return _Listing(frame_pts, key_pts, warnings, layers is not None and layers.nonref_skippable, no_pts)

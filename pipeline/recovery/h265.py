@@ -67,7 +67,7 @@ class H265(Syntax):
         sps = self.sps.get(pps["sps_id"])
         if not first:  # the rest of a later segment's header needs PicSizeInCtbsY; its picture is known anyway
             return NalInfo(t, vcl=True, opens_au=False, first_in_pic=False, key=t in _IRAP,
-                           ref=not _sub_layer_non_ref(t))
+                           ref=not sub_layer_non_ref(t))
         r.skip(pps["extra_bits"])
         raw_type = r.ue()
         if raw_type > 2 or (t in _IRAP and raw_type != 2):
@@ -81,7 +81,7 @@ class H265(Syntax):
             if t not in _IDR:
                 poc_lsb = r.u(sps["log2_max_poc_lsb"])
         return NalInfo(t, vcl=True, opens_au=False, first_in_pic=True, key=t in _IRAP, poc_reset=t in _POC_RESET,
-                       slice_type=_SLICE_TYPE[raw_type], poc_lsb=poc_lsb, ref=not _sub_layer_non_ref(t))
+                       slice_type=_SLICE_TYPE[raw_type], poc_lsb=poc_lsb, ref=not sub_layer_non_ref(t))
 
     @safe
     def learn(self, nal: bytes) -> str | None:
@@ -111,7 +111,7 @@ class H265(Syntax):
         return None
 
 
-def _sub_layer_non_ref(t: int) -> bool:
+def sub_layer_non_ref(t: int) -> bool:
     return t < 16 and t % 2 == 0  # TRAIL_N, TSA_N, STSA_N, RADL_N, RASL_N
 
 
