@@ -19,7 +19,6 @@ APT_PACKAGES=(
   gstreamer1.0-x              # pango overlays (clockoverlay, timeoverlay) in the emulator launch lines
   postgresql                  # Prefect server database in the scale test (initdb/pg_ctl, never the system service)
   python3-venv                # `python3 -m venv` below, when python3 is Debian's (ensurepip is split out)
-  g++                         # builds native/fpng_nogil.cpp (scripts/build_native.sh)
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -46,8 +45,6 @@ if [ ! -f "$stamp" ]; then
   rm -f .venv/.installed-*
   touch "$stamp"
 fi
-# fpng through an entry point that releases the GIL, built from the pinned fpng source and checked against the wheel
-bash scripts/build_native.sh
 # Our own modules' bytecode. Where PYTHONDONTWRITEBYTECODE is set (as on the CI machines) Python would compile
 # every module of ours on every command (40 ms of `custody exhibit list`); checked-hash .pyc files are
 # validated against the source's hash on import, so an edited module is never run from stale bytecode.

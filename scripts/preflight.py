@@ -30,10 +30,8 @@ EMULATOR = ROOT / "deploy" / "camera_emulator.py"
 COMMANDS = {  # executable -> Debian package
     "ffmpeg": "ffmpeg", "ffprobe": "ffmpeg", "chromium": "chromium", "exiftool": "libimage-exiftool-perl",
     "pdftoppm": "poppler-utils", "openssl": "openssl", "zip": "zip", "unzip": "unzip",
-    "gst-inspect-1.0": "gstreamer1.0-tools", "g++": "g++",
+    "gst-inspect-1.0": "gstreamer1.0-tools",
 }
-# built by scripts/build_native.sh (the variable lets the tests point at a missing one)
-NATIVE = Path(os.environ.get("CUSTODY_PREFLIGHT_NATIVE") or ROOT / ".venv" / "lib" / "custody" / "libfpng_nogil.so")
 UNMAPPED = "install the Debian package that provides it; it is not in ELEMENT_PACKAGES of deploy/camera_emulator.py"
 POSTGRES_TOOLS = ("initdb", "pg_ctl")  # Prefect's database in the scale test, under /usr/lib/postgresql/*/bin
 
@@ -52,9 +50,6 @@ def check_commands() -> list[str]:
         if not glob.glob(f"/usr/lib/postgresql/*/bin/{tool}"):
             out.append(f"missing: PostgreSQL {tool} under /usr/lib/postgresql/*/bin (install Debian package "
                        "postgresql)")
-    if (ROOT / ".venv").is_dir() and not NATIVE.is_file():
-        out.append(f"missing: {NATIVE}, the GIL-free fpng encoder (run scripts/build_native.sh; it needs Debian "
-                   "package g++)")
     return out
 
 

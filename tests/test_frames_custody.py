@@ -144,31 +144,6 @@ def test_png_encoder_is_pinned(encoder: str) -> None:
         assert png.sha256 == GOLDEN_PNG_SHA256[encoder], png.sha256
 
 
-def test_fpng_is_called_without_the_gil_and_gives_the_wheels_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The bootstrap builds fpng's GIL-free entry point (ctypes.CDLL calls release the GIL; PyDLL would not);
-    it and the wheel, the fallback, give the same bytes on noise, gradients, flat, tiny and RGBA pictures."""
-    import ctypes
-
-    import fpng.fpng_ext as wheel
-
-    from pipeline.frames import fpng_native
-
-    assert fpng_native.BINDING == fpng_native.NATIVE, f"{fpng_native.LIBRARY}: run scripts/build_native.sh"
-    assert isinstance(fpng_native._LIB, ctypes.CDLL) and not isinstance(fpng_native._LIB, ctypes.PyDLL)
-    assert encoder_versions()["fpng_binding"] == fpng_native.NATIVE
-    rng = np.random.default_rng(11)
-    grad = np.clip(np.cumsum(rng.integers(-3, 4, (241, 333, 3)), axis=1) + 128, 0, 255).astype(np.uint8)
-    imgs = [rng.integers(0, 256, (97, 131, 3), dtype=np.uint8), grad, np.full((40, 40, 3), 200, np.uint8),
-            rng.integers(0, 256, (1, 1, 3), dtype=np.uint8), rng.integers(0, 256, (33, 17, 4), dtype=np.uint8)]
-    with ThreadPoolExecutor(2) as pool:
-        native = list(pool.map(fpng_native.encode_rgb, imgs * 3))
-    assert native == [bytes(wheel.encode_ndarray(i)) for i in imgs] * 3
-    monkeypatch.setattr(fpng_native, "_LIB", None)
-    assert [fpng_native.encode_rgb(i) for i in imgs] == native[:len(imgs)]
-    with pytest.raises(ValueError, match="C-contiguous uint8"):
-        fpng_native.encode_rgb(grad[:, ::2])
-
-
 GOLDEN_PNG_SHA256 = {"libdeflate": "898b466cc6eb716bc1ed28de88d50ec2942f52390bd2b3660d8baac0e44bc5b1",  # level 1
                      "fpng": "3be2a70beb07790f3b56f17e25bf435b104d80f7647385a7f0e6ea41890c3ecd"}  # fpng 0.1.0
 

@@ -10,8 +10,8 @@ testsrc2 + noise, 1.00 clean testsrc2 720p and 720p MJPEG). Its only weakness is
 synthetic pictures: 1.65x on SMPTE bars at 4K), so when its output is under FLAT_RATIO of the raw pixels
 libdeflate is tried too and the smaller kept (a rule on the bytes alone, so still deterministic). fpng's
 SIMD code paths (the UP filter, CRC-32, Adler-32) compute exact integer results, so its bytes do not depend
-on the CPU. It writes one IDAT chunk and its own private `fdEC` marker chunk. It is called through our own
-ctypes entry point (`fpng_native`), which releases the GIL; the wheel's binding, the fallback, holds it.
+on the CPU. It writes one IDAT chunk and its own private `fdEC` marker chunk. It holds the GIL while it
+runs, which the encode pool allows for (decoders release it).
 
 `libdeflate`: our own container: the UP filter vectorised in numpy, one zlib stream from libdeflate at
 `level`, split into fixed-size IDAT chunks, no ancillary chunks. Level 0 (stored) is always libdeflate.
@@ -36,9 +36,9 @@ from functools import cache
 
 import cv2
 import deflate
+import fpng.fpng_ext as fpng_ext
 import numpy as np
 
-from pipeline.frames import fpng_native
 from pipeline.frames.errors import ExtractionError
 from pipeline.frames.models import DEFAULT_PNG_ENCODER, DEFAULT_PNG_LEVEL
 
@@ -59,7 +59,7 @@ def encoder_versions() -> dict[str, str]:
 
     binding = str(deflate.__version__)
     return {"deflate": binding, "libdeflate": _BUNDLED_LIBDEFLATE.get(binding, f"bundled with deflate {binding}"),
-            "fpng": version("fpng"), "fpng_binding": fpng_native.BINDING}
+            "fpng": version("fpng")}
 
 
 def png_settings(level: int, encoder: str = DEFAULT_PNG_ENCODER) -> dict[str, object]:
@@ -115,7 +115,7 @@ def encode_png(img: np.ndarray, level: int = DEFAULT_PNG_LEVEL, encoder: str = D
     if encoder == "libdeflate" or level == 0 or img.ndim == 2:
         return _deflate_png(img, level)
     try:
-        data = fpng_native.encode_rgb(np.ascontiguousarray(cv2.cvtColor(img, cv2.COLOR_BGR2RGB)))
+        data = fpng_ext.encode_ndarray(np.ascontiguousarray(cv2.cvtColor(img, cv2.COLOR_BGR2RGB)))
     except (RuntimeError, ValueError, TypeError) as exc:
         raise ExtractionError(f"fpng failed to encode a {img.shape} image: {exc}") from None
     if not data:

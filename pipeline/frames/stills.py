@@ -50,8 +50,8 @@ def encode_slots(width: int, height: int, memory_mb: float) -> int:
 class EncodePool:
     """Threads that encode and write stills; `submit` blocks while `slots` are busy (back-pressure).
 
-    fpng (through `fpng_native`), libdeflate, OpenCV, hashlib and the decoders release the GIL, so threads
-    use every core.
+    libdeflate, OpenCV, hashlib and the decoders release the GIL, so threads use every core; fpng holds it
+    for its ~10 ms, during which the decoders (in libavcodec) go on.
     """
 
     def __init__(self, threads: int) -> None:
