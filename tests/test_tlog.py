@@ -6,8 +6,10 @@ import json
 import multiprocessing as mp
 import os
 import random
+import time
 import uuid
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -150,6 +152,7 @@ def test_crashed_round_is_published_by_the_next(cli, stack_status, evidence, cas
     from pipeline.custody.merkle import CompactRange
     from pipeline.custody.tlog import TransparencyLog
     from pipeline.custody.tlogformat import BATCH_SCHEMA, batch_key, head_key, leaf, leaf_hash_of
+    from pipeline.custody.tlogview import LogView
 
     case, ex = evidence.ensure_exhibit(case_ref, "CR/1", "DC Test", Actor("pytest"))
     cli.run("log", "sync")
@@ -167,9 +170,37 @@ def test_crashed_round_is_published_by_the_next(cli, stack_status, evidence, cas
     evidence.store.put_bytes(bucket, batch_key(st.batch + 1), json.dumps(doc).encode(), if_absent=True, lock=True,
                              retention_mode="COMPLIANCE")  # claimed, then the process died: nothing published
     assert evidence.store.stat(bucket, head_key(cr.size)) is None
-    fresh = TransparencyLog(evidence.store, evidence.signer, evidence.settings, evidence.log.trusted_keys)
-    fresh.integrate(force=True)
-    assert evidence.store.stat(bucket, head_key(cr.size)) is not None
+    # a verifier meanwhile uses the newest batch whose head (published after its tiles) exists, and names this one
+    view = LogView(evidence.store, evidence.log.trusted_keys())
+    stale = view.latest(wait_s=0.3)
+    assert stale is not None and (stale.batch, stale.head.size) == (st.batch, st.size)
+    assert [f.problem for f in view.findings if batch_key(st.batch + 1) in f.subject] == [
+        f"claimed, but its tree head {head_key(cr.size)} was not published within 0.3 s (its sequencer stopped "
+        "mid-round; the next appending command publishes it): checked against the batch before"]
+
+    # while a round is in progress the verifier waits for its head instead of proving against missing tiles
+    polls = [0]
+
+    class Watched:  # the real store, counting the verifier's looks at the head it waits for
+        def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+            return getattr(evidence.store, name)
+
+        def stat(self, b: str, key: str, *a, **k):  # type: ignore[no-untyped-def]
+            polls[0] += key == head_key(cr.size)
+            return evidence.store.stat(b, key, *a, **k)
+
+    waiting = LogView(Watched(), evidence.log.trusted_keys())  # type: ignore[arg-type]
+    with ThreadPoolExecutor(1) as pool:
+        fut = pool.submit(waiting.latest, -1, 120.0)
+        deadline = time.monotonic() + 60
+        while polls[0] < 2 and not fut.done():
+            assert time.monotonic() < deadline, "the verifier never looked for the head"
+            time.sleep(0.02)
+        fresh = TransparencyLog(evidence.store, evidence.signer, evidence.settings, evidence.log.trusted_keys)
+        fresh.integrate(force=True)
+        assert evidence.store.stat(bucket, head_key(cr.size)) is not None
+        got = fut.result(timeout=120)
+    assert got is not None and got.head.size >= cr.size and not waiting.findings, waiting.findings
     rc, rep = verify_json(examiner(cli, stack_status, tmp_path / "examiner"), "--case", case_ref)
     assert rc == 0, failures(rep)
 

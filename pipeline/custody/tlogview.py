@@ -9,6 +9,7 @@ the whole log); a version listing after it catches batches hidden behind delete 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,9 @@ from pipeline.errors import StorageError
 from pipeline.storage import EvidenceStore
 
 SUBJECT = "transparency log"
+# How long a verifier waits for a claimed batch's signed head: a round publishes its tiles, entries and then its
+# head within a second or so; a batch unpublished after this was left by a sequencer that stopped mid-round.
+PUBLISH_WAIT_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -88,8 +92,14 @@ class LogView:
         return self._get(key) or self._hidden_version(key)
 
     # ---- the newest head ------------------------------------------------------
-    def latest(self, hint: int = -1) -> Latest | None:
-        """The newest batch's published head; batches hidden after it are named and used."""
+    def latest(self, hint: int = -1, wait_s: float = PUBLISH_WAIT_S) -> Latest | None:
+        """The newest batch's published head; batches hidden after it are named and used.
+
+        The head is published last, after the tiles that proofs against it need, so a batch whose head is not
+        there yet belongs to a round in progress: wait up to `wait_s` for it. A batch still unpublished then was
+        left by a sequencer that stopped mid-round (the next appender publishes it): it is named, and the
+        batch before it, whose tiles exist, is used.
+        """
         b = last_existing(lambda n: self.store.stat(self.bucket, batch_key(n)) is not None, hint)
         while True:  # a delete marker on the next batch does not end the log: look behind it
             nxt = batch_key(b + 1)
@@ -107,12 +117,28 @@ class LogView:
                 if doc.get("schema") != BATCH_SCHEMA:
                     raise ValueError("not a batch")
                 size = int(doc["size"])
+                if b > 0 and not self._published(size, wait_s):
+                    self.note(batch_key(b), f"claimed, but its tree head {head_key(size)} was not published within "
+                              f"{wait_s:g} s (its sequencer stopped mid-round; the next appending command publishes "
+                              "it): checked against the batch before")
+                    b -= 1
+                    continue
                 env, head = self.head_at(size, doc)
                 return Latest(b, env, head)
             except (ValueError, KeyError, TypeError, treehead.TreeHeadError) as exc:
                 self.note(batch_key(b), f"unusable ({exc}); using the batch before")
                 b -= 1
         return None
+
+    def _published(self, size: int, wait_s: float) -> bool:
+        """Is the signed head of `size` leaves stored (or hidden by a marker)? Polls until `wait_s` has passed."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            if self.store.stat(self.bucket, head_key(size)) is not None or self._hidden_version(head_key(size)):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)  # the publisher's next PUT is milliseconds away; nothing to wait on but the store
 
     def head_at(self, size: int, batch: dict[str, Any] | None = None) -> tuple[dict[str, Any], treehead.TreeHead]:
         """The published signed head of a tree of `size` leaves, signature checked (TreeHeadError if not).
