@@ -117,7 +117,7 @@ class LogView:
                 if doc.get("schema") != BATCH_SCHEMA:
                     raise ValueError("not a batch")
                 size = int(doc["size"])
-                if b > 0 and not self._published(size, wait_s):
+                if not self._published(size, wait_s) and b > 0:  # the first batch has none before: its copy
                     self.note(batch_key(b), f"claimed, but its tree head {head_key(size)} was not published within "
                               f"{wait_s:g} s (its sequencer stopped mid-round; the next appending command publishes "
                               "it): checked against the batch before")
@@ -132,13 +132,15 @@ class LogView:
 
     def _published(self, size: int, wait_s: float) -> bool:
         """Is the signed head of `size` leaves stored (or hidden by a marker)? Polls until `wait_s` has passed."""
+        key = head_key(size)
+        if self.store.stat(self.bucket, key) is not None or self._hidden_version(key):
+            return True
         deadline = time.monotonic() + wait_s
-        while True:
-            if self.store.stat(self.bucket, head_key(size)) is not None or self._hidden_version(head_key(size)):
-                return True
-            if time.monotonic() >= deadline:
-                return False
+        while time.monotonic() < deadline:
             time.sleep(0.05)  # the publisher's next PUT is milliseconds away; nothing to wait on but the store
+            if self.store.stat(self.bucket, key) is not None:
+                return True
+        return False
 
     def head_at(self, size: int, batch: dict[str, Any] | None = None) -> tuple[dict[str, Any], treehead.TreeHead]:
         """The published signed head of a tree of `size` leaves, signature checked (TreeHeadError if not).

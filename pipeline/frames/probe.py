@@ -125,7 +125,7 @@ def probe(source: Path) -> VideoInfo:
     info["frames_in_index"] = info["frames_in_index"] or len(found.frame_pts)
     return VideoInfo(**info, frame_pts=found.frame_pts, key_pts=found.key_pts,
                      warnings=tuple(dict.fromkeys(warnings)),
-                     skip_unreferenced=info["codec"] == "h264" or (info["codec"] == "hevc" and found.hevc_skippable))
+                     skip_unreferenced=info["codec"] == "h264" or found.hevc_skippable)
 
 
 class _Listing(NamedTuple):
