@@ -40,6 +40,18 @@ def right_edge(size: int) -> list[tuple[int, int, int]]:
     return out
 
 
+def last_tiles(size: int) -> list[tuple[int, int, int]]:
+    """(level, index, width) of the tile holding the last node at each level of a tree of `size` leaves: what
+    every proof against that tree reads at its right edge (the bottom one is always new with that size)."""
+    out = []
+    level = 0
+    while (n := size >> (HEIGHT * level)) > 0:
+        index = (n - 1) // WIDTH
+        out.append((level, index, tile_width(size, level, index)))
+        level += 1
+    return out
+
+
 def _split(data: bytes) -> list[bytes]:
     if len(data) % HASH_SIZE:
         raise ValueError(f"a tile is a multiple of {HASH_SIZE} bytes, got {len(data)}")

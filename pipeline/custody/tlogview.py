@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pipeline.custody import treehead
 from pipeline.custody.chain import Finding
 from pipeline.custody.chainstore import last_existing
-from pipeline.custody.tiles import TiledTree
+from pipeline.custody.tiles import TiledTree, last_tiles, tile_name
 from pipeline.custody.tlogformat import (
     BATCH_SCHEMA,
     batch_key,
@@ -33,8 +33,8 @@ from pipeline.errors import StorageError
 from pipeline.storage import EvidenceStore
 
 SUBJECT = "transparency log"
-# How long a verifier waits for a claimed batch's signed head: a round publishes its tiles, entries and then its
-# head within a second or so; a batch unpublished after this was left by a sequencer that stopped mid-round.
+# How long a verifier waits for a claimed batch's tiles: a round publishes its tiles, entries and then its head
+# within a second or so; a batch whose tiles are still missing after this was left by a sequencer that stopped.
 PUBLISH_WAIT_S = 5.0
 
 
@@ -95,10 +95,11 @@ class LogView:
     def latest(self, hint: int = -1, wait_s: float = PUBLISH_WAIT_S) -> Latest | None:
         """The newest batch's published head; batches hidden after it are named and used.
 
-        The head is published last, after the tiles that proofs against it need, so a batch whose head is not
-        there yet belongs to a round in progress: wait up to `wait_s` for it. A batch still unpublished then was
-        left by a sequencer that stopped mid-round (the next appender publishes it): it is named, and the
-        batch before it, whose tiles exist, is used.
+        A round publishes the tiles that proofs against its tree need before its entries and head, so a batch
+        whose tiles are not all there yet belongs to a round in progress: wait up to `wait_s` for them (the
+        batch's copy of the signed head stands in for a head not yet written). A batch whose tiles are still
+        missing then was left by a sequencer that stopped mid-round (the next appender publishes it): it is
+        named, and the batch before it is used.
         """
         b = last_existing(lambda n: self.store.stat(self.bucket, batch_key(n)) is not None, hint)
         while True:  # a delete marker on the next batch does not end the log: look behind it
@@ -117,10 +118,10 @@ class LogView:
                 if doc.get("schema") != BATCH_SCHEMA:
                     raise ValueError("not a batch")
                 size = int(doc["size"])
-                if not self._published(size, wait_s) and b > 0:  # the first batch has none before: its copy
-                    self.note(batch_key(b), f"claimed, but its tree head {head_key(size)} was not published within "
-                              f"{wait_s:g} s (its sequencer stopped mid-round; the next appending command publishes "
-                              "it): checked against the batch before")
+                if not self._provable(size, wait_s) and b > 0:  # the first batch has none before it
+                    self.note(batch_key(b), f"claimed, but its tiles were not published within {wait_s:g} s (its "
+                              "sequencer stopped mid-round; the next appending command publishes them): checked "
+                              "against the batch before")
                     b -= 1
                     continue
                 env, head = self.head_at(size, doc)
@@ -130,15 +131,24 @@ class LogView:
                 b -= 1
         return None
 
-    def _published(self, size: int, wait_s: float) -> bool:
-        """Is the signed head of `size` leaves stored (or hidden by a marker)? Polls until `wait_s` has passed."""
-        key = head_key(size)
-        if self.store.stat(self.bucket, key) is not None or self._hidden_version(key):
+    def _provable(self, size: int, wait_s: float) -> bool:
+        """Are the tiles of a tree of `size` leaves stored (or its head, written after them; hidden versions
+        count, as they are read anyway)? Polls until `wait_s` has passed."""
+        tiles = [tile_key(tile_name(*t)) for t in last_tiles(size)]
+
+        def there(key: str, behind_markers: bool) -> bool:
+            return self.store.stat(self.bucket, key) is not None or (behind_markers and
+                                                                     self._hidden_version(key) is not None)
+
+        def ready(behind_markers: bool) -> bool:
+            return there(head_key(size), behind_markers) or all(there(k, behind_markers) for k in tiles)
+
+        if ready(True):
             return True
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
             time.sleep(0.05)  # the publisher's next PUT is milliseconds away; nothing to wait on but the store
-            if self.store.stat(self.bucket, key) is not None:
+            if ready(False):
                 return True
         return False
 
