@@ -30,6 +30,7 @@ def extract_one(case_ref: str, exhibit_ref: str, key: str, version_id: str | Non
     obj = next(o for o in objs if o.key == key and o.version_id == version_id)
     event = extract_object(ev, case, exhibit, obj, ExtractParams(**params), actor=Actor(actor, "examiner"),
                            workers=workers, dask=dask_address, events=events)
+    ev.flush()  # the extraction event reaches the transparency log as the task ends
     return {"seq": event["seq"], "action": event["action"], "stills": event["details"].get("stills", 0)}
 
 

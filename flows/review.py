@@ -28,5 +28,6 @@ def prepare_review(case_ref: str, exhibit_ref: str, actor: str = "prefect",
     ev = Evidence()
     case, exhibit = ev.get(case_ref, exhibit_ref)
     done = prepare_exhibit(ev, case, exhibit, actor=Actor(actor, "examiner"), want=tuple(want))
+    ev.flush()  # the preparation events reach the transparency log as the flow ends
     get_run_logger().info("prepared %d original(s) of %s", len(done), exhibit.ref)
     return [p.as_dict() for p in done]

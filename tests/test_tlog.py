@@ -209,6 +209,59 @@ def test_crashed_round_is_published_by_the_next(cli, stack_status, evidence, cas
     assert rc == 0, failures(rep)
 
 
+_EXIT_MID_ROUND = """
+import json, sys, threading, time
+from pipeline.custody.log import events_prefix
+from pipeline.custody.tlog import TransparencyLog
+from pipeline.custody.tlogformat import leaf
+from pipeline.evidence import Evidence
+
+ev = Evidence()
+chain = ev.log.read(sys.argv[1])
+claimed = threading.Event()
+
+class Slow:  # the real store; each tile PUT a little slower, so the exit comes between claim and head
+    def __getattr__(self, name):
+        return getattr(ev.store, name)
+
+    def put_bytes(self, bucket, key, data, *a, **k):
+        if key.startswith("tlog/tiles/"):
+            time.sleep(0.3)
+        out = ev.store.put_bytes(bucket, key, data, *a, **k)
+        if key.startswith("tlog/batches/"):
+            print(json.dumps({"size": json.loads(data)["size"]}), flush=True)
+            claimed.set()
+        return out
+
+tl = TransparencyLog(Slow(), ev.signer, ev.settings, ev.log.trusted_keys)
+lf = leaf(events_prefix(sys.argv[1]), len(chain.events), chain.head_hash)
+threading.Thread(target=tl.integrate, args=([lf],), kwargs={"force": True}, daemon=True).start()
+assert claimed.wait(120), "no batch claimed"
+sys.exit(0)  # an ordinary exit while the round's daemon thread is between its claim and its head
+"""
+
+
+def test_a_process_exiting_mid_round_finishes_it_first(cli, evidence, case_ref):  # type: ignore[no-untyped-def]
+    """A command or `cameras serve` that exits while its timer thread is publishing a round waits for the
+    round: cut off after the claim, the newest batch would be unprovable until the next appender came."""
+    import subprocess
+    import sys
+
+    from pipeline.custody.actor import Actor
+    from pipeline.custody.tlogformat import head_key
+    from pipeline.custody.tlogview import LogView
+
+    _, ex = evidence.ensure_exhibit(case_ref, "EX/1", "DC Test", Actor("pytest"))
+    proc = subprocess.run([sys.executable, "-c", _EXIT_MID_ROUND, ex.id], env=cli.env, capture_output=True,
+                          text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    size = json.loads(proc.stdout.splitlines()[0])["size"]
+    assert evidence.store.stat(evidence.store.buckets["custody"], head_key(size)) is not None  # published
+    view = LogView(evidence.store, evidence.log.trusted_keys())
+    got = view.latest(wait_s=0.0)
+    assert got is not None and got.head.size >= size and not view.findings, view.findings
+
+
 # ---- the verifier's memory: a log that no longer extends what it saw is reported --------------------------------
 def test_rolled_back_or_forked_log_is_reported(cli, stack_status, evidence, case_ref, tmp_path):  # type: ignore[no-untyped-def]
     from pipeline.custody import treehead

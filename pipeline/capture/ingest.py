@@ -345,6 +345,7 @@ class IngestRun:
                 break
             time.sleep(1.0)
         self.report.pending = pending if pending >= 0 else len(self.spool.pending())
+        ev.flush()  # the window's events reach the transparency log, time-stamped, as it ends (not at a timer)
 
     def _drain_safely(self, ev: Any, case: Any, exhibit: Any, uploader: SegmentUploader) -> int:
         try:

@@ -19,12 +19,14 @@ COMPLIANCE mode whatever the evidence retention mode, so even a governance bypas
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import random
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -58,6 +60,20 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 log = logging.getLogger(__name__)
+# How long a process that is exiting waits for a round its timer thread has under way (claim, tiles, entries,
+# head: well under a second on a working store); past it the next appender finishes the round.
+EXIT_WAIT_S = 30.0
+_live: weakref.WeakSet[TransparencyLog] = weakref.WeakSet()
+
+
+def _finish_rounds() -> None:
+    """At exit: let every round under way finish, start none (atexit, before daemon threads are cut off)."""
+    for tl in list(_live):
+        tl.close()
+
+
+atexit.register(_finish_rounds)
+
 
 @dataclass
 class LogState:
@@ -94,6 +110,8 @@ class TransparencyLog:
         self._timer: threading.Timer | None = None
         self._warned: set[str] = set()
         self.last_batch: tuple[int, list[dict[str, Any]]] = (0, [])  # (first index, leaves) of our last batch
+        self._closing = False
+        _live.add(self)
 
     # ---- objects -----------------------------------------------------------
     def _put_once(self, key: str, data: bytes, content_type: str = "application/json") -> None:
@@ -210,6 +228,8 @@ class TransparencyLog:
                   stamp: bool = False) -> LogState | None:
         """One sequencing round; None when another process won it. `extra`: exact leaves to log (bundles)."""
         with self._lock:
+            if self._closing and not force and not extra:
+                return self._state  # exiting: a timer round would be cut off half-way (see `close`)
             st = self._load()
             if not force and not extra and st.head is not None and \
                     datetime.now(UTC) - st.head.when < timedelta(seconds=self.settings.tlog_interval_s):
@@ -340,6 +360,8 @@ class TransparencyLog:
 
     def _schedule(self) -> None:
         with self._mlock:
+            if self._closing:
+                return
             if self._timer is not None and self._timer.is_alive():
                 return
             self._timer = threading.Timer(self.settings.tlog_interval_s / 2, self._tick)
@@ -383,6 +405,16 @@ class TransparencyLog:
                 self._warn(f"transparency log round at exit failed (the next appender's round folds it in): "
                            f"{type(exc).__name__}: {exc}")
                 return
+
+    def close(self, timeout: float = EXIT_WAIT_S) -> None:
+        """No more timer rounds; wait for one under way. A process cut off between a round's claim and its head
+        leaves the newest batch unprovable until the next appender publishes it (verify names it meanwhile)."""
+        with self._mlock:
+            self._closing = True
+            if self._timer is not None:
+                self._timer.cancel()
+        if self._lock.acquire(timeout=timeout):
+            self._lock.release()
 
     def log_exactly(self, leaves: Sequence[dict[str, Any]], attempts: int = 20
                     ) -> tuple[LogState, dict[tuple[str, int], int]]:
