@@ -10,7 +10,10 @@ echo "== pytest"
 set +e
 # a private base temp dir: concurrent pytest sessions of one user would otherwise rotate each other's away
 base="$(mktemp -d "${TMPDIR:-/tmp}/custody-pytest.XXXXXX")"
-pytest -q -p no:cacheprovider --basetemp="$base/t" "$@"
+# two workers, a module each (module fixtures built once); each starts its own stack in its own home
+workers="${CUSTODY_TEST_WORKERS:-2}"
+par=(); [ "$workers" = "0" ] || par=(-n "$workers" --dist loadfile)
+pytest -q -p no:cacheprovider --basetemp="$base/t" "${par[@]}" "$@"
 rc=$?
 set -e
 rm -rf "$base"

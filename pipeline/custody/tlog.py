@@ -19,14 +19,10 @@ COMPLIANCE mode whatever the evidence retention mode, so even a governance bypas
 
 from __future__ import annotations
 
-import atexit
 import json
-import logging
 import random
-import threading
 import time
 import uuid
-import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -49,30 +45,16 @@ from pipeline.custody.tlogformat import (
     leaf,
     leaf_hash_of,
     parse_queue_key,
-    queue_key,
     tile_key,
     token_key,
 )
+from pipeline.custody.tlogrounds import RoundTimer
 from pipeline.errors import ChainConflict, CustodyError, IntegrityError
 from pipeline.storage import EvidenceStore
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-log = logging.getLogger(__name__)
-# How long a process that is exiting waits for a round its timer thread has under way (claim, tiles, entries,
-# head: well under a second on a working store); past it the next appender finishes the round.
-EXIT_WAIT_S = 30.0
-_live: weakref.WeakSet[TransparencyLog] = weakref.WeakSet()
-
-
-def _finish_rounds() -> None:
-    """At exit: let every round under way finish, start none (atexit, before daemon threads are cut off)."""
-    for tl in list(_live):
-        tl.close()
-
-
-atexit.register(_finish_rounds)
 
 
 @dataclass
@@ -88,30 +70,17 @@ class LogState:
     edges: dict[int, bytes] | None = None  # right-edge tiles, when this process knows them
 
 
-class TransparencyLog:
+class TransparencyLog(RoundTimer):
     """Appending side: submit chain heads, run sequencing rounds, publish tiles, heads and time-stamps."""
 
     def __init__(self, store: EvidenceStore, signer: SignerBackend, settings: Any,
                  trusted: Callable[..., dict[str, Ed25519PublicKey]]) -> None:
-        self.store = store
-        self.bucket = store.buckets["custody"]
+        super().__init__(store, settings)
         self.signer = signer
-        self.settings = settings
         self.trusted = trusted
         self._state: LogState | None = None
-        self._lock = threading.RLock()  # one round at a time in this process
-        self._mlock = threading.Lock()  # marker bookkeeping: never held across a request or a round
-        self._last_round = 0.0
         self._last_stamp = 0.0
-        self._dirty = False  # we wrote a marker no round of ours has listed yet
-        self._last_marker = 0.0
-        self._marked: dict[str, float] = {}  # chain -> when we last wrote its marker
-        self._unmarked: dict[str, int] = {}  # chain -> newest seq we appended that no marker covers yet
-        self._timer: threading.Timer | None = None
-        self._warned: set[str] = set()
         self.last_batch: tuple[int, list[dict[str, Any]]] = (0, [])  # (first index, leaves) of our last batch
-        self._closing = False
-        _live.add(self)
 
     # ---- objects -----------------------------------------------------------
     def _put_once(self, key: str, data: bytes, content_type: str = "application/json") -> None:
@@ -319,102 +288,6 @@ class TransparencyLog:
         except ChainConflict:
             pass  # another appender stamped the same head at the same moment: one token is enough
         self._last_stamp = time.monotonic()
-
-    def _warn(self, msg: str) -> None:
-        if msg not in self._warned:
-            self._warned.add(msg)
-            log.warning(msg)
-
-    # ---- what appenders and commands call ------------------------------------
-    def submit(self, chain: str, seq: int) -> None:
-        """Queue a chain head for a round; never fails the append.
-
-        A marker names the chain, not the event: the round reads the chain's real head, so one marker covers
-        every event appended before the round reads it. An appender therefore writes at most one marker per
-        chain per half interval (the timer or `flush` writes one for what came after), and a busy chain costs
-        about one PUT per event, not two.
-        """
-        now = time.monotonic()
-        with self._mlock:
-            fresh = now - self._marked.get(chain, -1e9) >= self.settings.tlog_interval_s / 2
-            if not fresh:
-                self._unmarked[chain] = max(seq, self._unmarked.get(chain, -1))
-        if fresh:
-            self._mark(chain, seq)
-        self._schedule()  # rounds run on the timer thread: an append never waits for one
-
-    def _mark(self, chain: str, seq: int) -> None:
-        self.store.put_bytes(self.bucket, queue_key(datetime.now(UTC), chain, seq), b"",
-                             content_type="application/octet-stream")
-        with self._mlock:
-            self._marked[chain] = self._last_marker = time.monotonic()
-            self._dirty = True
-            if self._unmarked.get(chain, -1) <= seq:
-                self._unmarked.pop(chain, None)
-
-    def _mark_rest(self) -> None:
-        with self._mlock:
-            rest = dict(self._unmarked)
-        for chain, seq in rest.items():
-            self._mark(chain, seq)
-
-    def _schedule(self) -> None:
-        with self._mlock:
-            if self._closing:
-                return
-            if self._timer is not None and self._timer.is_alive():
-                return
-            self._timer = threading.Timer(self.settings.tlog_interval_s / 2, self._tick)
-            self._timer.daemon = True
-            self._timer.start()
-
-    def _tick(self) -> None:
-        """Mark what the last markers missed, run a round unless someone just did; again while work remains."""
-        self._safely(self._mark_rest)
-        due = self.settings.tlog_interval_s * (1 + random.random() / 2)  # noqa: S311 - jitter, not crypto
-        if self._dirty and time.monotonic() - self._last_round >= due:
-            self._safely(lambda: self.integrate())
-        with self._mlock:
-            self._timer = None
-            again = self._dirty or bool(self._unmarked)
-        if again:
-            self._schedule()
-
-    def _safely(self, fn: Callable[[], Any]) -> None:
-        try:
-            fn()
-        except Exception as exc:  # noqa: BLE001 - background work: never take the appender down, say why
-            self._warn(f"transparency log round failed (the next one retries): {type(exc).__name__}: {exc}")
-
-    def flush(self) -> None:
-        """Fold anything this process queued into the tree and time-stamp the newest head (end of a command)."""
-        if self._timer is not None:
-            self._timer.cancel()
-        try:
-            self._mark_rest()
-        except Exception as exc:  # noqa: BLE001 - at exit: warn; verify will name what stayed unlogged
-            self._warn(f"could not queue the last chain heads for the transparency log: {exc}")
-            return
-        for _ in range(5):
-            if not self._dirty:
-                return
-            try:
-                if self.integrate(force=True, stamp=True) is not None:
-                    return
-            except Exception as exc:  # noqa: BLE001 - at exit: warn, the next appender's round folds it in
-                self._warn(f"transparency log round at exit failed (the next appender's round folds it in): "
-                           f"{type(exc).__name__}: {exc}")
-                return
-
-    def close(self, timeout: float = EXIT_WAIT_S) -> None:
-        """No more timer rounds; wait for one under way. A process cut off between a round's claim and its head
-        leaves the newest batch unprovable until the next appender publishes it (verify names it meanwhile)."""
-        with self._mlock:
-            self._closing = True
-            if self._timer is not None:
-                self._timer.cancel()
-        if self._lock.acquire(timeout=timeout):
-            self._lock.release()
 
     def log_exactly(self, leaves: Sequence[dict[str, Any]], attempts: int = 20
                     ) -> tuple[LogState, dict[tuple[str, int], int]]:

@@ -115,6 +115,7 @@ def start_s3(settings: Settings, timeout: float = 60.0) -> StackState:
         f"-volume.port={ports['volume']}", f"-filer.port={ports['filer']}",
         f"-admin.port={ports['admin']}", f"-s3.port.lance={ports['lance']}",
         "-webdav=false", "-admin.ui=false",
+        "-s3.port.iceberg=0",  # its catalog listens on a fixed port (8181): a second home would fail to start
         # encrypt chunks on the volume servers: the embedded store's encryption at rest
         "-filer.encryptVolumeData",
         f"-filer.localSocket={settings.stack_dir / 'filer.sock'}",
