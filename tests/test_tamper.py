@@ -91,3 +91,66 @@ def test_event_signed_by_another_key(cli, exhibit, raw_client):
     _put(raw_client, B, key, json.dumps(doc).encode())
     msg = _verify_fails(cli, exhibit)
     assert "event 3" in msg and "untrusted key" in msg
+
+
+def test_home_copies_of_events_spare_the_gets_but_never_hide_a_change(exhibit, raw_client, evidence, tmp_path):
+    """The pre-work chain check reads unchanged events from the home's copies; a rewritten event in the store
+    or an edited copy on disk is fetched afresh, and verification (cached=False) always reads the store."""
+    from pipeline.custody.chain import check_chain
+    from pipeline.custody.chainstore import ChainStore, Witness
+    from pipeline.custody.doccache import DocCache
+    from pipeline.custody.log import events_prefix
+
+    gets: list[str] = []
+
+    class Counting:  # the real store, counting document reads
+        def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+            return getattr(evidence.store, name)
+
+        def try_get_bytes(self, bucket: str, key: str, *a, **k):  # type: ignore[no-untyped-def]
+            gets.append(key)
+            return evidence.store.try_get_bytes(bucket, key, *a, **k)
+
+    docs = DocCache(tmp_path / "docs")
+    chains = ChainStore(Counting(), Witness(tmp_path / "witness"), docs)  # type: ignore[arg-type]
+    prefix, trusted = events_prefix(exhibit["id"]), evidence.log.trusted_keys()
+
+    def read(cached: bool = True):  # type: ignore[no-untyped-def]
+        gets.clear()
+        slots = chains.slots(prefix, trusted, cached=cached)
+        return slots, sorted(gets)
+
+    first, got = read()
+    assert got == [_event_key(exhibit, i) for i in range(4)]
+    again, got = read()
+    assert got == [] and [s.data for s in again] == [s.data for s in first]
+    assert check_chain(again, trusted, exhibit["id"]).ok
+    assert read(cached=False)[1] == [_event_key(exhibit, i) for i in range(4)]  # verification reads every byte
+
+    copy = next(p for p in (tmp_path / "docs").rglob("*") if p.is_file() and p.read_bytes() == first[1].data)
+    copy.write_bytes(first[1].data + b" ")  # edited on this machine: MD5 no longer fits
+    slots, got = read()
+    assert got == [_event_key(exhibit, 1)] and slots[1].data == first[1].data
+
+    key = _event_key(exhibit, 2)
+    doc = json.loads(_get(raw_client, B, key))
+    doc["event"]["actor"]["name"] = "someone else"
+    _put(raw_client, B, key, json.dumps(doc).encode())  # a second version in the store
+    slots, got = read()
+    assert got == [key] and slots[2].versions == 2
+    report = check_chain(slots, trusted, exhibit["id"])
+    assert not report.ok and any("event 2" in str(f) for f in report.findings), report.findings
+
+
+def test_doc_cache_keeps_only_bytes_whose_md5_is_the_etag(tmp_path):
+    import hashlib
+
+    from pipeline.custody.doccache import DocCache
+
+    c, data = DocCache(tmp_path), b'{"event": {}}'
+    md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
+    c.put("k", "0" * 32, data)  # the listing says other bytes: not kept
+    assert c.get("k", "0" * 32) is None
+    c.put("k", f'"{md5}"', data)
+    assert c.get("k", md5) == data and c.get("other", md5) is None
+    assert c.get("k", f"{md5}-2") is None and c.get("k", None) is None  # multipart or no ETag: never a hit

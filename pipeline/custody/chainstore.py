@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.custody.chain import Pre, Slot, precheck, seq_from_name
+from pipeline.custody.doccache import DocCache
 from pipeline.custody.events import GENESIS, canonical, envelope, event_hash, utcnow
 from pipeline.custody.keys import SignerBackend
 from pipeline.errors import ChainConflict, CustodyError
@@ -108,7 +109,7 @@ DOC_CACHE = 50_000  # documents `documents` keeps (~2 KB each), per process
 class ChainStore:
     """Reads and appends the signed chains of one custody bucket."""
 
-    def __init__(self, store: EvidenceStore, witness: Witness) -> None:
+    def __init__(self, store: EvidenceStore, witness: Witness, docs: DocCache | None = None) -> None:
         self.store = store
         self.bucket = store.buckets["custody"]
         self.witness = witness
@@ -116,9 +117,10 @@ class ChainStore:
         self._lock = threading.Lock()
         self._appending: dict[str, threading.Lock] = {}  # one appender per chain in this process
         self._docs: dict[str, bytes] = {}  # write-once documents this process has read (`documents`)
+        self.disk = docs  # the home's copies, for `slots(cached=True)`
 
     # ---- reading -------------------------------------------------------
-    def slots(self, prefix: str, trusted: dict[str, Any] | None = None) -> list[Slot]:
+    def slots(self, prefix: str, trusted: dict[str, Any] | None = None, *, cached: bool = False) -> list[Slot]:
         """Every document with its version history, for verification.
 
         One version listing, read key by key: a key without a delete marker is fetched (on a few threads) as
@@ -127,7 +129,12 @@ class ChainStore:
         (chain.precheck), so checking overlaps reading too. A key with a delete marker is judged by a plain
         GET (not by `is_latest`, which some servers report on more than one version), and what the marker
         hides is read too, so it can be named.
+
+        `cached`: a document with one version and no marker is taken from the home's copy when the listed ETag
+        is the copy's MD5 (doccache); verification and bundles read every byte from the store instead.
         """
+        disk = self.disk if cached else None
+        fills: list[tuple[str, str | None, bytes]] = []  # kept once the reads are done (off the readers' path)
         with ThreadPoolExecutor(READ_THREADS, thread_name_prefix="chain-read") as pool:
             pending: list[tuple[str, int, list[Any], Any]] = []
 
@@ -138,7 +145,8 @@ class ChainStore:
                 elif any(v.is_delete_marker for v in versions):
                     pending.append((key, seq, versions, pool.submit(self._judge, key, versions, trusted)))
                 else:
-                    pending.append((key, seq, versions, pool.submit(self._plain, key, trusted)))
+                    etag = versions[0].etag if len(versions) == 1 else None
+                    pending.append((key, seq, versions, pool.submit(self._plain, key, trusted, disk, etag, fills)))
 
             key, versions = None, []
             for k, v in self.store.iter_versions(self.bucket, prefix):
@@ -157,10 +165,19 @@ class ChainStore:
                 data, deleted, pre = fut.result()
                 live = sum(1 for v in versions if not v.is_delete_marker)
                 out.append(Slot(key, seq, data, versions=live, deleted=deleted, pre=pre))
-            return out
+        if disk is not None:
+            for key, etag, data in fills:
+                disk.put(key, etag, data)
+        return out
 
-    def _plain(self, key: str, trusted: dict[str, Any] | None) -> tuple[bytes | None, bool, Pre | None]:
-        data = self.store.try_get_bytes(self.bucket, key)
+    def _plain(self, key: str, trusted: dict[str, Any] | None, disk: DocCache | None = None,
+               etag: str | None = None, fills: list[tuple[str, str | None, bytes]] | None = None
+               ) -> tuple[bytes | None, bool, Pre | None]:
+        data = disk.get(key, etag) if disk is not None else None
+        if data is None:
+            data = self.store.try_get_bytes(self.bucket, key)
+            if fills is not None and data is not None:
+                fills.append((key, etag, data))
         return data, False, precheck(data, trusted)
 
     def _judge(self, key: str, versions: list[Any], trusted: dict[str, Any] | None

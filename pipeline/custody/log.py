@@ -21,6 +21,7 @@ from pipeline import __version__
 from pipeline.custody.actor import Actor
 from pipeline.custody.chain import ChainReport, Slot, check_chain
 from pipeline.custody.chainstore import ChainStore, Witness, doc_key
+from pipeline.custody.doccache import DocCache
 from pipeline.custody.events import build_event
 from pipeline.custody.keys import SignerBackend, Trust, load_trust
 from pipeline.custody.signing import public_pem
@@ -57,7 +58,7 @@ class CustodyLog:
         self.settings = settings
         self.bucket = store.buckets["custody"]
         self._published: set[tuple[str, str]] = set()
-        self.chains = ChainStore(store, Witness(settings.home / "witness"))
+        self.chains = ChainStore(store, Witness(settings.home / "witness"), DocCache(settings.home / "cache" / "docs"))
         self.tlog = TransparencyLog(store, signer, settings, self.trusted_keys)
         self._trust: Trust | None = None
 
@@ -101,15 +102,19 @@ class CustodyLog:
         self._published.add((exhibit_id, kid))
 
     # ---- reading -------------------------------------------------------
-    def slots(self, exhibit_id: str, trusted: dict[str, Ed25519PublicKey] | None = None) -> list[Slot]:
+    def slots(self, exhibit_id: str, trusted: dict[str, Ed25519PublicKey] | None = None, *,
+              cached: bool = False) -> list[Slot]:
         """Every event object with its version history, for verification (pre-checked against `trusted`)."""
-        return self.chains.slots(events_prefix(exhibit_id), trusted)
+        return self.chains.slots(events_prefix(exhibit_id), trusted, cached=cached)
 
-    def read(self, exhibit_id: str) -> ChainReport:
-        """The exhibit's chain, checked; events are usable only if report.ok."""
+    def read(self, exhibit_id: str, *, cached: bool = True) -> ChainReport:
+        """The exhibit's chain, checked; events are usable only if report.ok.
+
+        The check before a command works on an exhibit takes unchanged documents from the home's copies
+        (doccache: the listed ETag must be the copy's MD5); `custody verify` and bundles read every byte."""
         witnessed = self.witnessed_length(exhibit_id)
         trusted = self.trusted_keys()
-        return check_chain(self.slots(exhibit_id, trusted), trusted, exhibit_id, witnessed)
+        return check_chain(self.slots(exhibit_id, trusted, cached=cached), trusted, exhibit_id, witnessed)
 
     def events(self, exhibit_id: str) -> list[dict[str, Any]]:
         return [d["event"] for d in self.chains.documents(events_prefix(exhibit_id))]

@@ -33,7 +33,7 @@ class Listing:
             if o.object_name != key:
                 continue
             out.append(VersionInfo(o.version_id, bool(o.is_latest), bool(o.is_delete_marker), o.size,
-                                   o.last_modified))
+                                   o.last_modified, o.etag))
         return out
 
     def is_deleted(self, bucket: str, key: str) -> bool:
@@ -72,7 +72,7 @@ class Listing:
                         start_after=start_after)
         while (o := self._call(next, it, None)) is not None:
             yield o.object_name, VersionInfo(o.version_id, bool(o.is_latest), bool(o.is_delete_marker), o.size,
-                                             o.last_modified)
+                                             o.last_modified, o.etag)
 
     def list_all_versions(self, bucket: str, prefix: str, start_after: str | None = None
                           ) -> list[tuple[str, VersionInfo]]:

@@ -38,6 +38,7 @@ class VersionInfo:
     is_delete_marker: bool
     size: int | None
     last_modified: datetime | None
+    etag: str | None = None  # as listed: the MD5 of a single-part object's bytes on most servers
 
 
 @dataclass(frozen=True)
