@@ -146,7 +146,8 @@ class ChainStore:
                     pending.append((key, seq, versions, pool.submit(self._judge, key, versions, trusted)))
                 else:
                     etag = versions[0].etag if len(versions) == 1 else None
-                    pending.append((key, seq, versions, pool.submit(self._plain, key, trusted, disk, etag, fills)))
+                    pending.append((key, seq, versions, pool.submit(self._plain, key, trusted, disk, etag,
+                                                                      fills if disk is not None else None)))
 
             key, versions = None, []
             for k, v in self.store.iter_versions(self.bucket, prefix):

@@ -56,7 +56,6 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 
-
 @dataclass
 class LogState:
     """What the newest batch says: where the tree stands and the signed head that commits to it."""
