@@ -8,6 +8,7 @@ come through this one facade so none of them can skip the record.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import mimetypes
 import uuid
@@ -162,17 +163,23 @@ class Evidence:
         return f"{exhibit.case_id}/{exhibit.id}/{uuid.uuid4().hex}"
 
     def add_derived(self, case: Case, exhibit: Exhibit, path: Path, *, source: dict[str, Any], kind: str,
-                    actor: Actor, content_type: str | None = None) -> tuple[StoredObject, dict[str, Any]]:
+                    actor: Actor, content_type: str | None = None, data: bytes | None = None
+                    ) -> tuple[StoredObject, dict[str, Any]]:
         """Store a derived file (still, metadata...) that points at its source; no event of its own.
 
-        Callers batch derived objects into one event with `record`.
+        Callers batch derived objects into one event with `record`. `data`: the file's bytes when they
+        were made in memory (a credentialed still); `path` then only names it.
         """
         ctype = content_type or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         key = f"{self._object_key(exhibit)}/{kind}"
         meta = {"exhibit-id": exhibit.id, "source-key": source["key"], "source-version": source.get("version_id") or "",
                 "source-sha256": source["sha256"], "kind": kind}
-        obj = self.store.put_file(self.store.buckets["derived"], key, path, content_type=ctype, metadata=meta,
-                                  lock=True)
+        bucket = self.store.buckets["derived"]
+        if data is None:
+            obj = self.store.put_file(bucket, key, path, content_type=ctype, metadata=meta, lock=True)
+        else:
+            obj = self.store.put_stream(bucket, key, io.BytesIO(data), content_type=ctype, metadata=meta, lock=True,
+                                        size_hint=len(data))
         ref = {**obj.ref(), "role": "derived", "kind": kind, "status": "ok", "original_name": path.name,
                "source": {k: source.get(k) for k in ("bucket", "key", "version_id", "sha256")}}
         return obj, ref

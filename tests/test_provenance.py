@@ -7,6 +7,7 @@ re-signed by someone else), and each must fail validation while the untouched fi
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import stat
@@ -197,6 +198,25 @@ def test_a_changed_manifest_or_a_foreign_signer_fails_validation(creds, extracte
     # No manifest at all (stripped) is reported as absent, not as valid.
     plain = validate(Path(res.out_dir) / res.stills[0].png, creds.trust_anchors_pem)
     assert not plain.ok and plain.state == "absent"
+
+
+def test_a_run_checks_its_signer_on_the_first_file_and_every_file_validates(creds, extracted, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """c2pa checks what it signed on a run's first file only (the signer is the run's): a key that does not
+    match its certificate is refused there, and stays refused; a good run's later files validate too."""
+    _clip, res = extracted
+    src = Path(res.out_dir) / res.stills[0].png
+    mismatched = dataclasses.replace(creds, key_pem=ensure_local_ca(tmp_path / "other-ca").key_pem)
+    e = Embedder(mismatched)
+    for name in ("first.png", "second.png"):
+        with pytest.raises(ProvenanceError, match="signature does not match"):
+            e.embed(src, tmp_path / name, SOURCE, ACTIONS["still"], {})
+        assert not (tmp_path / name).exists()
+    e = Embedder(creds)
+    assert e.describe()["verify_after_sign"] == "first file of each run"
+    for i, still in enumerate(res.stills[:3]):
+        e.embed(Path(res.out_dir) / still.png, tmp_path / f"s{i}.png", SOURCE, ACTIONS["still"], {})
+        v = validate(tmp_path / f"s{i}.png", creds.trust_anchors_pem)
+        assert v.ok and v.state == "Trusted", (i, v)
 
 
 def test_contact_sheet_and_clip_carry_credentials_too(creds, extracted, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

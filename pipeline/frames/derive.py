@@ -95,18 +95,17 @@ def extract_object(ev: Evidence, case: Case, exhibit: Exhibit, obj: ExhibitObjec
         stamper = Stamper(ev.settings, source_record(case, exhibit, obj), "frames_extracted")
     credentials: dict[str, dict[str, Any]] = {}
 
+    stamp_params = params.model_dump(mode="json")
+
     def store(path: Path, kind: str, content_type: str | None) -> dict[str, Any]:
-        stored_path, facts = path, None
-        if stamper is not None and kind in CREDENTIALED:
-            stored_path, facts = stamper.stamp(path, CREDENTIALED[kind], params.model_dump(mode="json"))
-        _, ref = ev.add_derived(case, exhibit, stored_path, source=src_ref, kind=kind, actor=actor,
-                                content_type=content_type)
+        signed, facts = None, None
+        if stamper is not None and kind in CREDENTIALED:  # signed in memory, stored from there: no second file
+            signed, facts = stamper.stamp_bytes(path, CREDENTIALED[kind], stamp_params)
+        _, ref = ev.add_derived(case, exhibit, path, source=src_ref, kind=kind, actor=actor,
+                                content_type=content_type, data=signed)
         if facts is not None:
-            ref["original_name"] = path.name
             ref["encoder_sha256"] = facts["unsigned_sha256"]  # what Uploads checks against the encoder
             credentials[path.name] = facts
-            if stored_path != path:
-                stored_path.unlink(missing_ok=True)
         return ref
 
     def stored(n: int) -> None:

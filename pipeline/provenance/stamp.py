@@ -18,7 +18,8 @@ from pipeline.settings import Settings
 
 
 class Stamper:
-    """Credentials for one run; `stamp()` writes `c2pa_<name>` beside the file and says what it did."""
+    """Credentials for one run; `stamp()` writes `c2pa_<name>` beside the file, `stamp_bytes()` returns the
+    credentialed bytes; both say what they did."""
 
     def __init__(self, settings: Settings, source: dict[str, Any], procedure: str,
                  tools: dict[str, str] | None = None) -> None:
@@ -33,23 +34,30 @@ class Stamper:
         self.run_id = uuid.uuid4().hex
 
     def describe(self) -> dict[str, Any]:
-        """For the procedure's event parameters: who signed, and the run id every file carries."""
-        return {"run_id": self.run_id, **self.credentials.describe()}
+        """For the procedure's event parameters: who signed, how, and the run id every file carries."""
+        return {"run_id": self.run_id, **self._embedder.describe()}
 
     def stamp(self, path: Path, preset: str, params: dict[str, Any], pixel_sha256: str | None = None
               ) -> tuple[Path, dict[str, Any]]:
-        """(credentialed file, facts for the object's record: unsigned sha256, label, bytes added)."""
+        """(credentialed file `c2pa_<name>` beside `path`, facts for the object's record)."""
+        signed, facts = self.stamp_bytes(path, preset, params, pixel_sha256)
+        out = path.with_name(f"c2pa_{path.name}")
+        out.write_bytes(signed)
+        return out, facts
+
+    def stamp_bytes(self, path: Path, preset: str, params: dict[str, Any], pixel_sha256: str | None = None
+                    ) -> tuple[bytes, dict[str, Any]]:
+        """(credentialed bytes, facts: unsigned sha256, label, bytes added): for a caller that stores them
+        straight from memory rather than through a second file."""
         from pipeline.provenance.c2pa_manifest import ACTIONS
 
         data = path.read_bytes()
         unsigned = hashlib.sha256(data).hexdigest()
         signed, info = self._embedder.embed_bytes(data, self._source, ACTIONS[preset], params, title=path.name,
                                                   pixel_sha256=pixel_sha256, procedure=self.procedure,
-                                                  run_id=self.run_id, tools=self.tools)
-        out = path.with_name(f"c2pa_{path.name}")
-        out.write_bytes(signed)
-        return out, {"unsigned_sha256": unsigned, "label": info.label, "added_bytes": info.added_bytes,
-                     "run_id": self.run_id, "certificate_sha256": self.credentials.fingerprint}
+                                                  run_id=self.run_id, tools=self.tools, hash_output=False)
+        return signed, {"unsigned_sha256": unsigned, "label": info.label, "added_bytes": info.added_bytes,
+                        "run_id": self.run_id, "certificate_sha256": self.credentials.fingerprint}
 
 
 def source_record(case: Any, exhibit: Any, obj: Any) -> dict[str, Any]:

@@ -1,11 +1,12 @@
 """The evidence store: S3 buckets behind the `minio` SDK.
 
 Every put hashes the bytes in the pass that sends them and proves the server
-holds exactly those bytes: a small object is one PUT carrying Content-MD5,
-its SHA-256 (metadata), its digests (tags) and its retention, and the ETag the
-server returns must equal our MD5 (over plain HTTP, SigV4 also signs the
-payload's SHA-256, which the server checks); only where the ETag cannot be an
-MD5 (some server-side encryption modes) is the stored object stat'ed instead.
+holds exactly those bytes: a small object is one PUT carrying that SHA-256 as
+x-amz-checksum-sha256 (which the server verifies before storing and echoes),
+as metadata, with its digests (tags) and its retention. A server that does not
+echo the checksum gets Content-MD5 instead, and the ETag it returns must equal
+our MD5; only where the ETag cannot be an MD5 either (some server-side
+encryption modes) is the stored object stat'ed.
 Large objects go through the one multipart engine (`multipart.py`), every part
 checked, then the composite ETag. Originals are written under S3 Object Lock;
 keys are generated IDs, never user strings. SDK errors end here: callers see
@@ -14,6 +15,7 @@ keys are generated IDs, never user strings. SDK errors end here: callers see
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import threading
@@ -35,7 +37,7 @@ from pipeline.errors import ChainConflict, IntegrityError, ObjectNotFound, Stora
 from pipeline.settings import Settings
 from pipeline.storage.client import UNSIGNED, make_client
 from pipeline.storage.listing import Listing
-from pipeline.storage.multipart import MultipartUpload, is_md5
+from pipeline.storage.multipart import CHECKSUM_REFUSED, MultipartUpload, is_md5
 from pipeline.storage.objects import (
     ObjectInfo,
     StoredObject,
@@ -68,6 +70,11 @@ class EvidenceStore(Listing):
         # extra pass on both sides); a server that does not echo it gets signed parts (`part_crc` False).
         self.part_md5 = self.client._base_url.is_https
         self.part_crc = not self.part_md5
+        # A single PUT carries the SHA-256 we compute while reading (x-amz-checksum-sha256): the server refuses
+        # a body that does not hash to it, and echoes it, which proves the stored bytes without an MD5 pass of
+        # ours. Until the server has echoed one (None) a PUT carries Content-MD5 as well; a server that does
+        # not echo it (False) gets Content-MD5 and the ETag proof.
+        self.put_sha256: bool | None = None
 
     @classmethod
     def connect(cls, settings: Settings) -> EvidenceStore:
@@ -216,20 +223,38 @@ class EvidenceStore(Listing):
 
     def _put_single(self, bucket: str, key: str, data: bytes | bytearray, headers: dict[str, str], digests: Digests,
                     ctype: str, if_absent: bool) -> StoredObject:
-        b64, md5 = b64md5(data)
-        # the server checks Content-MD5 before storing, so the body need not also be signed (over HTTPS the
-        # SDK never signs it anyway); the ETag check below proves what was stored
-        headers = {**headers, "Content-MD5": b64, "x-amz-content-sha256": UNSIGNED}
+        # the server checks the body against a digest before storing, so the body need not also be signed
+        # (over HTTPS the SDK never signs it anyway); the echoed SHA-256, or else the ETag, proves what was stored
+        sha_b64 = base64.b64encode(bytes.fromhex(digests.sha256)).decode()
+        headers = {**headers, "x-amz-content-sha256": UNSIGNED}
         if if_absent:
             headers["If-None-Match"] = "*"
+        mode = self.put_sha256
+        md5 = None
+        if mode is not False:
+            headers["x-amz-checksum-sha256"] = sha_b64
+        if mode is not True:
+            b64, md5 = b64md5(data)
+            headers["Content-MD5"] = b64
         try:
-            result = self._call(self.client._put_object, bucket, key, data, headers=headers)
+            try:
+                result = self._call(self.client._put_object, bucket, key, data, headers=headers)
+            except StorageError as exc:
+                if mode is not None or exc.code not in CHECKSUM_REFUSED:
+                    raise
+                self.put_sha256 = False  # the header itself is refused: send Content-MD5 alone from now on
+                headers.pop("x-amz-checksum-sha256")
+                result = self._call(self.client._put_object, bucket, key, data, headers=headers)
         except StorageError as exc:
             if if_absent and exc.code in ("PreconditionFailed", "ConditionalRequestConflict"):
                 raise ChainConflict(f"{bucket}/{key} already exists") from None
             raise
         obj = StoredObject(bucket, key, result.version_id, digests.sha256, digests.size, digests.hexdigests(), ctype)
-        self.check_written(obj, result.etag, md5.hex())
+        if "x-amz-checksum-sha256" in headers and (result.http_headers or {}).get("x-amz-checksum-sha256") == sha_b64:
+            self.put_sha256 = True  # the server verified our SHA-256 before storing and says so
+            return obj
+        self.put_sha256 = False
+        self.check_written(obj, result.etag, (md5 or b64md5(data)[1]).hex())
         return obj
 
     def put_bytes(self, bucket: str, key: str, data: bytes, *, content_type: str = "application/json",
@@ -250,8 +275,9 @@ class EvidenceStore(Listing):
                       force_stat: bool = False) -> None:
         """Prove the stored version holds what we sent.
 
-        The server checked Content-MD5 (or the signed payload SHA-256) before storing, and an ETag equal
-        to our own MD5 says it stored those bytes: no second request. Otherwise ask the server (HEAD).
+        For a server that does not confirm a SHA-256 checksum: it checked Content-MD5 (or the signed payload
+        SHA-256) before storing, and an ETag equal to our own MD5 says it stored those bytes: no second
+        request. Otherwise ask the server (HEAD).
         """
         got = (etag or "").strip('"').lower()
         if not force_stat and etag_expected and is_md5(got) and got == etag_expected.lower():
