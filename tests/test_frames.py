@@ -331,6 +331,18 @@ def test_probe_lists_again_when_its_side_open_sees_another_stream(clips: dict[st
         assert np.array_equal(pts, info.frame_pts) and np.array_equal(keys, info.key_pts)
 
 
+def test_packet_timestamps_are_sorted_and_deduplicated_like_np_unique() -> None:
+    import random
+
+    from pipeline.frames.probe import _sorted_unique
+
+    rng = random.Random(7)
+    for n in (0, 1, 2, 3, 50, 2000):
+        values = [rng.randint(-3, n // 2 + 1) for _ in range(n)]  # negatives and repeats, as B-frame pts give
+        got = _sorted_unique(values)
+        assert got.dtype == np.int64 and np.array_equal(got, np.unique(np.asarray(values, dtype=np.int64))), n
+
+
 def test_default_workers_fit_the_memory_budget() -> None:
     from pipeline.frames.executor import cores, default_workers
 
