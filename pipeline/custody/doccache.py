@@ -16,6 +16,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from pipeline.storage.multipart import is_md5
+
 
 class DocCache:
     """Write-once documents by (key, ETag), checked against the listing's ETag on every use."""
@@ -59,4 +61,4 @@ class DocCache:
 def _md5_of(etag: str | None) -> str | None:
     """The MD5 an ETag states, or None: absent, or multipart (`<md5 of part md5s>-<parts>`)."""
     md5 = (etag or "").strip('"').lower()
-    return md5 if len(md5) == 32 and all(c in "0123456789abcdef" for c in md5) else None
+    return md5 if is_md5(md5) else None

@@ -166,7 +166,7 @@ class Embedder:
 
     c2pa validates what it has just signed (`verify_after_sign`) on the first file only: that proves the
     signer, its certificate chain and the manifest template, which are the same for every file of the
-    run, and costs ~5.6 ms a file (a third of signing a 2 MB still). Every file's credential is validated
+    run, and costs ~1.6 of ~8.6 CPU-ms a 2 MB still. Every file's credential is validated
     again wherever it is checked (`validate`, c2patool on a bundle's stills)."""
 
     def __init__(self, credentials: Credentials) -> None:
@@ -174,10 +174,11 @@ class Embedder:
 
         self.credentials = credentials
         self._signer = credentials.signer()
-        base = {"builder": {"thumbnail": {"enabled": False}}, "verify": {**_OFFLINE, "verify_after_sign": True}}
-        self._checked_context = c2pa.Context(c2pa.Settings.from_dict(base))
-        self._context = c2pa.Context(c2pa.Settings.from_dict(
-            {**base, "verify": {**_OFFLINE, "verify_after_sign": False}}))
+        def context(check: bool) -> Any:
+            return c2pa.Context(c2pa.Settings.from_dict({"builder": {"thumbnail": {"enabled": False}},
+                                                         "verify": {**_OFFLINE, "verify_after_sign": check}}))
+
+        self._checked_context, self._context = context(True), context(False)
         self._lock = threading.Lock()
         self._self_checked = False  # set once a file signed with verify_after_sign has passed
         self._describe = {**credentials.describe(), "verify_after_sign": "first file of each run"}
