@@ -132,3 +132,25 @@ def test_progress_in_a_log_is_plain_lines_while_it_runs_and_at_the_end(capsys):
     assert "a.mp4: 1.0/1.0 MB (100 %)" in lines
     assert lines[-1].startswith("total (2 files): 3.0/3.0 MB (100 %)") and not lines[-1].startswith("a.mp4")
     assert line("bundle", 5e6, None, 0.1) == "bundle: 5.0 MB"
+
+
+def test_the_collector_is_off_while_a_command_starts_then_back_on_with_the_start_up_frozen() -> None:
+    import gc
+
+    from pipeline.cli.main import pause_collector_at_start
+
+    was_enabled, frozen_before = gc.isenabled(), gc.get_freeze_count()
+    try:
+        timer = pause_collector_at_start(0.2)
+        assert not gc.isenabled()
+        assert timer.daemon  # cannot hold a finished command open
+        timer.join(timeout=30)
+        assert not timer.is_alive()
+        assert gc.isenabled()
+        assert gc.get_freeze_count() > frozen_before
+    finally:
+        gc.unfreeze()
+        if was_enabled:
+            gc.enable()
+        else:
+            gc.disable()

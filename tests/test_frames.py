@@ -10,9 +10,11 @@ import hashlib
 import json
 import re
 import subprocess
+import threading
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -105,6 +107,53 @@ def test_reproducible_bytes_across_runs_and_worker_counts(clips: dict[str, Path]
         assert pixel_sha256(cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)) == s.pixel_sha256
         assert s.png.startswith("EX-1_cam_2_t")
     assert runs[0].stills[0].png == "EX-1_cam_2_t000000.000.png"
+
+
+def test_stills_handed_over_in_memory_are_the_bytes_a_file_run_writes(clips: dict[str, Path], tmp_path: Path) -> None:
+    params = ExtractParams(every_seconds=0.5, keyframes=True, name_prefix="EX-1")
+    on_disk = extract_frames(clips["mp4_b"], tmp_path / "files", params, workers=2)
+    handed: dict[str, bytes | None] = {}
+    lock = threading.Lock()
+
+    def on_still(s: Any) -> None:
+        with lock:
+            handed[s.png] = s.data
+
+    mem = extract_frames(clips["mp4_b"], tmp_path / "mem", params, workers=2, on_still=on_still)
+    assert [s.model_dump() for s in mem.stills] == [s.model_dump() for s in on_disk.stills]
+    assert sorted(handed) == sorted(s.png for s in mem.stills)
+    for s in mem.stills:
+        assert handed[s.png] == (tmp_path / "files" / s.png).read_bytes()
+        assert hashlib.sha256(handed[s.png] or b"").hexdigest() == s.png_sha256
+        assert not (tmp_path / "mem" / s.png).exists()  # never written
+        assert (tmp_path / "mem" / s.thumb).read_bytes() == (tmp_path / "files" / s.thumb).read_bytes()
+    assert mem.contact_sheets == on_disk.contact_sheets
+    for sheet in mem.contact_sheets:
+        assert (tmp_path / "mem" / sheet).read_bytes() == (tmp_path / "files" / sheet).read_bytes()
+
+
+def test_a_held_back_chunk_writes_its_in_memory_stills_and_is_handed_over_once(tmp_path: Path) -> None:
+    from pipeline.frames.decode import DecodeOut
+    from pipeline.frames.extract import _Handover
+    from pipeline.frames.stills import StillOut
+
+    def still(stem: str) -> StillOut:
+        return StillOut(pts=1, stem=stem, width=1, height=1, rotation=0, pixel_sha256="", png_sha256="",
+                        png=f"{stem}.png", thumb=f"thumbs/{stem}.jpg", data=f"png of {stem}".encode())
+
+    got: list[tuple[str, bytes | None]] = []
+    handover = _Handover(lambda s: got.append((s.png, s.data)), tmp_path)
+    held = DecodeOut(chunk_id=3, stills=[still("a")], missing=[2])  # may yet be decoded again
+    handover.chunk(held)
+    assert got == [] and held.stills[0].data is None
+    assert (tmp_path / "a.png").read_bytes() == b"png of a"
+    handover.chunk(held, final=True)
+    handover.chunk(held, final=True)
+    assert got == [("a.png", None)]  # once, from its file
+    whole = DecodeOut(chunk_id=4, stills=[still("b")])
+    handover.chunk(whole)
+    assert got[1] == ("b.png", b"png of b") and whole.stills[0].data is None  # the result keeps no pixels
+    assert not (tmp_path / "b.png").exists()
 
 
 @pytest.mark.parametrize("name", ["mp4_b", "mp4_nob", "ts_b", "ts_nob", "h265", "h265_ts", "h265_layers",

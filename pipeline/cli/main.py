@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import os
 import sys
+import threading
 import traceback
 from typing import Annotated
 
@@ -149,6 +150,34 @@ def main() -> None:
     sys.exit(rv if isinstance(rv, int) else 0)
 
 
+#: seconds a command runs before the cyclic garbage collector comes back (see `pause_collector_at_start`)
+STARTUP_GC_PAUSE_S = 10.0
+
+
+def pause_collector_at_start(seconds: float = STARTUP_GC_PAUSE_S) -> threading.Timer:
+    """Keep CPython's cyclic collector off while the command starts, then freeze what start-up made and
+    turn it back on.
+
+    A command's start-up imports ~700 modules and reads its case and chain: hundreds of thousands of
+    objects that live until exit, and almost no cyclic garbage (42,000 small objects for all of
+    `custody extract`, 6,400 for uploading 600 MB). The collector walks them again each time enough new
+    ones arrive: 0.2-0.3 s of `custody extract`'s ~6 s, on the one thread everything else waits for
+    (measured with `gc.callbacks`). After `seconds`, `gc.freeze()` sets the start-up objects aside for
+    good and collection resumes, so servers and long jobs are collected as before.
+    """
+    import gc
+
+    def resume() -> None:
+        gc.freeze()
+        gc.enable()
+
+    gc.disable()
+    timer = threading.Timer(seconds, resume)
+    timer.daemon = True  # never holds the process open; `run` waits only for non-daemon threads
+    timer.start()
+    return timer
+
+
 def run() -> None:
     """The `custody` console script: `main`, then a quick exit once the command's work is done.
 
@@ -158,8 +187,8 @@ def run() -> None:
     `os._exit`. While any other non-daemon thread is alive it exits the ordinary way, waiting for it.
     """
     import atexit
-    import threading
 
+    pause_collector_at_start()
     try:
         main()
         code: object = 0

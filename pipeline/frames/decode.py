@@ -94,6 +94,7 @@ class DecodeTask:
     thumb_width: int
     liveness_only: bool = False  # no stills, only "what decodes": the deblocking filter can be skipped (~20 %)
     encode_slots: int = 1  # stills of this batch being encoded at once (memory bound), see stills.py
+    in_memory: bool = False  # hand PNGs back in memory (same process only), see stills.write_still
 
 
 @dataclass
@@ -200,8 +201,9 @@ def _hand_over(frame: av.VideoFrame, pts: int, stem: str, task: DecodeTask, scal
     rotation = rotation_cw(frame)
     img = rotate_upright(scalers.full(frame), rotation)
     thumb = thumbnail(frame, img, rotation, task.thumb_width, scalers.thumb)
-    out_dir, level, encoder = Path(task.out_dir), task.png_level, task.png_encoder
-    return encode_pool().submit(sem, lambda: write_still(img, thumb, pts, stem, rotation, out_dir, level, encoder))
+    out_dir, level, encoder, mem = Path(task.out_dir), task.png_level, task.png_encoder, task.in_memory
+    return encode_pool().submit(sem, lambda: write_still(img, thumb, pts, stem, rotation, out_dir, level, encoder,
+                                                         mem))
 
 
 def _decode_chunk(inp: _Input, task: DecodeTask, spec: ChunkSpec, scalers: Scalers,

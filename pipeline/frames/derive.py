@@ -97,15 +97,17 @@ def extract_object(ev: Evidence, case: Case, exhibit: Exhibit, obj: ExhibitObjec
 
     stamp_params = params.model_dump(mode="json")
 
-    def store(path: Path, kind: str, content_type: str | None) -> dict[str, Any]:
-        signed, facts = None, None
-        if stamper is not None and kind in CREDENTIALED:  # signed in memory, stored from there: no second file
-            signed, facts = stamper.stamp_bytes(path, CREDENTIALED[kind], stamp_params)
-        _, ref = ev.add_derived(case, exhibit, path, source=src_ref, kind=kind, actor=actor,
-                                content_type=content_type, data=signed)
+    def store(item: Upload) -> dict[str, Any]:
+        signed, facts = item.data, None
+        if stamper is not None and item.kind in CREDENTIALED:  # signed in memory, stored from there
+            # bytes the encoder handed over in memory carry its hash; a file is read and hashed again
+            signed, facts = stamper.stamp_bytes(item.path, CREDENTIALED[item.kind], stamp_params, data=item.data,
+                                                data_sha256=item.sha256 if item.data is not None else None)
+        _, ref = ev.add_derived(case, exhibit, item.path, source=src_ref, kind=item.kind, actor=actor,
+                                content_type=item.content_type, data=signed)
         if facts is not None:
             ref["encoder_sha256"] = facts["unsigned_sha256"]  # what Uploads checks against the encoder
-            credentials[path.name] = facts
+            credentials[item.path.name] = facts
         return ref
 
     def stored(n: int) -> None:
@@ -120,8 +122,9 @@ def extract_object(ev: Evidence, case: Case, exhibit: Exhibit, obj: ExhibitObjec
         ev.store.download_verified(obj.bucket, obj.key, obj.version_id, obj.sha256, local)
         uploads = Uploads(store, threads=ev.settings.upload_threads, on_stored=stored)
 
-        def on_still(s: Any) -> None:
-            uploads.offer(Upload(s.png, out / s.png, "still", "image/png", s.png_sha256, remove_after=True))
+        def on_still(s: Any) -> None:  # a StillOut from the extractor (the PNG maybe in memory), or a Still
+            uploads.offer(Upload(s.png, out / s.png, "still", "image/png", s.png_sha256, remove_after=True,
+                                 data=getattr(s, "data", None)))
             uploads.offer(Upload(s.thumb, out / s.thumb, "thumbnail", "image/jpeg"))
 
         def extracted(done: int, n: int) -> None:

@@ -45,7 +45,7 @@ from pipeline.frames.models import ExtractionResult, ExtractParams, Still
 from pipeline.frames.modes import MODES, active, keyframe_min_interval
 from pipeline.frames.png import THUMB_JPEG_QUALITY, encoder_versions, png_settings
 from pipeline.frames.probe import VideoInfo, probe
-from pipeline.frames.stills import StillOut, encode_slots
+from pipeline.frames.stills import StillOut, encode_slots, spill
 
 # 2: in-process libavcodec decoding (PyAV) instead of an ffmpeg process per chunk
 # 3: rotation read from each still's own frame (display matrix), not once from the first keyframe
@@ -190,10 +190,14 @@ def extract_frames(source: Path, out_dir: Path, params: ExtractParams, *, worker
         stems = _stems(wanted, info, params.name_prefix, wallclock_start)
         chunks = planmod.plan_chunks(list(wanted), info.frame_pts, info.key_pts)
 
+        # threads in this process hand each PNG to `on_still` in memory rather than through a work file
+        in_memory = on_still is not None and dask is None and not processes
+
         def batch(items: list[ChunkSpec]) -> DecodeTask:
             return DecodeTask(source=src, chunks=tuple(items), out_dir=str(out_dir), png_level=params.png_compression,
                               png_encoder=params.png_encoder, thumb_width=params.thumb_width,
-                              liveness_only=not any(c.wanted for c in items), encode_slots=per_decoder)
+                              liveness_only=not any(c.wanted for c in items), encode_slots=per_decoder,
+                              in_memory=in_memory)
 
         last_gop = planmod.gop_of(info.key_pts, int(info.frame_pts[-1]))
         specs = [ChunkSpec(chunk_id=c.id, seek_pts=c.seek_pts, wanted=tuple((p, stems[p]) for p in c.wanted),
@@ -215,7 +219,7 @@ def extract_frames(source: Path, out_dir: Path, params: ExtractParams, *, worker
         # the batch that decodes to the end of the file is the longest: start it first, not last
         batches.sort(key=lambda t: not any(c.to_eof for c in t.chunks))
         tasks = tail_batch + batches
-        handed = _Handover(on_still)
+        handed = _Handover(on_still, out_dir)
         # threads report each chunk as it finishes; process pools and Dask when their batch comes back
         fn = functools.partial(run_task, on_chunk=handed.chunk) if dask is None and not processes else run_task
         for batch_out in ex.map_unordered(fn, tasks):
@@ -294,15 +298,22 @@ def extract_frames(source: Path, out_dir: Path, params: ExtractParams, *, worker
 
 class _Handover:
     """Hands each chunk's stills to `on_still` exactly once, and only when no retry can replace them: a chunk
-    with frames missing may be decoded again from an earlier keyframe, so it waits until the retries are done."""
+    with frames missing may be decoded again from an earlier keyframe, so it waits until the retries are done.
 
-    def __init__(self, on_still: OnStill | None) -> None:
+    A PNG that came in memory (`StillOut.data`) is let go once handed over, and written to its file if its
+    chunk is held back, so memory holds only what is being handed over and the result keeps no pixels."""
+
+    def __init__(self, on_still: OnStill | None, out_dir: Path) -> None:
         self.on_still = on_still
+        self.out_dir = out_dir
         self.done: set[int] = set()
         self.lock = threading.Lock()
 
     def chunk(self, out: DecodeOut, final: bool = False) -> None:
         if self.on_still is None or out.chunk_id == TAIL_ID or (out.missing and not final):
+            with self.lock:  # the worker and the collecting loop both report a chunk
+                for still in out.stills:
+                    spill(still, self.out_dir)
             return
         with self.lock:
             if out.chunk_id in self.done:
@@ -310,6 +321,7 @@ class _Handover:
             self.done.add(out.chunk_id)
         for still in out.stills:
             self.on_still(still)
+            still.data = None
 
 
 def _dedupe(items: list[str]) -> list[str]:

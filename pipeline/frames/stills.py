@@ -23,6 +23,8 @@ from pipeline.frames.pixels import write_file
 from pipeline.frames.png import encode_jpeg, encode_png, pixel_sha256
 
 ENCODE_FRAMES = 4.0  # frames' worth of memory one in-flight encode holds at its peak (see above)
+#: a PNG up to this size may be handed over in memory instead of written (see `write_still`)
+IN_MEMORY_MAX = 8 << 20
 
 
 @dataclass
@@ -37,6 +39,14 @@ class StillOut:
     png: str
     thumb: str
     png_size: int = 0
+    data: bytes | None = None  # the PNG itself when handed over in memory (no file written); else None
+
+
+def spill(still: StillOut, out_dir: Path) -> None:
+    """Write a PNG that was kept in memory to its file and let go of the bytes (a still held back)."""
+    if still.data is not None:
+        write_file(out_dir / still.png, still.data)
+        still.data = None
 
 
 def encode_slots(width: int, height: int, memory_mb: float) -> int:
@@ -83,12 +93,19 @@ def encode_pool() -> EncodePool:
 
 
 def write_still(img: np.ndarray, thumb: np.ndarray, pts: int, stem: str, rotation: int, out_dir: Path,
-                png_level: int, png_encoder: str) -> StillOut:
-    """Encode one upright still and its thumbnail, write both, and return what the record needs."""
+                png_level: int, png_encoder: str, in_memory: bool = False) -> StillOut:
+    """Encode one upright still and its thumbnail, write both, and return what the record needs.
+
+    `in_memory`: a PNG of up to IN_MEMORY_MAX bytes is not written but returned in `data`, for a caller
+    that stores it straight away; writing it and reading it back cost ~5 ms of CPU a 1080p still (half of
+    it hashing again what the encoder hashed), and an hour at 1 still/s wrote 8 GB of work files.
+    """
     png = encode_png(img, png_level, png_encoder)
-    write_file(out_dir / f"{stem}.png", png.parts)
+    data = png.tobytes() if in_memory and png.size <= IN_MEMORY_MAX else None
+    if data is None:
+        write_file(out_dir / f"{stem}.png", png.parts)
     write_file(out_dir / "thumbs" / f"{stem}.jpg", encode_jpeg(thumb))
     return StillOut(pts=pts, stem=stem, width=img.shape[1], height=img.shape[0], rotation=rotation,
                     pixel_sha256=pixel_sha256(img), png_sha256=png.sha256, png=f"{stem}.png",
-                    thumb=f"thumbs/{stem}.jpg", png_size=png.size)
+                    thumb=f"thumbs/{stem}.jpg", png_size=png.size, data=data)
 

@@ -1,10 +1,10 @@
 """Storing derived files while extraction runs: a few concurrent uploads behind a bounded queue.
 
-The extractor hands over each still as soon as its files are written; `offer` blocks once `depth` files
-wait, so decoding slows to the store's pace instead of piling stills up in memory or on disk (a still's
-PNG is deleted from the work directory once stored). Each object is one PUT carrying its metadata,
-retention, Content-MD5 and digest tags, and the ETag the server returns must equal our MD5 (see
-`EvidenceStore.put_stream`): the stored bytes are proven without a second request. On top of that each
+The extractor hands over each still as soon as it is encoded, its PNG in memory (`Upload.data`) or in a
+work file; `offer` blocks once `depth` uploads wait, so decoding slows to the store's pace instead of piling
+stills up in memory or on disk (a still's work file is deleted once stored). Each object is one PUT carrying
+its metadata, retention, digest tags and the SHA-256 the server checks and echoes (see
+`EvidenceStore.put_stream`): the stored bytes are proven without a second request. On top of that a file's
 stored SHA-256 must equal the one the encoder computed, so a file changed on disk between the two is caught.
 The first failure stops further uploads and is raised to the caller (and to the extractor through `offer`).
 """
@@ -20,8 +20,8 @@ from typing import Any
 
 from pipeline.errors import IntegrityError
 
-#: stores one file; returns its custody object reference
-StoreFn = Callable[[Path, str, str | None], dict[str, Any]]
+#: stores one file (an `Upload`); returns its custody object reference
+StoreFn = Callable[["Upload"], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,7 @@ class Upload:
     content_type: str | None = None
     sha256: str | None = None  # what the bytes must hash to, when known before sending
     remove_after: bool = False  # delete the local file once stored (keeps the work dir small)
+    data: bytes | None = None  # the bytes, when they were made in memory and never written: `path` only names them
 
 
 class Uploads:
@@ -65,11 +66,11 @@ class Uploads:
 
     def _one(self, item: Upload) -> dict[str, Any]:
         try:
-            ref = self._store(item.path, item.kind, item.content_type)
+            ref = self._store(item)
             if item.sha256 and ref.get("encoder_sha256", ref["sha256"]) != item.sha256:
                 raise IntegrityError(f"{item.path.name} was stored with SHA-256 {ref['sha256']} but the encoder "
                                      f"wrote {item.sha256}: the work directory changed under us; not recording")
-            if item.remove_after:
+            if item.remove_after and item.data is None:
                 item.path.unlink(missing_ok=True)
         except BaseException as exc:
             with self._lock:

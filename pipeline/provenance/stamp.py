@@ -45,14 +45,16 @@ class Stamper:
         out.write_bytes(signed)
         return out, facts
 
-    def stamp_bytes(self, path: Path, preset: str, params: dict[str, Any], pixel_sha256: str | None = None
-                    ) -> tuple[bytes, dict[str, Any]]:
+    def stamp_bytes(self, path: Path, preset: str, params: dict[str, Any], pixel_sha256: str | None = None,
+                    data: bytes | None = None, data_sha256: str | None = None) -> tuple[bytes, dict[str, Any]]:
         """(credentialed bytes, facts: unsigned sha256, label, bytes added): for a caller that stores them
-        straight from memory rather than through a second file."""
+        straight from memory rather than through a second file. `data`: the file's bytes when they were
+        never written (`path` then only names them), with `data_sha256` if the maker already hashed them."""
         from pipeline.provenance.c2pa_manifest import ACTIONS
 
-        data = path.read_bytes()
-        unsigned = hashlib.sha256(data).hexdigest()
+        if data is None:
+            data = path.read_bytes()
+        unsigned = data_sha256 or hashlib.sha256(data).hexdigest()
         signed, info = self._embedder.embed_bytes(data, self._source, ACTIONS[preset], params, title=path.name,
                                                   pixel_sha256=pixel_sha256, procedure=self.procedure,
                                                   run_id=self.run_id, tools=self.tools, hash_output=False)
