@@ -68,7 +68,7 @@ def store_walk(ev: Any, c: Any, e: Any, walk: Any, source: str, params: dict[str
     from pipeline.text import escape_invisible
 
     warnings = repair_local_state(ev.settings.home)
-    guard = HomeGuard(ev.settings.home)
+    guard = walk.guard or HomeGuard(ev.settings.home)
     card = CardItems(ev.store, e.id)
     others: list[dict[str, str]] = [i.as_record() for i in walk.others]
     turns: dict[str, threading.Lock] = {}
@@ -232,7 +232,7 @@ def _upload_via_api(api: str, token: str | None, paths: list[Path], case: str, e
         raise UsageError("--api needs --token (or CUSTODY_API_TOKEN)")
     home = load_settings().home
     walk = walk_sources(paths, home)
-    guard = HomeGuard(home)
+    guard = walk.guard or HomeGuard(home)
     client = ApiClient(api, token)
     case_id, exhibit_id = client.exhibit(case, exhibit, officer, description)
     others = [i.as_record() for i in walk.others]
