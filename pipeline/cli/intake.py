@@ -63,12 +63,12 @@ def store_walk(ev: Any, c: Any, e: Any, walk: Any, source: str, params: dict[str
     Returns (results, items not stored, warnings).
     """
     from pipeline.intake.card import CardItems
-    from pipeline.intake.files import Changed, HomeGuard, open_pinned
+    from pipeline.intake.files import Changed, open_pinned
     from pipeline.intake.upload import PREHASH_MAX_BYTES, offer, repair_local_state, store_original
     from pipeline.text import escape_invisible
 
     warnings = repair_local_state(ev.settings.home)
-    guard = walk.guard or HomeGuard(ev.settings.home)
+    guard = walk.guard
     card = CardItems(ev.store, e.id)
     others: list[dict[str, str]] = [i.as_record() for i in walk.others]
     turns: dict[str, threading.Lock] = {}
@@ -225,14 +225,14 @@ def _upload_via_api(api: str, token: str | None, paths: list[Path], case: str, e
                     description: str, params: dict[str, Any], json_out: bool) -> None:
     """The same upload through the HTTP API (not resumable: a rerun sends the file again)."""
     from pipeline.intake.api_client import ApiClient
-    from pipeline.intake.files import Changed, HomeGuard, open_pinned, walk_sources
+    from pipeline.intake.files import Changed, open_pinned, walk_sources
     from pipeline.settings import load_settings
 
     if not token:
         raise UsageError("--api needs --token (or CUSTODY_API_TOKEN)")
     home = load_settings().home
     walk = walk_sources(paths, home)
-    guard = walk.guard or HomeGuard(home)
+    guard = walk.guard
     client = ApiClient(api, token)
     case_id, exhibit_id = client.exhibit(case, exhibit, officer, description)
     others = [i.as_record() for i in walk.others]

@@ -79,12 +79,12 @@ class Item:
 
 @dataclass
 class Walk:
-    files: list[Item] = field(default_factory=list)
-    others: list[Item] = field(default_factory=list)  # links recorded and things refused
     # the home's fingerprint the walk checked against: storing pins each file to the inode walked, so it
     # checks against the same one instead of scanning the home again (~15 us an entry; the doc cache grows
     # with every event)
-    guard: HomeGuard | None = None
+    guard: HomeGuard
+    files: list[Item] = field(default_factory=list)
+    others: list[Item] = field(default_factory=list)  # links recorded and things refused
 
 
 class HomeGuard:
