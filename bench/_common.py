@@ -75,15 +75,40 @@ def cached_footage(name: str, ffmpeg_args: list[str]) -> Path:
 
 class Timed(NamedTuple):
     seconds: float  # wall
-    maxrss_kb: int  # the process's own peak RSS
+    maxrss_kb: int  # the command's peak RSS (its command-server child's, when the server ran it)
     stdout: str
-    cpu: float  # user + system seconds of the process (and children it waited for): robust to other tenants
+    cpu: float  # user + system seconds of the process, the children it waited for and its server child
+
+
+def _commands_log(env: dict[str, str] | None) -> Path | None:
+    home = (env if env is not None else os.environ).get("CUSTODY_HOME")
+    return Path(home) / "stack" / "commands.log" if home else None
+
+
+def served_usage(log: Path | None, mark: int) -> list[dict]:
+    """The command server's records (pid, command, status, CPU, peak RSS) appended to its log after `mark`:
+    a `custody` command it ran spends its CPU there, not in the launcher `wait4` sees."""
+    if log is None or not log.exists():
+        return []
+    with log.open("rb") as f:
+        f.seek(mark)
+        lines = f.read().decode(errors="replace").splitlines()
+    out = []
+    for line in lines:
+        _, _, rest = line.partition(" ")
+        if rest.startswith("{"):
+            with contextlib.suppress(ValueError):
+                out.append(json.loads(rest))
+    return out
 
 
 def run_timed(cmd: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> Timed:
-    """Run a fresh process; wall time, its peak RSS, stdout and CPU time. Raises on a non-zero exit."""
+    """Run a fresh process; wall time, its peak RSS, stdout and CPU time (with what its command server child
+    used, if it handed the command to one). Raises on a non-zero exit."""
     import time
 
+    log = _commands_log(env)
+    mark = log.stat().st_size if log is not None and log.exists() else 0
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as errf:
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=out, stderr=errf, env=env, cwd=cwd)
@@ -95,4 +120,6 @@ def run_timed(cmd: list[str], env: dict[str, str] | None = None, cwd: Path | Non
         errf.seek(0)
         if code != 0:
             raise SystemExit(f"{' '.join(cmd[:4])} ... failed with exit code {code}:\n{errf.read().decode()[-2000:]}")
-        return Timed(elapsed, usage.ru_maxrss, out.read().decode(), usage.ru_utime + usage.ru_stime)
+        served = served_usage(log, mark)
+        cpu = usage.ru_utime + usage.ru_stime + sum(e["utime"] + e["stime"] for e in served)
+        return Timed(elapsed, max([usage.ru_maxrss, *(e["maxrss_kb"] for e in served)]), out.read().decode(), cpu)

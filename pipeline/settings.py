@@ -196,6 +196,10 @@ class Settings:
     # and the public key (PEM) of the key it holds
     signer_command: list[str] | None = None
     signer_public_key: Path | None = None
+    # `custody stack up` also starts a warm command server that has imported the CLI's libraries once, so each
+    # command starts in milliseconds instead of ~1 s (pipeline.cli.command_server). Off: every command imports
+    # its own; CUSTODY_COMMAND_SERVER=0 on one command runs just that one in its own process.
+    command_server: bool = True
 
     def __post_init__(self) -> None:
         """Coerce and check every field (values from the environment arrive as text); ValueError names the

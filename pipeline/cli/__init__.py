@@ -1,5 +1,6 @@
-"""The `custody` command line."""
+"""The `custody` command line. `run`, the console script, is `launcher.run`: standard library only, so a
+command handed to the warm command server pays for no imports (the app itself is `pipeline.cli.main`)."""
 
-from pipeline.cli.main import build_app, main, run
+from pipeline.cli.launcher import run
 
-__all__ = ["build_app", "main", "run"]
+__all__ = ["run"]

@@ -16,7 +16,8 @@ import os
 import sys
 import threading
 import traceback
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, NoReturn
 
 import typer
 from click.exceptions import ClickException  # typer < 0.25 is built on click (pyproject says why)
@@ -186,16 +187,38 @@ def run() -> None:
     flush, logging and temporary-directory clean-up; stdout and stderr flushed) the process leaves with
     `os._exit`. While any other non-daemon thread is alive it exits the ordinary way, waiting for it.
     """
-    import atexit
-
     pause_collector_at_start()
-    try:
-        main()
-        code: object = 0
-    except SystemExit as exc:
-        code = exc.code
+    code = _exit_code_of(main)
     if any(not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
         sys.exit(code)
+    leave(code)
+
+
+def run_in_child(report: Callable[[int], None]) -> NoReturn:
+    """`run` inside a command server's child: the same command and exit, the code also `report`ed to the
+    launcher before leaving (the child must never return into the server's loop)."""
+    pause_collector_at_start()
+    code = _exit_code_of(main)
+    # what interpreter shutdown does before atexit: stop thread pools (their `_register_atexit` hooks) and
+    # wait for the other non-daemon threads
+    threading._shutdown()  # type: ignore[attr-defined]
+    leave(code, report)
+
+
+def _exit_code_of(fn: Callable[[], None]) -> object:
+    try:
+        fn()
+    except SystemExit as exc:
+        return exc.code
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def leave(code: object, report: Callable[[int], None] | None = None) -> NoReturn:
+    """atexit handlers, flushed streams, then `os._exit` with `code` (text is printed, exit 1)."""
+    import atexit
+
     atexit._run_exitfuncs()
     if code is not None and not isinstance(code, int):
         sys.stderr.write(f"{code}\n")
@@ -205,5 +228,6 @@ def run() -> None:
         sys.stderr.flush()
     except (BrokenPipeError, ValueError):
         code = code or 1
+    if report is not None:
+        report(int(code or 0))
     os._exit(code or 0)
-

@@ -17,6 +17,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document o
 def _status(settings, show_secrets: bool = False) -> dict:  # type: ignore[no-untyped-def]
     """What is running where; the S3 secret key only with `show_secrets` (it unlocks every piece of evidence)."""
     from pipeline.capture import emulator_status
+    from pipeline.cli import command_control
     from pipeline.ops.prefect import prefect_api_url, ui_url
     from pipeline.ops.stack import read_state, tsa_status
     from pipeline.secrets import embedded_credentials
@@ -24,7 +25,8 @@ def _status(settings, show_secrets: bool = False) -> dict:  # type: ignore[no-un
     api = settings.prefect_api_url or prefect_api_url(settings)
     info: dict = {"home": str(settings.home), "embedded": settings.embedded, "buckets": settings.buckets,
                   "prefect_api_url": api, "prefect_ui_url": ui_url(api) if api else None,
-                  "cameras": emulator_status(settings.home / "emulator"), "tsa": tsa_status(settings)}
+                  "cameras": emulator_status(settings.home / "emulator"), "tsa": tsa_status(settings),
+                  "command_server": command_control.status(settings.stack_dir)}
     if settings.embedded:
         state = read_state(settings)
         info["running"] = bool(state)
@@ -44,6 +46,21 @@ def _status(settings, show_secrets: bool = False) -> dict:  # type: ignore[no-un
         info["secret_key_hidden"] = True
         info["endpoint"] = redact_text(info["endpoint"]) if info.get("endpoint") else info.get("endpoint")
     return info
+
+
+def _start_command_server(settings) -> None:  # type: ignore[no-untyped-def]
+    """The warm command server (a warning, not a failure, if it cannot start: commands then run on their own)."""
+    from pipeline.cli import command_control
+
+    if not settings.command_server:
+        command_control.stop(settings.stack_dir)
+        return
+    try:
+        st = command_control.start(settings.stack_dir)
+    except command_control.CommandServerError as exc:
+        say_styled("[yellow]{}[/]", str(exc))
+        return
+    say(f"command server ready (pid {st['pid']}): commands start without importing")
 
 
 @app.command()
@@ -79,6 +96,7 @@ def up(prefect: Annotated[bool, typer.Option("--prefect/--no-prefect",
         start_emulator(settings.home / "emulator", cameras)  # EmulatorError carries its own exit code
         for name, url in emulator_status(settings.home / "emulator").get("urls", {}).items():
             say(f"camera {name}: {url}")
+    _start_command_server(settings)
     if starting is not None:
         from pipeline.ops.prefect import ui_url, wait_prefect
 
@@ -98,10 +116,12 @@ def up(prefect: Annotated[bool, typer.Option("--prefect/--no-prefect",
 def down(json_out: JsonOpt = False) -> None:
     """Stop the embedded services of this CUSTODY_HOME (data is kept)."""
     from pipeline.capture import stop_emulator
+    from pipeline.cli import command_control
     from pipeline.ops.prefect import stop_prefect
     from pipeline.ops.stack import stop_s3, stop_tsa
 
     settings = load_settings()
+    command_control.stop(settings.stack_dir)
     stop_emulator(settings.home / "emulator")
     stop_prefect(settings)
     stop_tsa(settings)

@@ -1,0 +1,100 @@
+"""A command server's child: it becomes the process the launcher would have been (its descriptors, argv,
+environment, working directory, umask, resource limits, process group) and runs `pipeline.cli.main` there.
+
+It starts the command only on the launcher's go-ahead (sent once the launcher knows its pid, so a launcher
+that gave up never sees its command run twice), and kills itself and its process group when the launcher
+hangs up: a killed `custody` takes its command with it, as it would without the server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import resource
+import signal
+import socket
+import sys
+import time
+from typing import Any, NoReturn
+
+
+def run_child(conn: socket.socket, header: dict[str, Any], fds: list[int], inherited: list[Any]) -> NoReturn:
+    """Become the launcher's command and run it; never returns (a child must not fall back into the server)."""
+    code = 70
+    try:
+        _become_command(conn, header, fds, inherited)
+
+        def report(rc: int) -> None:
+            with contextlib.suppress(OSError):
+                conn.sendall(json.dumps({"exit": rc}).encode() + b"\n")
+
+        from pipeline.cli.main import run_in_child
+
+        run_in_child(report)
+    except BaseException as exc:  # noqa: BLE001 - a child must never fall back into the server loop
+        with contextlib.suppress(Exception):
+            os.write(2, f"custody: the command could not start in the command server: {type(exc).__name__}: "
+                        f"{exc}\n".encode())
+    finally:
+        os._exit(code)
+
+
+def _become_command(conn: socket.socket, header: dict[str, Any], fds: list[int], inherited: list[Any]) -> None:
+    """Turn this fork into the process the launcher would have been, then wait for its go-ahead."""
+    import io
+    import tempfile
+    import threading
+
+    signal.set_wakeup_fd(-1)
+    for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    os.setpgid(0, 0)
+    for item in inherited:
+        with contextlib.suppress(OSError):
+            os.close(item) if isinstance(item, int) else item.close()
+    for target, fd in enumerate(fds):
+        os.dup2(fd, target)
+        os.close(fd)
+    fds.clear()
+    for name, (soft, hard) in header.get("rlimits", {}).items():
+        lim = getattr(resource, name, None)
+        if lim is not None:
+            with contextlib.suppress(ValueError, OSError):
+                resource.setrlimit(lim, (soft, hard))
+    os.umask(int(header["umask"]))
+    os.environ.clear()
+    os.environ.update({str(k): str(v) for k, v in header["env"].items()})
+    time.tzset()
+    tempfile.tempdir = None
+    os.chdir(header["cwd"])
+    sys.argv = [str(a) for a in header["argv"]]
+    main_mod = sys.modules.get("__main__")
+    if main_mod is not None:
+        main_mod.__spec__ = main_mod.__package__ = None  # click names the program from argv[0], not `python -m`
+    streams = []
+    for fd, (enc, errors) in enumerate(header["stdio"]):
+        raw = open(fd, "rb" if fd == 0 else "wb", buffering=-1, closefd=False)  # noqa: SIM115
+        tty = os.isatty(fd)
+        streams.append(io.TextIOWrapper(raw, encoding=enc, errors=errors, newline="\n",
+                                        line_buffering=tty or fd == 2, write_through=fd == 2))
+    sys.stdin, sys.stdout, sys.stderr = streams
+    sys.__stdin__, sys.__stdout__, sys.__stderr__ = streams  # type: ignore[misc]
+    conn.settimeout(30.0)
+    if conn.recv(1) != b"g":
+        os._exit(0)  # the launcher gave up before the go-ahead: nothing ran, it runs the command itself
+    conn.settimeout(None)
+
+    def watch() -> None:
+        """The launcher hanging up means it was killed: so is this command, as it would have been."""
+        try:
+            while conn.recv(64):
+                pass
+        except OSError:
+            pass
+        with contextlib.suppress(OSError):
+            os.killpg(0, signal.SIGKILL)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="launcher-watch", daemon=True).start()

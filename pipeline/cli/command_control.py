@@ -1,0 +1,86 @@
+"""Start, stop and inspect a home's warm command server (`pipeline.cli.command_server`) for `custody stack`."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from pipeline.cli.command_server import LOG_FILE, MODULE, STATE_FILE
+from pipeline.cli.launcher import SOCKET_NAME
+from pipeline.errors import InfrastructureError
+
+
+class CommandServerError(InfrastructureError):
+    """The command server could not be started (the message names its log)."""
+
+
+def _state(stack_dir: Path) -> dict[str, Any] | None:
+    from pipeline.ops.processes import alive, cmdline_has
+
+    try:
+        d = json.loads((stack_dir / STATE_FILE).read_text())
+        pid = int(d["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return d if alive(pid) and cmdline_has(pid, MODULE) else None
+
+
+def status(stack_dir: Path) -> dict[str, Any]:
+    st = _state(stack_dir)
+    return {"running": bool(st and (stack_dir / SOCKET_NAME).exists()), "pid": st["pid"] if st else None,
+            "socket": str(stack_dir / SOCKET_NAME), "log": str(stack_dir / LOG_FILE)}
+
+
+def start(stack_dir: Path, timeout: float = 30.0) -> dict[str, Any]:
+    """Start this home's command server (idempotent) and wait until it listens."""
+    import subprocess
+
+    from pipeline.ops.processes import forget, tail, track
+
+    if len(str(stack_dir / SOCKET_NAME)) > 100:
+        raise CommandServerError(f"the home's path is too long for a Unix socket ({stack_dir}); commands run "
+                                 "without the command server")
+    current = status(stack_dir)
+    if current["running"]:
+        return current
+    stack_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    log = stack_dir / LOG_FILE
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CUSTODY_S3_", "PREFECT_API_KEY"))}
+    with open(log, "ab") as logf:
+        proc = subprocess.Popen([sys.executable, "-m", MODULE, "--home", str(stack_dir.parent)], env=env,
+                                stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, start_new_session=True,
+                                cwd=stack_dir)
+    track(proc)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            forget(proc.pid)
+            raise CommandServerError(f"command server exited with {proc.returncode}; see {log}: {tail(log)}")
+        st = status(stack_dir)
+        if st["running"] and st["pid"] == proc.pid:
+            return st
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=0.02)  # condition poll with a bounded wait
+    from pipeline.ops.processes import kill
+
+    kill(proc.pid)
+    raise CommandServerError(f"command server not listening within {timeout:g} s; see {log}: {tail(log)}")
+
+
+def stop(stack_dir: Path) -> bool:
+    """Stop taking commands (running ones finish in their own processes); False if none was running."""
+    from pipeline.ops.processes import kill
+
+    st = _state(stack_dir)
+    if st is None:
+        return False
+    kill(int(st["pid"]), timeout=5.0)
+    for name in (SOCKET_NAME, STATE_FILE):
+        with contextlib.suppress(OSError):
+            (stack_dir / name).unlink()
+    return True

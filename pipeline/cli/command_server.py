@@ -1,0 +1,330 @@
+"""The warm command server: one process per home that has imported the CLI's libraries once, and forks a
+child for each `custody` command the launcher (`pipeline.cli.launcher`) hands it.
+
+Why: a command spends ~1 s importing before it works (1.2 s of `custody extract`'s 4.9 s); a fork of a
+process that already holds those modules starts in ~10 ms. The design is Mercurial's chg: the child gets
+the launcher's own stdin/stdout/stderr descriptors, argv, environment, working directory, umask and
+resource limits, runs `pipeline.cli.main` exactly as the launcher would have, and reports its exit code;
+the server reaps it and reports the wait status and resource use. Nothing of one command outlives it in
+the server: every command is a fresh fork of the state right after the imports (no command ever ran in
+the server, no settings were read, no S3 client exists there).
+
+Safety: the socket is mode 0600 in the home's 0700 stack folder, and the server serves only its own user
+(SO_PEERCRED), the same `pipeline` package and Python, and only while no loaded module file has changed on
+disk (otherwise it declines, and restarts itself once idle, so an upgrade takes effect at once). It never
+logs argv or environment (they may hold secrets): per command, pid, command word, exit and resource use.
+The server imports no Prefect and starts no thread, so forking it is safe.
+
+Run by hand: `python -m pipeline.cli.command_server --home HOME`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import resource
+import selectors
+import signal
+import socket
+import struct
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from pipeline.cli.launcher import PROTOCOL, SOCKET_NAME, command_named
+
+MODULE = "pipeline.cli.command_server"
+STATE_FILE = "commands.json"
+LOG_FILE = "commands.log"
+MAX_HEADER = 4 * 1024 * 1024  # argv + environment; anything larger is not a command line
+#: besides every module of `pipeline` (none imports Prefect at import time, which is checked): the libraries
+#: commands load inside their functions. Prefect (flows, cameras) is left to load on demand.
+PRELOAD = ("av", "cv2", "numpy", "rich.console", "rich.progress", "rich.table", "rich.live")
+
+
+# --- the server ---------------------------------------------------------------------------------------
+
+def _preload(log: Any) -> list[str]:
+    import gc
+    import importlib
+    import pkgutil
+
+    import pipeline
+
+    names = [m.name for m in pkgutil.walk_packages(pipeline.__path__, "pipeline.")
+             if not m.name.endswith("__main__")]
+    missing = []
+    for name in [*names, *PRELOAD]:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # noqa: BLE001 - the command that needs it loads it itself, and says why
+            missing.append(f"{name} ({type(exc).__name__}: {exc})")
+    gc.collect()
+    gc.freeze()  # the children's collector never walks (and so never copies) the preloaded objects
+    if missing:
+        log(f"not preloaded: {', '.join(missing)}")
+    if "prefect" in sys.modules:
+        log("a preloaded module imported Prefect (threads, ~1 s): it should import it where it is used")
+    return missing
+
+
+def _code_files() -> dict[str, tuple[int, int]]:
+    """Every loaded module file with (mtime_ns, size): changed code must not run from stale memory."""
+    out: dict[str, tuple[int, int]] = {}
+    for mod in list(sys.modules.values()):
+        path = getattr(mod, "__file__", None)
+        if isinstance(path, str) and path not in out:
+            with contextlib.suppress(OSError):
+                st = os.stat(path)
+                out[path] = (st.st_mtime_ns, st.st_size)
+    return out
+
+
+def _code_changed(files: dict[str, tuple[int, int]]) -> bool:
+    for path, sig in files.items():
+        try:
+            st = os.stat(path)
+        except OSError:
+            return True
+        if (st.st_mtime_ns, st.st_size) != sig:
+            return True
+    return False
+
+
+def _thread_count() -> int:
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        import threading
+
+        return threading.active_count()
+
+
+class _Server:
+    def __init__(self, stack_dir: Path) -> None:
+        self.stack_dir = stack_dir
+        self.path = stack_dir / SOCKET_NAME
+        self.package = os.path.dirname(os.path.abspath(sys.modules["pipeline"].__file__ or ""))
+        self.children: dict[int, tuple[socket.socket, str, float]] = {}
+        self.stale = False
+        self.stopping = False
+        self.logf = open(stack_dir / LOG_FILE, "a", buffering=1)  # noqa: SIM115 - the server's lifetime
+
+    def log(self, msg: str) -> None:
+        self.logf.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {msg}\n")
+
+    def record(self, entry: dict[str, Any]) -> None:
+        self.log(json.dumps(entry))
+
+    def serve(self) -> int:
+        started = time.monotonic()
+        _preload(self.log)
+        if _thread_count() != 1:
+            self.log("refusing to serve: importing started threads, so forking would be unsafe")
+            return 1
+        self.code = _code_files()
+        rfd, wfd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(wfd)
+        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, self._on_signal)
+        self.listener = self._listen()
+        sel = selectors.DefaultSelector()
+        sel.register(self.listener, selectors.EVENT_READ, "accept")
+        sel.register(rfd, selectors.EVENT_READ, "wake")
+        (self.stack_dir / STATE_FILE).write_text(json.dumps({"pid": os.getpid(), "socket": str(self.path)}))
+        self.log(f"serving {self.path} (pid {os.getpid()}, {len(self.code)} modules loaded in "
+                 f"{time.monotonic() - started:.2f} s)")
+        self.wake = (rfd, wfd, sel)
+        while not self.stopping and not (self.stale and not self.children):
+            for key, _ in sel.select(timeout=5.0):
+                if key.data == "accept":
+                    self._accept()
+                else:
+                    with contextlib.suppress(BlockingIOError):
+                        os.read(rfd, 512)
+            self._reap()
+        self._close_listener()
+        if self.stale and not self.stopping:
+            self.log("code changed on disk: restarting")
+            self.logf.close()
+            os.execv(sys.executable, [sys.executable, "-m", MODULE, "--home", str(self.stack_dir.parent)])  # noqa: S606 - fixed argv, no shell
+        self.log("stopped")
+        return 0
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        if signum != signal.SIGCHLD:
+            self.stopping = True  # running commands go on in their own processes and report their own exit
+
+    def _listen(self) -> socket.socket:
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old = os.umask(0o177)
+        try:
+            sock.bind(str(self.path))
+        finally:
+            os.umask(old)
+        os.chmod(self.path, 0o600)
+        sock.listen(64)
+        return sock
+
+    def _close_listener(self) -> None:
+        lst = getattr(self, "listener", None)
+        if lst is not None and lst.fileno() >= 0:
+            with contextlib.suppress(KeyError, ValueError):
+                self.wake[2].unregister(lst)
+            lst.close()
+            with contextlib.suppress(OSError):
+                if self.path.exists() and (self.stack_dir / STATE_FILE).exists():
+                    self.path.unlink()
+                    (self.stack_dir / STATE_FILE).unlink()
+
+    def _accept(self) -> None:
+        try:
+            conn, _ = self.listener.accept()
+        except OSError:
+            return
+        fds: list[int] = []
+        try:
+            conn.settimeout(5.0)
+            header, fds = _receive(conn)
+            reason = self._refusal(conn, header, fds)
+            if reason:
+                conn.sendall(json.dumps({"refused": reason}).encode() + b"\n")
+                if reason == "code changed":
+                    self.stale = True
+                    self._close_listener()
+                return
+            self._settle_orphans()
+            self._fork(conn, header, fds)
+            conn = None  # type: ignore[assignment]  # kept in self.children until reaped
+        except (OSError, ValueError) as exc:
+            self.log(f"bad request: {type(exc).__name__}")
+        finally:
+            for fd in fds:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            if conn is not None:
+                conn.close()
+
+    def _refusal(self, conn: socket.socket, header: dict[str, Any], fds: list[int]) -> str:
+        _pid, uid, _gid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+        if uid != os.getuid():
+            return "another user"
+        if header.get("v") != PROTOCOL or len(fds) != 3:
+            return "protocol"
+        if header.get("package") != self.package or header.get("python") != sys.executable:
+            return "another installation"
+        if self.stopping or self.stale:
+            return "stopping"
+        for name, (_soft, hard) in header.get("rlimits", {}).items():
+            lim = getattr(resource, name, None)
+            if lim is None:
+                continue
+            mine = resource.getrlimit(lim)[1]
+            if mine != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or hard > mine):
+                return f"resource limit {name}"
+        if _code_changed(self.code):
+            return "code changed"
+        return ""
+
+    def _fork(self, conn: socket.socket, header: dict[str, Any], fds: list[int]) -> None:
+        word = command_named(list(header.get("argv", [])[1:])) or "-"
+        pid = os.fork()
+        if pid == 0:  # the child: never returns
+            from pipeline.cli.command_child import run_child
+
+            run_child(conn, header, fds, self.closing_in_child())
+        with contextlib.suppress(OSError):
+            os.setpgid(pid, pid)  # also done by the child: whichever runs first, signals reach its group
+        conn.settimeout(None)
+        self.children[pid] = (conn, word if word.isidentifier() or word.replace("-", "").isalnum() else "?",
+                              time.monotonic())
+        try:
+            conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
+        except OSError:
+            pass  # the launcher left: the child sees no go-ahead and exits
+
+    def _settle_orphans(self) -> None:
+        """Finish off commands whose launcher was killed before starting another: a killed `custody` is gone
+        before the next one runs (a resumed upload must not meet the killed one still holding its journal),
+        as it would be without the server. Each child kills itself on the hang-up too; this makes it ordered."""
+        for pid, (conn, _w, _t) in list(self.children.items()):
+            try:
+                gone = conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+            except BlockingIOError:
+                continue
+            except OSError:
+                gone = True
+            if gone:
+                with contextlib.suppress(OSError):
+                    os.killpg(pid, signal.SIGKILL)
+                with contextlib.suppress(ChildProcessError):
+                    _, status, usage = os.wait4(pid, 0)
+                    self._reaped(pid, status, usage)
+
+    def closing_in_child(self) -> list[Any]:
+        """What a child must close at once: the listener, the wake-up pipe, the log, other commands' sockets."""
+        rfd, wfd, sel = self.wake
+        return [sel, rfd, wfd, self.listener, self.logf, *(c for c, _w, _t in self.children.values())]
+
+    def _reap(self) -> None:
+        while self.children:
+            try:
+                pid, status, usage = os.wait4(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            self._reaped(pid, status, usage)
+
+    def _reaped(self, pid: int, status: int, usage: resource.struct_rusage) -> None:
+        conn, word, t0 = self.children.pop(pid, (None, "?", time.monotonic()))
+        rus = {"utime": usage.ru_utime, "stime": usage.ru_stime, "maxrss_kb": usage.ru_maxrss}
+        self.record({"pid": pid, "command": word, "status": os.waitstatus_to_exitcode(status),
+                     "wall_s": round(time.monotonic() - t0, 3), **rus})
+        if conn is not None:
+            with contextlib.suppress(OSError):
+                conn.sendall(json.dumps({"status": status, "rusage": rus}).encode() + b"\n")
+            conn.close()
+
+
+def _receive(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
+    head, fds, _flags, _addr = socket.recv_fds(conn, 4, 3)
+    if len(head) < 4:
+        raise ValueError("short header")
+    size = int.from_bytes(head[:4], "big")
+    if not 0 < size <= MAX_HEADER:
+        raise ValueError("header size")
+    body = head[4:]
+    while len(body) < size:
+        more = conn.recv(min(1 << 16, size - len(body)))
+        if not more:
+            raise ValueError("truncated header")
+        body += more
+    header = json.loads(body)
+    if not isinstance(header, dict):
+        raise ValueError("header")
+    return header, list(fds)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(prog=MODULE, description=__doc__.splitlines()[0] if __doc__ else None)
+    ap.add_argument("--home", required=True, type=Path)
+    args = ap.parse_args(argv)
+    stack_dir = args.home.expanduser().resolve() / "stack"
+    try:
+        return _Server(stack_dir).serve()
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

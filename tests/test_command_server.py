@@ -1,0 +1,188 @@
+"""The warm command server (`pipeline.cli.command_server`): a command it runs behaves as the same command run in
+its own process: output, exit code, working directory, environment, terminal, signals, being killed, and code
+that changed on disk. `stack up` (the session fixture) started it, as it does for users."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pty
+import resource
+import select
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+import pipeline
+from tests.conftest import CUSTODY, Cli
+from tests.test_camera_ingest import wait_for
+
+COLD = {"CUSTODY_COMMAND_SERVER": "0"}
+
+
+def _entries(home: Path) -> list[dict]:
+    """The server's per-command records (the log's JSON lines)."""
+    out = []
+    for line in (home / "stack" / "commands.log").read_text().splitlines():
+        _, _, rest = line.partition(" ")
+        if rest.startswith("{"):
+            out.append(json.loads(rest))
+    return out
+
+
+def _server_pid(cli: Cli) -> int:
+    st = cli.json("stack", "status")["command_server"]  # type: ignore[index]
+    assert st["running"], st
+    return int(st["pid"])
+
+
+def _children(pid: int) -> set[int]:
+    kids: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        kids |= {int(x) for x in (task / "children").read_text().split()}
+    return kids
+
+
+def test_a_command_gives_what_it_gives_in_its_own_process(cli: Cli, case_ref: str) -> None:
+    _server_pid(cli)
+    before = len(_entries(cli.home))
+    warm = cli.run("exhibit", "list", "--case", case_ref, "--json")
+    cold = cli.run("exhibit", "list", "--case", case_ref, "--json", env=COLD)
+    assert warm.stdout == cold.stdout and json.loads(warm.stdout) is not None
+    bad_warm = cli.run("exhibit", "list", "--case", "NO-SUCH/1", check=False)
+    bad_cold = cli.run("exhibit", "list", "--case", "NO-SUCH/1", check=False, env=COLD)
+    assert bad_warm.returncode == bad_cold.returncode == 2
+    assert bad_warm.stderr == bad_cold.stderr and "NO-SUCH/1" in bad_warm.stderr
+    usage = cli.run("no-such-command", check=False)
+    assert usage.returncode == 2 and "Usage: custody" in usage.stderr  # named as the user typed it
+    got = _entries(cli.home)[before:]
+    assert [(e["command"], e["status"]) for e in got] == [("exhibit", 0), ("exhibit", 2), ("no-such-command", 2)]
+    log = (cli.home / "stack" / "commands.log").read_text()
+    assert case_ref not in log and "NO-SUCH" not in log  # argv (which may hold secrets) is never logged
+
+
+def test_the_command_runs_where_and_as_whom_the_launcher_runs(cli: Cli, case_ref: str, tmp_path: Path) -> None:
+    (tmp_path / "clip.bin").write_bytes(os.urandom(4096))
+    before = len(_entries(cli.home))
+    proc = subprocess.run([CUSTODY, "ingest", "clip.bin", "--case", case_ref, "--exhibit", "CWD/1", "--officer",
+                           "DC W", "--json"], cwd=tmp_path, env={**cli.env, "CUSTODY_ACTOR": "dc-from-env"},
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert [e["command"] for e in _entries(cli.home)[before:]] == ["ingest"]  # it did run in the server
+    (obj,) = json.loads(proc.stdout)["objects"]
+    assert obj["original_name"] == "clip.bin"  # the relative path was the launcher's working directory
+    odd = cli.run("exhibit", "list", "--case", case_ref, check=False, env={"CUSTODY_PART_SIZE_MB": "1"})
+    assert odd.returncode == 2 and "part_size_mb" in odd.stderr  # the launcher's environment, not the server's
+    assert [e["command"] for e in _entries(cli.home)[before:]] == ["ingest", "exhibit"]
+
+
+def test_a_terminal_user_is_prompted_through_the_server(cli: Cli) -> None:
+    """No actor configured and a terminal: the command asks on the terminal, and reads the answer from it."""
+    settings = cli.home / "settings.json"
+    kept = settings.read_bytes() if settings.exists() else None
+    env = {k: v for k, v in cli.env.items() if k != "CUSTODY_ACTOR"}
+    ref = f"OP-TTY/{os.getpid()}"
+    before = len(_entries(cli.home))
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([CUSTODY, "case", "create", "--ref", ref], env=env, stdin=slave, stdout=slave,
+                            stderr=slave, close_fds=True)
+    os.close(slave)
+    seen = b""
+    try:
+        deadline = time.monotonic() + 60
+        while b"Who is acting?" not in seen and time.monotonic() < deadline:
+            if select.select([master], [], [], 1.0)[0]:
+                seen += os.read(master, 4096)
+        assert b"Who is acting?" in seen, seen
+        os.write(master, b"DC Terminal\n")
+        assert proc.wait(60) == 0
+        with contextlib.suppress(OSError):  # the pty reports EIO once the last writer is gone
+            while select.select([master], [], [], 0.2)[0]:
+                seen += os.read(master, 4096)
+        remembered = json.loads(settings.read_text()).get("actor")
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+        if kept is None:
+            settings.unlink(missing_ok=True)
+        else:
+            settings.write_bytes(kept)
+    assert f"case {ref} created".encode() in seen, seen
+    assert [e["command"] for e in _entries(cli.home)[before:]] == ["case"]
+    assert remembered == "DC Terminal"  # the answer typed on the terminal reached the command
+
+
+def _slow_upload(cli: Cli, case_ref: str, tmp_path: Path, exhibit: str) -> tuple[subprocess.Popen, int]:
+    """A rate-limited upload running in the server; returns the launcher and the server child running it."""
+    big = tmp_path / f"{exhibit.replace('/', '-')}.bin"
+    big.write_bytes(os.urandom(40 * 1024 * 1024))
+    server = _server_pid(cli)
+    known = _children(server)
+    proc = subprocess.Popen([CUSTODY, "upload", str(big), "--case", case_ref, "--exhibit", exhibit, "--officer",
+                             "DC S", "--limit-rate", "0.5"], env={**cli.env, "CUSTODY_PART_SIZE_MB": "5"},
+                            stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    child = wait_for(lambda: next(iter(_children(server) - known), None), 30, "the server's child for the upload")
+    assert proc.poll() is None, proc.communicate()
+    return proc, child
+
+
+def test_ctrl_c_reaches_the_command(cli: Cli, case_ref: str, tmp_path: Path) -> None:
+    proc, child = _slow_upload(cli, case_ref, tmp_path, "INT/1")
+    proc.send_signal(signal.SIGINT)
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert not Path(f"/proc/{child}").exists()
+    assert [e["status"] for e in _entries(cli.home) if e["pid"] == child] == [130]
+
+
+def test_a_killed_launcher_takes_its_command_with_it(cli: Cli, case_ref: str, tmp_path: Path) -> None:
+    proc, child = _slow_upload(cli, case_ref, tmp_path, "KILL/1")
+    proc.kill()
+    proc.wait(10)
+    wait_for(lambda: not Path(f"/proc/{child}").exists(), 10, "the command to die with its launcher")
+    cli.run("exhibit", "list", "--case", case_ref)  # the next command is served (the dead one was reaped first)
+    assert [e["status"] for e in _entries(cli.home) if e["pid"] == child] == [-signal.SIGKILL]
+
+
+def test_changed_code_is_never_run_from_memory(cli: Cli, case_ref: str) -> None:
+    """A module file the server loaded changes: the command runs in its own process, the server restarts."""
+    server = _server_pid(cli)
+    target = Path(pipeline.__file__)
+    st = target.stat()
+    before = len(_entries(cli.home))
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    try:
+        proc = cli.run("exhibit", "list", "--case", case_ref, env={"CUSTODY_DEBUG": "1"})
+    finally:
+        os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert "command server declined (code changed)" in proc.stderr
+    wait_for(lambda: "code changed on disk: restarting" in (cli.home / "stack" / "commands.log").read_text()
+             and cli.json("stack", "status")["command_server"]["running"], 60, "the server to restart")  # type: ignore[index]
+    assert _server_pid(cli) == server  # re-executed in place
+    assert len([e for e in _entries(cli.home)[before:] if e["command"] == "exhibit"]) == 0
+    cli.run("exhibit", "list", "--case", case_ref)
+    assert [e["command"] for e in _entries(cli.home)[before:]][-1] == "exhibit"
+
+
+def test_a_limit_the_server_cannot_honour_runs_the_command_in_its_own_process(cli: Cli, case_ref: str) -> None:
+    """A hard limit above the server's (possible only with CAP_SYS_RESOURCE) cannot be given to its child."""
+    server_hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+
+    def raise_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1024, server_hard + 1))
+
+    if server_hard == resource.RLIM_INFINITY:
+        pytest.skip("no finite hard limit to exceed")
+    try:
+        proc = subprocess.run([CUSTODY, "exhibit", "list", "--case", case_ref], env={**cli.env, "CUSTODY_DEBUG": "1"},
+                              capture_output=True, text=True, timeout=60, preexec_fn=raise_limit)  # noqa: PLW1509
+    except subprocess.SubprocessError:
+        pytest.skip("this machine does not let the test raise a hard limit")
+    assert proc.returncode == 0, proc.stderr
+    assert "declined (resource limit RLIMIT_NOFILE)" in proc.stderr
