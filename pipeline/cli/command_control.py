@@ -6,7 +6,6 @@ import contextlib
 import json
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +39,7 @@ def start(stack_dir: Path, timeout: float = 30.0) -> dict[str, Any]:
     """Start this home's command server (idempotent) and wait until it listens."""
     import subprocess
 
-    from pipeline.ops.processes import forget, tail, track
+    from pipeline.ops.processes import await_ready, track
 
     if len(str(stack_dir / SOCKET_NAME)) > 100:
         raise CommandServerError(f"the home's path is too long for a Unix socket ({stack_dir}); commands run "
@@ -56,20 +55,12 @@ def start(stack_dir: Path, timeout: float = 30.0) -> dict[str, Any]:
                                 stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, start_new_session=True,
                                 cwd=stack_dir)
     track(proc)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            forget(proc.pid)
-            raise CommandServerError(f"command server exited with {proc.returncode}; see {log}: {tail(log)}")
-        st = status(stack_dir)
-        if st["running"] and st["pid"] == proc.pid:
-            return st
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=0.02)  # condition poll with a bounded wait
-    from pipeline.ops.processes import kill
 
-    kill(proc.pid)
-    raise CommandServerError(f"command server not listening within {timeout:g} s; see {log}: {tail(log)}")
+    def ready() -> dict[str, Any] | None:
+        st = status(stack_dir)
+        return st if st["running"] and st["pid"] == proc.pid else None
+
+    return await_ready(proc, ready, timeout=timeout, log=log, what="command server", error=CommandServerError)
 
 
 def stop(stack_dir: Path) -> bool:

@@ -86,17 +86,10 @@ def build_app(argv: list[str] | None = None) -> typer.Typer:
 
 def _command_named(argv: list[str]) -> str | None:
     """The top-level command in argv, past the global `--actor X`; None if there is none we know."""
-    i = 0
-    while i < len(argv):
-        a = argv[i]
-        if a == "--actor":
-            i += 2
-            continue
-        if a.startswith("--actor="):
-            i += 1
-            continue
-        return a if a in COMMANDS else None
-    return None
+    from pipeline.cli.launcher import command_named
+
+    word = command_named(argv)
+    return word if word in COMMANDS else None
 
 
 #: local resource failures: the machine, not the evidence, is the problem

@@ -12,7 +12,11 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 _children: dict[int, subprocess.Popen] = {}
 
@@ -76,3 +80,21 @@ def tail(path: Path, n: int = 5) -> str:
         return " | ".join(path.read_text(errors="replace").splitlines()[-n:])
     except OSError:
         return ""
+
+
+def await_ready(proc: subprocess.Popen, ready: Callable[[], T | None], *, timeout: float, log: Path, what: str,
+                error: type[Exception]) -> T:
+    """Poll `ready()` until it gives a value while the detached `proc` runs (a condition poll with a bounded
+    wait, never a fixed sleep); `error` names `log` if it exits first or does not answer in time (then killed)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            forget(proc.pid)
+            raise error(f"{what} exited with {proc.returncode} during start-up; see {log}: {tail(log)}")
+        got = ready()
+        if got is not None:
+            return got
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=0.01)
+    kill(proc.pid)
+    raise error(f"{what} not answering within {timeout:g} s; see {log}: {tail(log)}")

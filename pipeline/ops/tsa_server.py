@@ -21,7 +21,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 import urllib.request
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -31,9 +30,8 @@ from typing import Any
 from pipeline.custody.tsa_authority import AuthorityFiles
 from pipeline.errors import InfrastructureError
 from pipeline.ops.processes import alive as _alive
-from pipeline.ops.processes import cmdline_has, forget, track
+from pipeline.ops.processes import await_ready, cmdline_has, track
 from pipeline.ops.processes import kill as _kill
-from pipeline.ops.processes import tail as _tail
 
 MAX_QUERY = 16 * 1024  # a TimeStampReq is ~60 bytes; refuse anything that could be a memory attack
 STATE_FILE = "tsa.json"
@@ -181,18 +179,14 @@ def start(directory: Path, port: int = 0, *, state_file: Path | None = None, tim
     with open(log, "ab") as logf:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, start_new_session=True)
     track(proc)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            forget(proc.pid)
-            raise LocalTsaError(f"local TSA exited with {proc.returncode} during start-up; see {log}: {_tail(log)}")
+
+    def ready() -> LocalTsa | None:
         st = _read_state(state)
         if st is not None and st["pid"] == proc.pid and _healthy(st["port"]):
             return LocalTsa(files.directory, pid=proc.pid, port=st["port"])
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=0.01)  # condition poll with a bounded wait, not a fixed sleep
-    _kill(proc.pid)
-    raise LocalTsaError(f"local TSA not answering within {timeout:g} s; see {log}: {_tail(log)}")
+        return None
+
+    return await_ready(proc, ready, timeout=timeout, log=log, what="local TSA", error=LocalTsaError)
 
 
 def stop(directory: Path, *, state_file: Path | None = None) -> bool:
