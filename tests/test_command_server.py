@@ -186,3 +186,35 @@ def test_a_limit_the_server_cannot_honour_runs_the_command_in_its_own_process(cl
         pytest.skip("this machine does not let the test raise a hard limit")
     assert proc.returncode == 0, proc.stderr
     assert "declined (resource limit RLIMIT_NOFILE)" in proc.stderr
+
+
+def _state(pid: int) -> str:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
+def test_ctrl_z_stops_the_command_and_fg_resumes_it(cli: Cli, case_ref: str, tmp_path: Path) -> None:
+    proc, child = _slow_upload(cli, case_ref, tmp_path, "TSTP/1")
+    proc.send_signal(signal.SIGTSTP)
+    wait_for(lambda: _state(child) == "T" and _state(proc.pid) == "T", 10, "launcher and command stopped")
+    proc.send_signal(signal.SIGCONT)
+    wait_for(lambda: _state(child) != "T" and _state(proc.pid) != "T", 10, "launcher and command running again")
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=60)
+    assert proc.returncode == 130
+
+
+def test_a_search_path_that_finds_other_code_is_declined(tmp_path: Path) -> None:
+    """Pure: the rule the server applies to the launcher's sys.path."""
+    from pipeline.cli.command_server import _path_conflict
+
+    theirs_dir, mine_dir, same = tmp_path / "theirs", tmp_path / "mine", tmp_path / "same"
+    for d in (theirs_dir, mine_dir, same):
+        d.mkdir()
+    (theirs_dir / "numpy").mkdir()
+    loaded = {"numpy": str(mine_dir / "numpy" / "__init__.py"), "six": str(same / "six.py")}
+    assert "holds another numpy" in _path_conflict([str(theirs_dir), str(same)], [str(mine_dir), str(same)], loaded)
+    assert "numpy is loaded from" in _path_conflict([str(same)], [str(mine_dir), str(same)], loaded)
+    harmless = tmp_path / "extra"
+    harmless.mkdir()
+    (harmless / "unrelated.py").write_text("")
+    assert _path_conflict([str(harmless), str(mine_dir), str(same)], [str(mine_dir), str(same)], loaded) == ""

@@ -70,6 +70,7 @@ def _become_command(conn: socket.socket, header: dict[str, Any], fds: list[int],
     tempfile.tempdir = None
     os.chdir(header["cwd"])
     sys.argv = [str(a) for a in header["argv"]]
+    sys.path[:] = [str(p) for p in header["path"]]
     main_mod = sys.modules.get("__main__")
     if main_mod is not None:
         main_mod.__spec__ = main_mod.__package__ = None  # click names the program from argv[0], not `python -m`

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pipeline.cli.command_server import LOG_FILE, MODULE, STATE_FILE
+from pipeline.cli.command_server import LOG_FILE, MODULE, SERVER_ARGS, STATE_FILE
 from pipeline.cli.launcher import SOCKET_NAME
 from pipeline.errors import InfrastructureError
 
@@ -51,7 +51,7 @@ def start(stack_dir: Path, timeout: float = 30.0) -> dict[str, Any]:
     log = stack_dir / LOG_FILE
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CUSTODY_S3_", "PREFECT_API_KEY"))}
     with open(log, "ab") as logf:
-        proc = subprocess.Popen([sys.executable, "-m", MODULE, "--home", str(stack_dir.parent)], env=env,
+        proc = subprocess.Popen([sys.executable, *SERVER_ARGS, "--home", str(stack_dir.parent)], env=env,
                                 stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, start_new_session=True,
                                 cwd=stack_dir)
     track(proc)

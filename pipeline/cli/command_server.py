@@ -37,6 +37,8 @@ from typing import Any
 from pipeline.cli.launcher import PROTOCOL, SOCKET_NAME, command_named
 
 MODULE = "pipeline.cli.command_server"
+#: -P: no working directory (the stack folder) on sys.path; a command then searches what the launcher would
+SERVER_ARGS = ("-P", "-m", MODULE)
 STATE_FILE = "commands.json"
 LOG_FILE = "commands.log"
 MAX_HEADER = 4 * 1024 * 1024  # argv + environment; anything larger is not a command line
@@ -94,6 +96,42 @@ def _code_changed(files: dict[str, tuple[int, int]]) -> bool:
     return False
 
 
+def _loaded_top_level() -> dict[str, str]:
+    """Top-level module name -> the real path of the file it was loaded from."""
+    out = {}
+    for name, mod in list(sys.modules.items()):
+        path = getattr(mod, "__file__", None)
+        if "." not in name and isinstance(path, str):
+            out[name] = os.path.realpath(path)
+    return out
+
+
+def _top_level_names(folder: str) -> set[str]:
+    try:
+        entries = os.listdir(folder)
+    except OSError:
+        return set()
+    return {e.split(".", 1)[0] if e.endswith((".py", ".so", ".pyc")) else e for e in entries}
+
+
+def _path_conflict(theirs: list[str], mine: list[str], loaded: dict[str, str]) -> str:
+    real = {d: os.path.realpath(d) for d in {*theirs, *mine}}
+    mine_real, theirs_real = {real[d] for d in mine}, {real[d] for d in theirs}
+    for d in theirs:
+        if real[d] in mine_real:
+            continue
+        for name in _top_level_names(d) & loaded.keys():
+            if not loaded[name].startswith(real[d] + os.sep):
+                return f"module search path: {d} holds another {name}"
+    for d in mine:
+        if real[d] in theirs_real:
+            continue
+        for name, file in loaded.items():
+            if file.startswith(real[d] + os.sep):
+                return f"module search path: {name} is loaded from {d}, which the launcher does not search"
+    return ""
+
+
 def _thread_count() -> int:
     try:
         return len(os.listdir("/proc/self/task"))
@@ -109,6 +147,7 @@ class _Server:
         self.path = stack_dir / SOCKET_NAME
         self.package = os.path.dirname(os.path.abspath(sys.modules["pipeline"].__file__ or ""))
         self.children: dict[int, tuple[socket.socket, str, float]] = {}
+        self.paths: dict[tuple[str, ...], str] = {}
         self.stale = False
         self.stopping = False
         self.logf = open(stack_dir / LOG_FILE, "a", buffering=1)  # noqa: SIM115 - the server's lifetime
@@ -150,7 +189,7 @@ class _Server:
         if self.stale and not self.stopping:
             self.log("code changed on disk: restarting")
             self.logf.close()
-            os.execv(sys.executable, [sys.executable, "-m", MODULE, "--home", str(self.stack_dir.parent)])  # noqa: S606 - fixed argv, no shell
+            os.execv(sys.executable, [sys.executable, *SERVER_ARGS, "--home", str(self.stack_dir.parent)])  # noqa: S606 - fixed argv, no shell
         self.log("stopped")
         return 0
 
@@ -218,6 +257,12 @@ class _Server:
             return "protocol"
         if header.get("package") != self.package or header.get("python") != sys.executable:
             return "another installation"
+        path = header.get("path")
+        if not isinstance(path, list) or header.get("fsencoding") != sys.getfilesystemencoding():
+            return "protocol"
+        conflict = self._path_conflict([str(p) for p in path[1:]])  # [0] is the script's own folder
+        if conflict:
+            return conflict
         if self.stopping or self.stale:
             return "stopping"
         for name, (_soft, hard) in header.get("rlimits", {}).items():
@@ -230,6 +275,15 @@ class _Server:
         if _code_changed(self.code):
             return "code changed"
         return ""
+
+    def _path_conflict(self, path: list[str]) -> str:
+        """Why the launcher's module search path would find other code than the server holds ('' if not):
+        a folder only it searches that holds a module the server loaded from elsewhere, or a folder only the
+        server searches that the server loaded a module from. Remembered per path."""
+        key = tuple(path)
+        if key not in self.paths:
+            self.paths[key] = _path_conflict(path, sys.path, _loaded_top_level())
+        return self.paths[key]
 
     def _fork(self, conn: socket.socket, header: dict[str, Any], fds: list[int]) -> None:
         word = command_named(list(header.get("argv", [])[1:])) or "-"

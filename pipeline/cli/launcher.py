@@ -83,7 +83,7 @@ def _header() -> bytes:
     return json.dumps({
         "v": PROTOCOL, "argv": sys.argv, "env": dict(os.environ), "cwd": os.getcwd(), "umask": _umask(),
         "rlimits": _rlimits(), "stdio": streams, "package": os.path.dirname(os.path.abspath(pipeline.__file__)),
-        "python": sys.executable}).encode()
+        "python": sys.executable, "path": sys.path, "fsencoding": sys.getfilesystemencoding()}).encode()
 
 
 def _umask() -> int:
@@ -156,6 +156,8 @@ def _via_server() -> None:
 
 
 def _forward_signals(pid: int) -> None:
+    """Signals for this process go to the command's process group; Ctrl-Z stops it with this launcher and
+    `fg`/`bg` (SIGCONT) resumes both, as a shell's job control would if the command ran here."""
     import signal
 
     def forward(signum: int, _frame: object) -> None:
@@ -167,10 +169,21 @@ def _forward_signals(pid: int) -> None:
             except OSError:
                 pass
 
+    def stop(_signum: int, _frame: object) -> None:
+        forward(signal.SIGSTOP, None)
+        signal.signal(signal.SIGTSTP, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTSTP)  # stops here; execution resumes on SIGCONT
+
+    def resume(_signum: int, _frame: object) -> None:
+        forward(signal.SIGCONT, None)
+        signal.signal(signal.SIGTSTP, stop)
+
     for name in _FORWARDED:
         sig = getattr(signal, name, None)
         if sig is not None:
             signal.signal(sig, forward)
+    signal.signal(signal.SIGTSTP, stop)
+    signal.signal(signal.SIGCONT, resume)
 
 
 def _await(reader: object) -> dict[str, object]:
