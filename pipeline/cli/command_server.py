@@ -34,7 +34,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipeline.cli.launcher import PROTOCOL, SOCKET_NAME, command_named
+from pipeline.cli.argv import command_named
+from pipeline.cli.launcher import PROTOCOL, SOCKET_NAME
 
 MODULE = "pipeline.cli.command_server"
 #: -P: no working directory (the stack folder) on sys.path; a command then searches what the launcher would

@@ -20,6 +20,8 @@ from __future__ import annotations
 import os
 import sys
 
+from pipeline.cli.argv import command_named
+
 #: commands always run in the launching process: `stack` starts and stops the server itself; `serve` and
 #: `cameras` are long-lived services (and import Prefect, which the server does not hold)
 IN_PROCESS = frozenset({"stack", "serve", "cameras"})
@@ -27,20 +29,6 @@ SOCKET_NAME = "commands.sock"
 PROTOCOL = 1
 _OFF = frozenset({"0", "false", "no", "off"})
 _FORWARDED = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGWINCH")
-
-
-def command_named(argv: list[str]) -> str | None:
-    """The first word that is not the global `--actor X` option (None if there is none)."""
-    i = 0
-    while i < len(argv):
-        a = argv[i]
-        if a == "--actor":
-            i += 2
-        elif a.startswith("--actor="):
-            i += 1
-        else:
-            return a
-    return None
 
 
 def socket_path(env: dict[str, str] | os._Environ[str]) -> str:

@@ -86,7 +86,7 @@ def build_app(argv: list[str] | None = None) -> typer.Typer:
 
 def _command_named(argv: list[str]) -> str | None:
     """The top-level command in argv, past the global `--actor X`; None if there is none we know."""
-    from pipeline.cli.launcher import command_named
+    from pipeline.cli.argv import command_named
 
     word = command_named(argv)
     return word if word in COMMANDS else None
