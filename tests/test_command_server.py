@@ -218,3 +218,21 @@ def test_a_search_path_that_finds_other_code_is_declined(tmp_path: Path) -> None
     harmless.mkdir()
     (harmless / "unrelated.py").write_text("")
     assert _path_conflict([str(harmless), str(mine_dir), str(same)], [str(mine_dir), str(same)], loaded) == ""
+
+
+def test_two_stack_ups_at_once_start_one_server(tmp_path: Path) -> None:
+    """Both callers get the one server that took the home's lock; the other process stands down."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pipeline.cli import command_control
+
+    stack = tmp_path / "home" / "stack"
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            a, b = pool.map(lambda _: command_control.start(stack, timeout=60), range(2))
+        assert a["pid"] == b["pid"] and a["running"]
+        log = (stack / "commands.log").read_text()
+        assert log.count("serving ") == 1  # the other one (if it started at all) stood down
+    finally:
+        assert command_control.stop(stack)
+    assert not command_control.status(stack)["running"]

@@ -6,10 +6,11 @@ import contextlib
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
-from pipeline.cli.command_server import LOG_FILE, MODULE, SERVER_ARGS, STATE_FILE
+from pipeline.cli.command_server import LOCK_FILE, LOG_FILE, MODULE, SERVER_ARGS, STATE_FILE
 from pipeline.cli.launcher import SOCKET_NAME
 from pipeline.errors import InfrastructureError
 
@@ -60,7 +61,32 @@ def start(stack_dir: Path, timeout: float = 30.0) -> dict[str, Any]:
         st = status(stack_dir)
         return st if st["running"] and st["pid"] == proc.pid else None
 
-    return await_ready(proc, ready, timeout=timeout, log=log, what="command server", error=CommandServerError)
+    try:
+        return await_ready(proc, ready, timeout=timeout, log=log, what="command server", error=CommandServerError)
+    except CommandServerError:
+        deadline = time.monotonic() + timeout
+        while _lock_held(stack_dir) and time.monotonic() < deadline:  # another `stack up` started one just now
+            current = status(stack_dir)
+            if current["running"]:
+                return current
+            time.sleep(0.02)  # polling another process's start-up, with a deadline
+        raise
+
+
+def _lock_held(stack_dir: Path) -> bool:
+    import fcntl
+
+    try:
+        fd = os.open(stack_dir / LOCK_FILE, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
 
 
 def stop(stack_dir: Path) -> bool:

@@ -41,6 +41,7 @@ MODULE = "pipeline.cli.command_server"
 #: -P: no working directory (the stack folder) on sys.path; a command then searches what the launcher would
 SERVER_ARGS = ("-P", "-m", MODULE)
 STATE_FILE = "commands.json"
+LOCK_FILE = "commands.lock"  # held for the server's life (not by its children)
 LOG_FILE = "commands.log"
 MAX_HEADER = 4 * 1024 * 1024  # argv + environment; anything larger is not a command line
 #: besides every module of `pipeline` (none imports Prefect at import time, which is checked): the libraries
@@ -160,7 +161,15 @@ class _Server:
         self.log(json.dumps(entry))
 
     def serve(self) -> int:
+        import fcntl
+
         started = time.monotonic()
+        self.lock = os.open(self.stack_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(self.lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # one server a home: two `stack up` at once
+        except BlockingIOError:
+            self.log(f"another command server serves {self.stack_dir}: not starting a second")
+            return 1
         _preload(self.log)
         if _thread_count() != 1:
             self.log("refusing to serve: importing started threads, so forking would be unsafe")
@@ -322,9 +331,9 @@ class _Server:
                     self._reaped(pid, status, usage)
 
     def closing_in_child(self) -> list[Any]:
-        """What a child must close at once: the listener, the wake-up pipe, the log, other commands' sockets."""
+        """What a child must close at once: the listener, wake-up pipe, lock, log, other commands' sockets."""
         rfd, wfd, sel = self.wake
-        return [sel, rfd, wfd, self.listener, self.logf, *(c for c, _w, _t in self.children.values())]
+        return [sel, rfd, wfd, self.lock, self.listener, self.logf, *(c for c, _w, _t in self.children.values())]
 
     def _reap(self) -> None:
         while self.children:
