@@ -75,11 +75,12 @@ def _become_command(conn: socket.socket, header: dict[str, Any], fds: list[int],
     if main_mod is not None:
         main_mod.__spec__ = main_mod.__package__ = None  # click names the program from argv[0], not `python -m`
     streams = []
-    for fd, (enc, errors) in enumerate(header["stdio"]):
-        raw = open(fd, "rb" if fd == 0 else "wb", buffering=-1, closefd=False)  # noqa: SIM115
-        tty = os.isatty(fd)
+    for fd, (enc, errors, line_buffering, write_through) in enumerate(header["stdio"]):
+        # as the launcher's own: unbuffered binary layer under -u / PYTHONUNBUFFERED (stdin stays buffered)
+        raw = open(fd, "rb" if fd == 0 else "wb", buffering=0 if write_through and fd else -1,  # noqa: SIM115
+                   closefd=False)
         streams.append(io.TextIOWrapper(raw, encoding=enc, errors=errors, newline="\n",
-                                        line_buffering=tty or fd == 2, write_through=fd == 2))
+                                        line_buffering=bool(line_buffering), write_through=bool(write_through)))
     sys.stdin, sys.stdout, sys.stderr = streams
     sys.__stdin__, sys.__stdout__, sys.__stderr__ = streams  # type: ignore[misc]
     conn.settimeout(30.0)

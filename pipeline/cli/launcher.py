@@ -65,9 +65,10 @@ def _header() -> bytes:
 
     import pipeline
 
-    streams = []
+    streams = []  # encoding, errors, line buffering, write-through (PYTHONUNBUFFERED / -u) of each std stream
     for s in (sys.stdin, sys.stdout, sys.stderr):
-        streams.append([getattr(s, "encoding", None) or "utf-8", getattr(s, "errors", None) or "strict"])
+        streams.append([getattr(s, "encoding", None) or "utf-8", getattr(s, "errors", None) or "strict",
+                        bool(getattr(s, "line_buffering", False)), bool(getattr(s, "write_through", False))])
     return json.dumps({
         "v": PROTOCOL, "argv": sys.argv, "env": dict(os.environ), "cwd": os.getcwd(), "umask": _umask(),
         "rlimits": _rlimits(), "stdio": streams, "package": os.path.dirname(os.path.abspath(pipeline.__file__)),
