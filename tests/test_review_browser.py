@@ -228,6 +228,8 @@ def test_seeking_to_a_clock_time_shows_that_frame(page: Any, served: dict, recor
     pts = _frame_pts(local)
     index = int(np.argmin([abs((p - pts[0]) / 90000 - (shown_us - start_us) / 1e6) for p in pts]))
     assert int(taken.get_attribute("data-frame-index")) == index
+    # the clock showed that frame's own time (recorded frames are off any nominal grid), to the microsecond
+    assert abs((pts[index] - pts[0]) * 1e6 / 90000 - (shown_us - start_us)) <= 1
     frame = _ffmpeg_frame(local, index)
     assert taken.get_attribute("data-pixel-sha256") == pixel_sha256(frame)
 
@@ -296,3 +298,35 @@ def test_report_states_every_segment_and_gap_exactly_as_recorded(page: Any, serv
                     str(served["shots"] / "review-06-report")], check=True)
     verified = cli.run("verify", str(target), check=False)
     assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+def test_a_paused_player_learns_the_frame_on_screen_from_the_server(served: dict, recorded: dict, evidence: Any,
+                                                                    tmp_path: Path) -> None:
+    """What the player asks when a paused seek presents no frame: the frame's own time, against ffprobe's."""
+    import urllib.request
+
+    c, e = recorded["case"], recorded["exhibit"]
+    base = f"{served['url']}/api/cases/{c.id}/exhibits/{e.id}"
+
+    def get(path: str) -> dict:
+        req = urllib.request.Request(base + path, headers={"Authorization": f"Bearer {served['token']}"})
+        with urllib.request.urlopen(req, timeout=60) as r:  # noqa: S310 - the test's own loopback server
+            return json.loads(r.read())
+
+    f = next(x for x in get("/timeline")["files"] if (x.get("review_copy") or {}).get("object_id")
+             and x["end_us"] - x["start_us"] > 2_000_000)
+    first = float(f["review_copy"]["first_frame_time"])
+    got = get(f"/frames/at?copy_id={f['review_copy']['object_id']}&media_time={first + 1.337}")
+    from pipeline.evidence import object_id
+
+    seg = next(x for x in _events(evidence, recorded) if x["action"] == "segment_recorded"
+               and object_id(x["objects"][0]["bucket"], x["objects"][0]["key"]) == f["object_id"])
+    o = seg["objects"][0]
+    local = tmp_path / "seg.ts"
+    evidence.store.download_verified(o["bucket"], o["key"], o["version_id"], o["sha256"], local)
+    pts = _frame_pts(local)
+    offsets = [(p - pts[0]) / 90000 for p in pts]
+    index = max(k for k, t in enumerate(offsets) if t <= 1.337 + 1e-6)  # the last frame started by then
+    assert got["frame_index"] == index and got["offset"] == pytest.approx(offsets[index], abs=1e-6)
+    assert got["media_time"] == pytest.approx(first + offsets[index], abs=1e-6)
+    assert got["wallclock_us"] == f["start_us"] + round(offsets[index] * 1e6)

@@ -132,6 +132,24 @@ def test_snap_picks_the_frame_the_browser_reported() -> None:
     assert (i, exact) == (28, pytest.approx(1.12)) and exact < target < exact + 0.04
 
 
+def test_a_paused_player_is_told_the_frame_on_screen_not_a_nominal_grid() -> None:
+    """Recorded frames are not on a regular grid (here they arrive 3.6-9.4 ms late): the frame shown at a seek
+    target is the last that starts at or before it, with its own time, not first + k * 40 ms."""
+    from pipeline.review.stills import frame_on_screen
+
+    jitter = np.array([0, 850, 0, 320, 0, 0, 0, 0, 0, 0], dtype=np.int64)  # 90 kHz ticks late
+    pts = 1000 + np.arange(10, dtype=np.int64) * 3600 + jitter
+    tb = Fraction(1, 90000)
+    i, exact = frame_on_screen(pts, tb, 0.0450)  # 45 ms in: frame 1, which started at 49.4 ms, is not yet shown
+    assert (i, exact) == (0, 0.0)
+    i, exact = frame_on_screen(pts, tb, (3600 + 850) / 90000)  # exactly frame 1's own start
+    assert i == 1 and exact == pytest.approx(4450 / 90000)
+    assert frame_on_screen(pts, tb, 0.1230)[0] == 2  # the grid says frame 3 (120 ms); it starts at 123.6 ms
+    assert frame_on_screen(pts, tb, 0.1399)[0] == 3 and frame_on_screen(pts, tb, 99.0)[0] == 9
+    with pytest.raises(Exception, match="no readable frames"):
+        frame_on_screen(np.array([], dtype=np.int64), tb, 1.0)
+
+
 def test_clip_plans_widen_stream_copies_to_whole_gops() -> None:
     from pipeline.review.clips import plan_part
 

@@ -164,6 +164,19 @@ def iso_us(us: int) -> str:
     return iso_utc(datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=us)) or ""
 
 
+@router.get(BASE + "/frames/at", summary="The frame of a review copy on screen at a media time (exact time, clock)")
+def frame_at(request: Request, user: CallerDep, case_id: CaseId, exhibit_id: ExhibitId,
+             copy_id: Annotated[str, Query(pattern=OBJECT_ID)],
+             media_time: Annotated[float, Query(ge=0, le=10 * 86400)]) -> dict[str, Any]:
+    """For a player paused after a seek, which learns only the time it asked for: the frame's own time, so the
+    clock it shows is that frame's (recordings are not on a regular frame grid)."""
+    from pipeline.review.stills import frame_at as locate_frame
+
+    svc = services(request)
+    c, e = exhibit_for(request, svc, user, case_id, exhibit_id, "evidence.read")
+    return locate_frame(svc.ev, c, e, copy_id, media_time)
+
+
 @router.post(BASE + "/stills", status_code=201, summary="Extract and record the still at an instant")
 def still(request: Request, user: CallerDep, case_id: CaseId, exhibit_id: ExhibitId, body: StillIn) -> dict[str, Any]:
     from pipeline.review.stills import still_at

@@ -59,6 +59,33 @@ def snap(frame_pts: np.ndarray, time_base: Fraction, offset: float) -> tuple[int
     return i, float(offsets[i]), float(offsets[i]) + step / 4
 
 
+def frame_on_screen(frame_pts: np.ndarray, time_base: Fraction, offset: float) -> tuple[int, float]:
+    """(index, exact offset) of the frame a player shows at `offset`: the last one that starts at or before it
+    (pure). A player paused after a seek reports only the time it was asked for, not the frame's own."""
+    if len(frame_pts) == 0:
+        raise UsageError("the file has no readable frames")
+    offsets = (frame_pts - int(frame_pts[0])).astype(np.float64) * float(time_base)  # as `snap` and the extractor
+    i = int(np.clip(np.searchsorted(offsets, offset + 1e-6, side="right") - 1, 0, len(offsets) - 1))
+    return i, float(offsets[i])
+
+
+def frame_at(ev: Evidence, case: Case, exhibit: Exhibit, copy_id: str, media_time: float) -> dict[str, Any]:
+    """The frame of a review copy on screen at `media_time`: its exact media time and clock time."""
+    chain = checked_chain(ev, exhibit.id)
+    timeline = build_timeline(exhibit.__dict__, chain.events)
+    f, off, _given = resolve(timeline, copy_id=copy_id, media_time=media_time)
+    obj = find_object(ev, chain.events, f["object_id"])
+    if obj is None:
+        raise NotFoundError("the original of that footage is not in the exhibit's record")
+    pts, tb = frame_list(ev, chain.events, f, obj)
+    index, exact = frame_on_screen(pts, tb, off)
+    first = float((f.get("review_copy") or {}).get("first_frame_time") or 0.0)
+    start = parse_instant(f["start"]) if f.get("start") else None
+    wall = start + timedelta(seconds=exact) if start is not None else None
+    return {"frame_index": index, "media_time": round(first + exact, 6), "offset": exact,
+            "wallclock_us": epoch_us(wall)}
+
+
 def resolve(timeline: dict[str, Any], *, clock: datetime | None = None, copy_id: str | None = None,
             media_time: float | None = None, source_id: str | None = None, offset: float | None = None
             ) -> tuple[dict[str, Any], float, str]:

@@ -130,12 +130,15 @@ function Player(box, apiBase, timeline) {
     };
     v.requestVideoFrameCallback(cb);
   }
-  function settle(v, i) {  // a paused seek onto the frame already decoded may present nothing: snap to the frame grid
+  function settle(v, i) {  // a paused seek onto the frame already decoded may present nothing: ask which frame it is
     const token = seekToken;
-    setTimeout(() => {
+    setTimeout(async () => {
       if (token !== seekToken || v !== vids[0] || i !== cur || !v.paused) return;
-      const it = list[i], fd = it.frame_duration || 0.04;
-      const k = Math.floor((v.currentTime - it.first_frame_time) / fd + 1e-3);
+      const it = list[i], fd = it.frame_duration || 0.04, at = v.currentTime;
+      const r = await api("GET", `${apiBase}/frames/at?copy_id=${encodeURIComponent(it.copy_id)}&media_time=${at}`);
+      if (token !== seekToken || v !== vids[0] || i !== cur || !v.paused || v.currentTime !== at) return;
+      if (r.ok) { display(i, r.data.media_time); return; }
+      const k = Math.floor((at - it.first_frame_time) / fd + 1e-3);  // no answer: the nominal frame grid
       display(i, Math.round((it.first_frame_time + k * fd) * US) / US);
     }, 300);
   }
