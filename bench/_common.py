@@ -85,27 +85,12 @@ def _commands_log(env: dict[str, str] | None) -> Path | None:
     return Path(home) / "stack" / "commands.log" if home else None
 
 
-def served_usage(log: Path | None, mark: int) -> list[dict]:
-    """The command server's records (pid, command, status, CPU, peak RSS) appended to its log after `mark`:
-    a `custody` command it ran spends its CPU there, not in the launcher `wait4` sees."""
-    if log is None or not log.exists():
-        return []
-    with log.open("rb") as f:
-        f.seek(mark)
-        lines = f.read().decode(errors="replace").splitlines()
-    out = []
-    for line in lines:
-        _, _, rest = line.partition(" ")
-        if rest.startswith("{"):
-            with contextlib.suppress(ValueError):
-                out.append(json.loads(rest))
-    return out
-
-
 def run_timed(cmd: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> Timed:
     """Run a fresh process; wall time, its peak RSS, stdout and CPU time (with what its command server child
     used, if it handed the command to one). Raises on a non-zero exit."""
     import time
+
+    from pipeline.cli.command_control import records
 
     log = _commands_log(env)
     mark = log.stat().st_size if log is not None and log.exists() else 0
@@ -120,6 +105,6 @@ def run_timed(cmd: list[str], env: dict[str, str] | None = None, cwd: Path | Non
         errf.seek(0)
         if code != 0:
             raise SystemExit(f"{' '.join(cmd[:4])} ... failed with exit code {code}:\n{errf.read().decode()[-2000:]}")
-        served = served_usage(log, mark)
+        served = records(log, mark) if log is not None else []  # what its command-server child used
         cpu = usage.ru_utime + usage.ru_stime + sum(e["utime"] + e["stime"] for e in served)
         return Timed(elapsed, max([usage.ru_maxrss, *(e["maxrss_kb"] for e in served)]), out.read().decode(), cpu)

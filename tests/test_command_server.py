@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 import pipeline
+from pipeline.cli.command_control import records
 from tests.conftest import CUSTODY, Cli
 from tests.test_camera_ingest import wait_for
 
@@ -26,12 +27,7 @@ COLD = {"CUSTODY_COMMAND_SERVER": "0"}
 
 def _entries(home: Path) -> list[dict]:
     """The server's per-command records (the log's JSON lines)."""
-    out = []
-    for line in (home / "stack" / "commands.log").read_text().splitlines():
-        _, _, rest = line.partition(" ")
-        if rest.startswith("{"):
-            out.append(json.loads(rest))
-    return out
+    return records(home / "stack" / "commands.log")
 
 
 def _server_pid(cli: Cli) -> int:

@@ -173,8 +173,8 @@ def frame_at(request: Request, user: CallerDep, case_id: CaseId, exhibit_id: Exh
     from pipeline.review.stills import frame_at as locate_frame
 
     svc = services(request)
-    c, e = exhibit_for(request, svc, user, case_id, exhibit_id, "evidence.read")
-    return locate_frame(svc.ev, c, e, copy_id, media_time)
+    _c, e = exhibit_for(request, svc, user, case_id, exhibit_id, "evidence.read")
+    return locate_frame(svc.ev, e, copy_id, media_time)
 
 
 @router.post(BASE + "/stills", status_code=201, summary="Extract and record the still at an instant")

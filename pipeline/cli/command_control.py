@@ -73,6 +73,24 @@ def start(stack_dir: Path, timeout: float = 30.0) -> dict[str, Any]:
         raise
 
 
+def records(log: Path, offset: int = 0) -> list[dict[str, Any]]:
+    """The per-command records (pid, command word, status, wall, CPU, peak RSS) in a server's log from byte
+    `offset` on: the log's JSON lines, after their time-stamp."""
+    try:
+        with log.open("rb") as f:
+            f.seek(offset)
+            lines = f.read().decode(errors="replace").splitlines()
+    except OSError:
+        return []
+    out = []
+    for line in lines:
+        _, _, rest = line.partition(" ")
+        if rest.startswith("{"):
+            with contextlib.suppress(ValueError):
+                out.append(json.loads(rest))
+    return out
+
+
 def _lock_held(stack_dir: Path) -> bool:
     import fcntl
 

@@ -28,14 +28,13 @@ import resource
 import selectors
 import signal
 import socket
-import struct
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from pipeline.cli.argv import command_named
-from pipeline.cli.launcher import PROTOCOL, SOCKET_NAME
+from pipeline.cli.launcher import PROTOCOL, SOCKET_NAME, peer_uid
 
 MODULE = "pipeline.cli.command_server"
 #: -P: no working directory (the stack folder) on sys.path; a command then searches what the launcher would
@@ -226,10 +225,8 @@ class _Server:
             with contextlib.suppress(KeyError, ValueError):
                 self.wake[2].unregister(lst)
             lst.close()
-            with contextlib.suppress(OSError):
-                if self.path.exists() and (self.stack_dir / STATE_FILE).exists():
-                    self.path.unlink()
-                    (self.stack_dir / STATE_FILE).unlink()
+            self.path.unlink(missing_ok=True)
+            (self.stack_dir / STATE_FILE).unlink(missing_ok=True)
 
     def _accept(self) -> None:
         try:
@@ -260,8 +257,7 @@ class _Server:
                 conn.close()
 
     def _refusal(self, conn: socket.socket, header: dict[str, Any], fds: list[int]) -> str:
-        _pid, uid, _gid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
-        if uid != os.getuid():
+        if peer_uid(conn) != os.getuid():
             return "another user"
         if header.get("v") != PROTOCOL or len(fds) != 3:
             return "protocol"

@@ -2,7 +2,7 @@
 
 Starting a command costs ~1 s before it does anything: the interpreter, then ~1,000 modules (S3 client,
 OpenCV, PyAV, NumPy, pydantic, rich). `custody stack up` starts a command server
-(`pipeline.ops.command_server`) that has imported them once; this launcher, which imports only the
+(`pipeline.cli.command_server`) that has imported them once; this launcher, which imports only the
 standard library, passes it the command line, environment, working directory, umask, resource limits and
 its own stdin/stdout/stderr (the descriptors themselves, over a Unix socket), and the server forks a
 child that runs the command exactly as this process would have. The launcher forwards signals to that
@@ -18,6 +18,7 @@ child starts only once this launcher has confirmed, after learning its pid.
 from __future__ import annotations
 
 import os
+import socket  # every served command needs it, and every command run here imports it anyway
 import sys
 
 from pipeline.cli.argv import command_named
@@ -81,11 +82,9 @@ def _umask() -> int:
     return mask
 
 
-def _connect() -> object | None:
+def _connect() -> socket.socket | None:
     """A connection to a server of this user, or None."""
-    import socket
     import stat
-    import struct
 
     path = socket_path(os.environ)
     try:
@@ -98,7 +97,7 @@ def _connect() -> object | None:
     sock.settimeout(10.0)
     try:
         sock.connect(path)
-        _pid, uid, _gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+        uid = peer_uid(sock)
     except OSError:
         sock.close()
         return None
@@ -108,10 +107,17 @@ def _connect() -> object | None:
     return sock
 
 
+def peer_uid(sock: socket.socket) -> int:
+    """The user id of the process at the other end of a Unix socket (SO_PEERCRED)."""
+    import struct
+
+    _pid, uid, _gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+    return uid
+
+
 def _via_server() -> None:
     """Run the command in a server child and exit with its outcome; return if the server did not take it."""
     import json
-    import socket
 
     try:
         for fd in (0, 1, 2):
@@ -119,7 +125,7 @@ def _via_server() -> None:
     except OSError:
         return  # a closed standard stream: nothing to hand over
     sock = _connect()
-    if not isinstance(sock, socket.socket):
+    if sock is None:
         return
     with sock:
         try:

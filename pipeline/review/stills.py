@@ -50,8 +50,7 @@ def snap(frame_pts: np.ndarray, time_base: Fraction, offset: float) -> tuple[int
     """(frame index, that frame's exact offset, the offset to ask the extractor for) nearest to `offset` (pure)."""
     if len(frame_pts) == 0:
         raise UsageError("the file has no readable frames")
-    first = int(frame_pts[0])
-    offsets = (frame_pts - first).astype(np.float64) * float(time_base)
+    offsets = _offsets(frame_pts, time_base)
     i = int(np.clip(np.searchsorted(offsets, offset), 0, len(offsets) - 1))
     if i > 0 and abs(offsets[i - 1] - offset) <= abs(offsets[i] - offset):
         i -= 1
@@ -59,31 +58,45 @@ def snap(frame_pts: np.ndarray, time_base: Fraction, offset: float) -> tuple[int
     return i, float(offsets[i]), float(offsets[i]) + step / 4
 
 
-def frame_on_screen(frame_pts: np.ndarray, time_base: Fraction, offset: float) -> tuple[int, float]:
-    """(index, exact offset) of the frame a player shows at `offset`: the last one that starts at or before it
-    (pure). A player paused after a seek reports only the time it was asked for, not the frame's own."""
+def _offsets(frame_pts: np.ndarray, time_base: Fraction) -> np.ndarray:
+    """Each frame's offset from the first, in seconds, as the extractor counts them."""
     if len(frame_pts) == 0:
         raise UsageError("the file has no readable frames")
-    offsets = (frame_pts - int(frame_pts[0])).astype(np.float64) * float(time_base)  # as `snap` and the extractor
-    i = int(np.clip(np.searchsorted(offsets, offset + 1e-6, side="right") - 1, 0, len(offsets) - 1))
-    return i, float(offsets[i])
+    return (frame_pts - int(frame_pts[0])).astype(np.float64) * float(time_base)
 
 
-def frame_at(ev: Evidence, case: Case, exhibit: Exhibit, copy_id: str, media_time: float) -> dict[str, Any]:
-    """The frame of a review copy on screen at `media_time`: its exact media time and clock time."""
+def _frames_at(ev: Evidence, exhibit: Exhibit, **instant: Any
+               ) -> tuple[Any, dict[str, Any], float, str, ExhibitObject, np.ndarray, Fraction]:
+    """(chain, file, offset, how given, its original, its frame pts, time base) for an instant `resolve` names."""
     chain = checked_chain(ev, exhibit.id)
-    timeline = build_timeline(exhibit.__dict__, chain.events)
-    f, off, _given = resolve(timeline, copy_id=copy_id, media_time=media_time)
+    f, off, given = resolve(build_timeline(exhibit.__dict__, chain.events), **instant)
     obj = find_object(ev, chain.events, f["object_id"])
     if obj is None:
         raise NotFoundError("the original of that footage is not in the exhibit's record")
     pts, tb = frame_list(ev, chain.events, f, obj)
+    return chain, f, off, given, obj, pts, tb
+
+
+def _wall_of(f: dict[str, Any], offset: float) -> datetime | None:
+    start = parse_instant(f["start"]) if f.get("start") else None
+    return start + timedelta(seconds=offset) if start is not None else None
+
+
+def frame_on_screen(frame_pts: np.ndarray, time_base: Fraction, offset: float) -> tuple[int, float]:
+    """(index, exact offset) of the frame a player shows at `offset`: the last one that starts at or before it
+    (pure). A player paused after a seek reports only the time it was asked for, not the frame's own."""
+    offsets = _offsets(frame_pts, time_base)
+    i = int(np.clip(np.searchsorted(offsets, offset + 1e-6, side="right") - 1, 0, len(offsets) - 1))
+    return i, float(offsets[i])
+
+
+def frame_at(ev: Evidence, exhibit: Exhibit, copy_id: str, media_time: float) -> dict[str, Any]:
+    """The frame of a review copy on screen at `media_time`: its exact media time and clock time."""
+    _chain, f, off, _given, _obj, pts, tb = _frames_at(ev, exhibit, copy_id=copy_id, media_time=media_time)
     index, exact = frame_on_screen(pts, tb, off)
     first = float((f.get("review_copy") or {}).get("first_frame_time") or 0.0)
-    start = parse_instant(f["start"]) if f.get("start") else None
-    wall = start + timedelta(seconds=exact) if start is not None else None
     return {"frame_index": index, "media_time": round(first + exact, 6), "offset": exact,
-            "wallclock_us": epoch_us(wall)}
+            "wallclock_us": epoch_us(_wall_of(f, exact))}
 
 
 def resolve(timeline: dict[str, Any], *, clock: datetime | None = None, copy_id: str | None = None,
@@ -111,17 +124,11 @@ def still_at(ev: Evidence, case: Case, exhibit: Exhibit, *, actor: Actor, clock:
     from pipeline.frames import ExtractParams
     from pipeline.frames.derive import extract_object
 
-    chain = checked_chain(ev, exhibit.id)
-    timeline = build_timeline(exhibit.__dict__, chain.events)
     at = parse_instant(clock) if clock else None
     if clock and at is None:
         raise UsageError(f"clock time {clock!r} is not an ISO 8601 date-time")
-    f, off, given = resolve(timeline, clock=at, copy_id=copy_id, media_time=media_time, source_id=source_id,
-                            offset=offset)
-    obj = find_object(ev, chain.events, f["object_id"])
-    if obj is None:
-        raise NotFoundError("the original of that footage is not in the exhibit's record")
-    pts, tb = frame_list(ev, chain.events, f, obj)
+    _chain, f, off, given, obj, pts, tb = _frames_at(ev, exhibit, clock=at, copy_id=copy_id, media_time=media_time,
+                                                     source_id=source_id, offset=offset)
     index, exact, target = snap(pts, tb, off)
     params = ExtractParams(timestamps=(target,), name_prefix=f"{exhibit.ref}_{Path(f['name']).stem}")
     event = extract_object(ev, case, exhibit, obj, params, actor=actor, workers=1)
@@ -132,8 +139,8 @@ def still_at(ev: Evidence, case: Case, exhibit: Exhibit, *, actor: Actor, clock:
     thumb = next((o for o in event["objects"] if o.get("kind") == "thumbnail"), None)
     info = still.get("info") or {}
     wall = parse_instant(info.get("wallclock"))
-    if wall is None and f.get("start"):
-        wall = parse_instant(f["start"]) + timedelta(seconds=exact)  # type: ignore[operator]
+    if wall is None:
+        wall = _wall_of(f, exact)
 
     return {"object_id": object_id(still["bucket"], still["key"]), "sha256": still["sha256"],
             "thumb_object_id": object_id(thumb["bucket"], thumb["key"]) if thumb else None,
