@@ -78,6 +78,7 @@ class Timed(NamedTuple):
     maxrss_kb: int  # the command's peak RSS (its command-server child's, when the server ran it)
     stdout: str
     cpu: float  # user + system seconds of the process, the children it waited for and its server child
+    after_s: float = 0.0  # how long its server child went on after the launcher returned (its log round)
 
 
 def _commands_log(env: dict[str, str] | None) -> Path | None:
@@ -89,8 +90,6 @@ def run_timed(cmd: list[str], env: dict[str, str] | None = None, cwd: Path | Non
     """Run a fresh process; wall time, its peak RSS, stdout and CPU time (with what its command server child
     used, if it handed the command to one). Raises on a non-zero exit."""
     import time
-
-    from pipeline.cli.command_control import records
 
     log = _commands_log(env)
     mark = log.stat().st_size if log is not None and log.exists() else 0
@@ -105,6 +104,28 @@ def run_timed(cmd: list[str], env: dict[str, str] | None = None, cwd: Path | Non
         errf.seek(0)
         if code != 0:
             raise SystemExit(f"{' '.join(cmd[:4])} ... failed with exit code {code}:\n{errf.read().decode()[-2000:]}")
-        served = records(log, mark) if log is not None else []  # what its command-server child used
+        # what its command-server child used (only `custody` hands a command to one)
+        served = _served_records(log, mark, env) if log is not None and cmd[0] == CUSTODY else []
         cpu = usage.ru_utime + usage.ru_stime + sum(e["utime"] + e["stime"] for e in served)
-        return Timed(elapsed, max([usage.ru_maxrss, *(e["maxrss_kb"] for e in served)]), out.read().decode(), cpu)
+        after = max([0.0, *(e["wall_s"] - elapsed for e in served)])
+        return Timed(elapsed, max([usage.ru_maxrss, *(e["maxrss_kb"] for e in served)]), out.read().decode(), cpu,
+                     round(after, 3))
+
+
+def _served_records(log: Path, mark: int, env: dict[str, str] | None) -> list[dict]:
+    """The server's record of the command just run, once it is written: a served command that appended events
+    reports its exit and then finishes its transparency-log round, so the record (written when the server
+    reaps it) can come after the launcher returned. Waiting here, outside the timed span, also keeps that round
+    out of the next measurement. None for a command that ran in its own process."""
+    import time
+
+    from pipeline.cli.command_control import records
+    from pipeline.cli.finishing import settle
+
+    if (env if env is not None else os.environ).get("CUSTODY_COMMAND_SERVER") == "0":
+        return []
+    settle(log.parent)
+    deadline = time.monotonic() + 2.0  # the server logs a reaped child within milliseconds
+    while not (got := records(log, mark)) and time.monotonic() < deadline:
+        time.sleep(0.005)  # polling the log for the record, to a deadline
+    return got

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.cli.finishing import settle
+
 ROOT = Path(__file__).resolve().parent.parent
 CUSTODY = str(Path(sys.executable).parent / "custody")
 
@@ -34,6 +36,9 @@ class Cli:
             env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run([CUSTODY, *args], env={**self.env, **(env or {})}, capture_output=True, text=True,
                               timeout=timeout, input=input)
+        # a served command finishes its transparency-log round after returning: what the test reads next
+        # straight from the store must already show it, as any later command would see it
+        assert settle(self.home / "stack"), "a served command still finishing its log round after 30 s"
         if check and proc.returncode != 0:
             raise AssertionError(f"custody {' '.join(args)} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
         return proc

@@ -30,6 +30,20 @@ def _entries(home: Path) -> list[dict]:
     return records(home / "stack" / "commands.log")
 
 
+def _since(home: Path, before: int, n: int) -> list[dict]:
+    """The records after the first `before`, once there are `n` of them: a served command's record is written
+    when the server reaps it, which may be after its launcher returned (it detached to finish its log round)."""
+    def enough() -> list[dict] | None:
+        got = _entries(home)[before:]
+        return got if len(got) >= n else None
+
+    return wait_for(enough, 30, f"{n} command records")
+
+
+def _record_of(home: Path, pid: int) -> dict:
+    return wait_for(lambda: next((e for e in _entries(home) if e["pid"] == pid), None), 30, f"the record of {pid}")
+
+
 def _server_pid(cli: Cli) -> int:
     st = cli.json("stack", "status")["command_server"]  # type: ignore[index]
     assert st["running"], st
@@ -55,7 +69,7 @@ def test_a_command_gives_what_it_gives_in_its_own_process(cli: Cli, case_ref: st
     assert bad_warm.stderr == bad_cold.stderr and "NO-SUCH/1" in bad_warm.stderr
     usage = cli.run("no-such-command", check=False)
     assert usage.returncode == 2 and "Usage: custody" in usage.stderr  # named as the user typed it
-    got = _entries(cli.home)[before:]
+    got = _since(cli.home, before, 3)
     assert [(e["command"], e["status"]) for e in got] == [("exhibit", 0), ("exhibit", 2), ("no-such-command", 2)]
     log = (cli.home / "stack" / "commands.log").read_text()
     assert case_ref not in log and "NO-SUCH" not in log  # argv (which may hold secrets) is never logged
@@ -68,12 +82,37 @@ def test_the_command_runs_where_and_as_whom_the_launcher_runs(cli: Cli, case_ref
                            "DC W", "--json"], cwd=tmp_path, env={**cli.env, "CUSTODY_ACTOR": "dc-from-env"},
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert [e["command"] for e in _entries(cli.home)[before:]] == ["ingest"]  # it did run in the server
+    assert [e["command"] for e in _since(cli.home, before, 1)] == ["ingest"]  # it did run in the server
     (obj,) = json.loads(proc.stdout)["objects"]
     assert obj["original_name"] == "clip.bin"  # the relative path was the launcher's working directory
     odd = cli.run("exhibit", "list", "--case", case_ref, check=False, env={"CUSTODY_PART_SIZE_MB": "1"})
     assert odd.returncode == 2 and "part_size_mb" in odd.stderr  # the launcher's environment, not the server's
-    assert [e["command"] for e in _entries(cli.home)[before:]] == ["ingest", "exhibit"]
+    assert [e["command"] for e in _since(cli.home, before, 2)] == ["ingest", "exhibit"]
+
+
+def test_a_command_reports_first_and_finishes_its_log_round_on_its_own(cli: Cli, case_ref: str,
+                                                                         tmp_path: Path) -> None:
+    """A served command that appended events gives its exit status (and lets go of the caller's pipes) before
+    its transparency-log round, which it finishes on its own: once the home has settled, verify finds every
+    event in the signed log, as after a command run in its own process."""
+    from pipeline.cli.finishing import settle
+
+    (tmp_path / "clip.bin").write_bytes(os.urandom(4096))
+    before = len(_entries(cli.home))
+    proc = subprocess.Popen([CUSTODY, "ingest", str(tmp_path / "clip.bin"), "--case", case_ref, "--exhibit",
+                             "LATE/1", "--officer", "DC L", "--json"], env=cli.env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    out, err = proc.communicate(timeout=120)  # both pipes reached end-of-file: nothing holds them any more
+    assert proc.returncode == 0, err
+    assert json.loads(out)["objects"][0]["size"] == 4096
+    assert settle(cli.home / "stack", timeout=30)
+    (rec,) = _since(cli.home, before, 1)
+    assert rec["command"] == "ingest" and rec["status"] == 0 and rec["detached"] is True
+    report = cli.json("verify", "--case", case_ref, "--exhibit", "LATE/1")
+    (ex,) = report["exhibits"]  # type: ignore[index]
+    assert ex["result"] == "PASS" and ex["logged_length"] == ex["events"] >= 2, ex
+    listed = cli.run("exhibit", "list", "--case", case_ref)  # appends nothing: nothing to finish
+    assert listed.returncode == 0
 
 
 def test_a_terminal_user_is_prompted_through_the_server(cli: Cli) -> None:
@@ -109,7 +148,7 @@ def test_a_terminal_user_is_prompted_through_the_server(cli: Cli) -> None:
         else:
             settings.write_bytes(kept)
     assert f"case {ref} created".encode() in seen, seen
-    assert [e["command"] for e in _entries(cli.home)[before:]] == ["case"]
+    assert [e["command"] for e in _since(cli.home, before, 1)] == ["case"]
     assert remembered == "DC Terminal"  # the answer typed on the terminal reached the command
 
 
@@ -133,8 +172,8 @@ def test_ctrl_c_reaches_the_command(cli: Cli, case_ref: str, tmp_path: Path) -> 
     proc.send_signal(signal.SIGINT)
     _out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
+    assert _record_of(cli.home, child)["status"] == 130  # reaped: it finished what it had appended, and ended
     assert not Path(f"/proc/{child}").exists()
-    assert [e["status"] for e in _entries(cli.home) if e["pid"] == child] == [130]
 
 
 def test_a_killed_launcher_takes_its_command_with_it(cli: Cli, case_ref: str, tmp_path: Path) -> None:
@@ -143,7 +182,7 @@ def test_a_killed_launcher_takes_its_command_with_it(cli: Cli, case_ref: str, tm
     proc.wait(10)
     wait_for(lambda: not Path(f"/proc/{child}").exists(), 10, "the command to die with its launcher")
     cli.run("exhibit", "list", "--case", case_ref)  # the next command is served (the dead one was reaped first)
-    assert [e["status"] for e in _entries(cli.home) if e["pid"] == child] == [-signal.SIGKILL]
+    assert _record_of(cli.home, child)["status"] == -signal.SIGKILL
 
 
 def test_changed_code_is_never_run_from_memory(cli: Cli, case_ref: str) -> None:
@@ -163,7 +202,7 @@ def test_changed_code_is_never_run_from_memory(cli: Cli, case_ref: str) -> None:
     assert _server_pid(cli) == server  # re-executed in place
     assert len([e for e in _entries(cli.home)[before:] if e["command"] == "exhibit"]) == 0
     cli.run("exhibit", "list", "--case", case_ref)
-    assert [e["command"] for e in _entries(cli.home)[before:]][-1] == "exhibit"
+    assert _since(cli.home, before, 1)[-1]["command"] == "exhibit"
 
 
 def test_a_limit_the_server_cannot_honour_runs_the_command_in_its_own_process(cli: Cli, case_ref: str) -> None:
@@ -201,7 +240,7 @@ def test_ctrl_z_stops_the_command_and_fg_resumes_it(cli: Cli, case_ref: str, tmp
 
 def test_a_search_path_that_finds_other_code_is_declined(tmp_path: Path) -> None:
     """Pure: the rule the server applies to the launcher's sys.path."""
-    from pipeline.cli.command_server import _path_conflict
+    from pipeline.cli.command_checks import path_conflict as _path_conflict
 
     theirs_dir, mine_dir, same = tmp_path / "theirs", tmp_path / "mine", tmp_path / "same"
     for d in (theirs_dir, mine_dir, same):

@@ -3,7 +3,10 @@ environment, working directory, umask, resource limits, process group) and runs 
 
 It starts the command only on the launcher's go-ahead (sent once the launcher knows its pid, so a launcher
 that gave up never sees its command run twice), and kills itself and its process group when the launcher
-hangs up: a killed `custody` takes its command with it, as it would without the server.
+hangs up: a killed `custody` takes its command with it, as it would without the server. Once the command is
+over it reports the exit code and, if work is left for after the command (`pipeline.cli.finishing`), first
+detaches: it takes the finishing lock, tells the server (the `note` pipe: its launcher leaving is then no
+kill), and points its standard streams at /dev/null and the stack's `commands.after.log`.
 """
 
 from __future__ import annotations
@@ -15,23 +18,48 @@ import resource
 import signal
 import socket
 import sys
+import threading
 import time
+from pathlib import Path
 from typing import Any, NoReturn
 
+#: how long a command waits for the previous one's round (`finishing`) before it starts anyway
+FINISH_WAIT_S = 10.0
+AFTER_LOG = "commands.after.log"  # what a detached child still says (a late warning), in the stack folder
 
-def run_child(conn: socket.socket, header: dict[str, Any], fds: list[int], inherited: list[Any]) -> NoReturn:
+
+def run_child(conn: socket.socket, header: dict[str, Any], fds: list[int], inherited: list[Any], note: int,
+              stack_dir: Path) -> NoReturn:
     """Become the launcher's command and run it; never returns (a child must not fall back into the server)."""
     code = 70
     try:
-        _become_command(conn, header, fds, inherited)
+        released = _become_command(conn, header, fds, inherited)
+        from pipeline.cli import finishing
+
+        finishing.settle(stack_dir, timeout=FINISH_WAIT_S)  # the previous command's round is done first
+        detached = False
+
+        def detach() -> None:
+            nonlocal detached
+            finishing.hold(stack_dir)
+            os.write(note, b"d")
+            released.set()  # the launcher leaving from now on is expected: no kill
+            null = os.open(os.devnull, os.O_RDWR)
+            late = os.open(stack_dir / AFTER_LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            for target, fd in ((0, null), (1, null), (2, late)):
+                os.dup2(fd, target)
+            os.close(null)
+            os.close(late)
+            detached = True
 
         def report(rc: int) -> None:
             with contextlib.suppress(OSError):
-                conn.sendall(json.dumps({"exit": rc}).encode() + b"\n")
+                conn.sendall(json.dumps({"exit": rc, "detached": detached}).encode() + b"\n")
 
         from pipeline.cli.main import run_in_child
 
-        run_in_child(report)
+        finishing.serve_later()
+        run_in_child(report, detach)
     except BaseException as exc:  # noqa: BLE001 - a child must never fall back into the server loop
         with contextlib.suppress(Exception):
             os.write(2, f"custody: the command could not start in the command server: {type(exc).__name__}: "
@@ -40,11 +68,12 @@ def run_child(conn: socket.socket, header: dict[str, Any], fds: list[int], inher
         os._exit(code)
 
 
-def _become_command(conn: socket.socket, header: dict[str, Any], fds: list[int], inherited: list[Any]) -> None:
-    """Turn this fork into the process the launcher would have been, then wait for its go-ahead."""
+def _become_command(conn: socket.socket, header: dict[str, Any], fds: list[int], inherited: list[Any]
+                    ) -> threading.Event:
+    """Turn this fork into the process the launcher would have been, then wait for its go-ahead; returns the
+    event that, once set, lets the launcher go without taking the command with it."""
     import io
     import tempfile
-    import threading
 
     signal.set_wakeup_fd(-1)
     for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP):
@@ -88,6 +117,8 @@ def _become_command(conn: socket.socket, header: dict[str, Any], fds: list[int],
         os._exit(0)  # the launcher gave up before the go-ahead: nothing ran, it runs the command itself
     conn.settimeout(None)
 
+    released = threading.Event()
+
     def watch() -> None:
         """The launcher hanging up means it was killed: so is this command, as it would have been."""
         try:
@@ -95,8 +126,11 @@ def _become_command(conn: socket.socket, header: dict[str, Any], fds: list[int],
                 pass
         except OSError:
             pass
+        if released.is_set():
+            return  # it left after the report, as it should
         with contextlib.suppress(OSError):
             os.killpg(0, signal.SIGKILL)
         os.kill(os.getpid(), signal.SIGKILL)
 
     threading.Thread(target=watch, name="launcher-watch", daemon=True).start()
+    return released

@@ -108,9 +108,13 @@ def _lock_held(stack_dir: Path) -> bool:
 
 
 def stop(stack_dir: Path) -> bool:
-    """Stop taking commands (running ones finish in their own processes); False if none was running."""
+    """Stop taking commands (running ones finish in their own processes); False if none was running.
+    Commands still finishing their transparency-log round (`finishing`) are waited for first, so the
+    services they need are stopped only after them."""
+    from pipeline.cli.finishing import settle
     from pipeline.ops.processes import kill
 
+    settle(stack_dir)
     st = _state(stack_dir)
     if st is None:
         return False

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.cli.argv import command_named
+from pipeline.cli.command_checks import code_changed, code_files, loaded_top_level, path_conflict
 from pipeline.cli.launcher import PROTOCOL, SOCKET_NAME, peer_uid
 
 MODULE = "pipeline.cli.command_server"
@@ -74,65 +75,6 @@ def _preload(log: Any) -> list[str]:
     return missing
 
 
-def _code_files() -> dict[str, tuple[int, int]]:
-    """Every loaded module file with (mtime_ns, size): changed code must not run from stale memory."""
-    out: dict[str, tuple[int, int]] = {}
-    for mod in list(sys.modules.values()):
-        path = getattr(mod, "__file__", None)
-        if isinstance(path, str) and path not in out:
-            with contextlib.suppress(OSError):
-                st = os.stat(path)
-                out[path] = (st.st_mtime_ns, st.st_size)
-    return out
-
-
-def _code_changed(files: dict[str, tuple[int, int]]) -> bool:
-    for path, sig in files.items():
-        try:
-            st = os.stat(path)
-        except OSError:
-            return True
-        if (st.st_mtime_ns, st.st_size) != sig:
-            return True
-    return False
-
-
-def _loaded_top_level() -> dict[str, str]:
-    """Top-level module name -> the real path of the file it was loaded from."""
-    out = {}
-    for name, mod in list(sys.modules.items()):
-        path = getattr(mod, "__file__", None)
-        if "." not in name and isinstance(path, str):
-            out[name] = os.path.realpath(path)
-    return out
-
-
-def _top_level_names(folder: str) -> set[str]:
-    try:
-        entries = os.listdir(folder)
-    except OSError:
-        return set()
-    return {e.split(".", 1)[0] if e.endswith((".py", ".so", ".pyc")) else e for e in entries}
-
-
-def _path_conflict(theirs: list[str], mine: list[str], loaded: dict[str, str]) -> str:
-    real = {d: os.path.realpath(d) for d in {*theirs, *mine}}
-    mine_real, theirs_real = {real[d] for d in mine}, {real[d] for d in theirs}
-    for d in theirs:
-        if real[d] in mine_real:
-            continue
-        for name in _top_level_names(d) & loaded.keys():
-            if not loaded[name].startswith(real[d] + os.sep):
-                return f"module search path: {d} holds another {name}"
-    for d in mine:
-        if real[d] in theirs_real:
-            continue
-        for name, file in loaded.items():
-            if file.startswith(real[d] + os.sep):
-                return f"module search path: {name} is loaded from {d}, which the launcher does not search"
-    return ""
-
-
 def _thread_count() -> int:
     try:
         return len(os.listdir("/proc/self/task"))
@@ -147,7 +89,9 @@ class _Server:
         self.stack_dir = stack_dir
         self.path = stack_dir / SOCKET_NAME
         self.package = os.path.dirname(os.path.abspath(sys.modules["pipeline"].__file__ or ""))
-        self.children: dict[int, tuple[socket.socket, str, float]] = {}
+        # pid -> (the launcher's connection, command word, start, read end of the child's `note` pipe)
+        self.children: dict[int, tuple[socket.socket, str, float, int]] = {}
+        self.detached: set[int] = set()  # children that reported and finish their round on their own
         self.paths: dict[tuple[str, ...], str] = {}
         self.stale = False
         self.stopping = False
@@ -173,7 +117,7 @@ class _Server:
         if _thread_count() != 1:
             self.log("refusing to serve: importing started threads, so forking would be unsafe")
             return 1
-        self.code = _code_files()
+        self.code = code_files()
         rfd, wfd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(wfd)
         for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -278,7 +222,7 @@ class _Server:
             mine = resource.getrlimit(lim)[1]
             if mine != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or hard > mine):
                 return f"resource limit {name}"
-        if _code_changed(self.code):
+        if code_changed(self.code):
             return "code changed"
         return ""
 
@@ -288,21 +232,24 @@ class _Server:
         server searches that the server loaded a module from. Remembered per path."""
         key = tuple(path)
         if key not in self.paths:
-            self.paths[key] = _path_conflict(path, sys.path, _loaded_top_level())
+            self.paths[key] = path_conflict(path, sys.path, loaded_top_level())
         return self.paths[key]
 
     def _fork(self, conn: socket.socket, header: dict[str, Any], fds: list[int]) -> None:
         word = command_named(list(header.get("argv", [])[1:])) or "-"
+        note_r, note_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)  # the child writes "d" when it detaches
         pid = os.fork()
         if pid == 0:  # the child: never returns
             from pipeline.cli.command_child import run_child
 
-            run_child(conn, header, fds, self.closing_in_child())
+            os.close(note_r)
+            run_child(conn, header, fds, self.closing_in_child(), note_w, self.stack_dir)
+        os.close(note_w)
         with contextlib.suppress(OSError):
             os.setpgid(pid, pid)  # also done by the child: whichever runs first, signals reach its group
         conn.settimeout(None)
         self.children[pid] = (conn, word if word.isidentifier() or word.replace("-", "").isalnum() else "?",
-                              time.monotonic())
+                              time.monotonic(), note_r)
         try:
             conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
         except OSError:
@@ -311,14 +258,19 @@ class _Server:
     def _settle_orphans(self) -> None:
         """Finish off commands whose launcher was killed before starting another: a killed `custody` is gone
         before the next one runs (a resumed upload must not meet the killed one still holding its journal),
-        as it would be without the server. Each child kills itself on the hang-up too; this makes it ordered."""
-        for pid, (conn, _w, _t) in list(self.children.items()):
+        as it would be without the server. Each child kills itself on the hang-up too; this makes it ordered.
+        A child that reported its exit and detached (see `pipeline.cli.finishing`) is finishing, not orphaned."""
+        for pid, (conn, _w, _t, note) in list(self.children.items()):
+            if pid in self.detached:
+                continue
             try:
                 gone = conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
             except BlockingIOError:
                 continue
             except OSError:
                 gone = True
+            if gone and self._detached(pid, note):
+                continue
             if gone:
                 with contextlib.suppress(OSError):
                     os.killpg(pid, signal.SIGKILL)
@@ -326,10 +278,21 @@ class _Server:
                     _, status, usage = os.wait4(pid, 0)
                     self._reaped(pid, status, usage)
 
+    def _detached(self, pid: int, note: int) -> bool:
+        try:
+            said = os.read(note, 1) == b"d"
+        except OSError:  # BlockingIOError: it has not (yet)
+            said = False
+        if said:
+            self.detached.add(pid)
+        return said
+
     def closing_in_child(self) -> list[Any]:
-        """What a child must close at once: the listener, wake-up pipe, lock, log, other commands' sockets."""
+        """What a child must close at once: the listener, wake-up pipe, lock, log, other commands' sockets and
+        note pipes."""
         rfd, wfd, sel = self.wake
-        return [sel, rfd, wfd, self.lock, self.listener, self.logf, *(c for c, _w, _t in self.children.values())]
+        return [sel, rfd, wfd, self.lock, self.listener, self.logf,
+                *(c for c, _w, _t, _n in self.children.values()), *(n for _c, _w, _t, n in self.children.values())]
 
     def _reap(self) -> None:
         while self.children:
@@ -342,10 +305,14 @@ class _Server:
             self._reaped(pid, status, usage)
 
     def _reaped(self, pid: int, status: int, usage: resource.struct_rusage) -> None:
-        conn, word, t0 = self.children.pop(pid, (None, "?", time.monotonic()))
+        conn, word, t0, note = self.children.pop(pid, (None, "?", time.monotonic(), -1))
+        detached = pid in self.detached or (note >= 0 and self._detached(pid, note))
+        self.detached.discard(pid)
+        if note >= 0:
+            os.close(note)
         rus = {"utime": usage.ru_utime, "stime": usage.ru_stime, "maxrss_kb": usage.ru_maxrss}
         self.record({"pid": pid, "command": word, "status": os.waitstatus_to_exitcode(status),
-                     "wall_s": round(time.monotonic() - t0, 3), **rus})
+                     "wall_s": round(time.monotonic() - t0, 3), "detached": detached, **rus})
         if conn is not None:
             with contextlib.suppress(OSError):
                 conn.sendall(json.dumps({"status": status, "rusage": rus}).encode() + b"\n")

@@ -25,13 +25,12 @@ ExhibitOpt = Annotated[str, typer.Option("--exhibit", help="Exhibit reference, e
 
 
 def evidence() -> Evidence:
-    import atexit
-
+    from pipeline.cli.finishing import after_command
     from pipeline.evidence import Evidence
     from pipeline.settings import load_settings
 
     ev = Evidence(load_settings())
-    atexit.register(ev.flush)  # what this command appended reaches the transparency log before it exits
+    after_command(ev.flush)  # what this command appended reaches the transparency log as the command ends
     return ev
 
 

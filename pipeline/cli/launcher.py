@@ -27,7 +27,7 @@ from pipeline.cli.argv import command_named
 #: `cameras` are long-lived services (and import Prefect, which the server does not hold)
 IN_PROCESS = frozenset({"stack", "serve", "cameras"})
 SOCKET_NAME = "commands.sock"
-PROTOCOL = 1
+PROTOCOL = 2  # 2: a child may report {'exit', 'detached': true} and finish after the launcher left
 _OFF = frozenset({"0", "false", "no", "off"})
 _FORWARDED = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGWINCH")
 
@@ -182,7 +182,8 @@ def _forward_signals(pid: int) -> None:
 
 
 def _await(reader: object) -> dict[str, object]:
-    """Read the child's and the server's reports until the connection closes; the server's wins."""
+    """Read the child's and the server's reports until the connection closes; the server's wins. A child
+    that detached (its command is over; it finishes the transparency-log round on its own) is not waited for."""
     import json
 
     outcome: dict[str, object] = {}
@@ -200,6 +201,8 @@ def _await(reader: object) -> dict[str, object]:
         if isinstance(msg, dict):
             if "status" in msg or "exit" not in outcome:
                 outcome.update(msg)
+            if msg.get("detached") is True and "exit" in msg:
+                break
     return outcome
 
 

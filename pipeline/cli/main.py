@@ -11,6 +11,7 @@ redaction rule (`access.redact`), as every error message is.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import sys
@@ -187,15 +188,16 @@ def run() -> None:
     leave(code)
 
 
-def run_in_child(report: Callable[[int], None]) -> NoReturn:
+def run_in_child(report: Callable[[int], None], detach: Callable[[], None]) -> NoReturn:
     """`run` inside a command server's child: the same command and exit, the code also `report`ed to the
-    launcher before leaving (the child must never return into the server's loop)."""
+    launcher before leaving (the child must never return into the server's loop). Work left for after the
+    command (`pipeline.cli.finishing`) runs after the report, once `detach` has let the launcher go."""
     pause_collector_at_start()
     code = _exit_code_of(main)
     # what interpreter shutdown does before atexit: stop thread pools (their `_register_atexit` hooks) and
     # wait for the other non-daemon threads
     threading._shutdown()  # type: ignore[attr-defined]
-    leave(code, report)
+    leave(code, report, detach)
 
 
 def _exit_code_of(fn: Callable[[], None]) -> object:
@@ -208,8 +210,10 @@ def _exit_code_of(fn: Callable[[], None]) -> object:
     return 0
 
 
-def leave(code: object, report: Callable[[int], None] | None = None) -> NoReturn:
-    """atexit handlers, flushed streams, then `os._exit` with `code` (text is printed, exit 1)."""
+def leave(code: object, report: Callable[[int], None] | None = None,
+          detach: Callable[[], None] | None = None) -> NoReturn:
+    """atexit handlers, flushed streams, then `os._exit` with `code` (text is printed, exit 1); with `report`
+    (a served child) the code is reported first and the `after_command` work done after it."""
     import atexit
 
     atexit._run_exitfuncs()
@@ -222,5 +226,17 @@ def leave(code: object, report: Callable[[int], None] | None = None) -> NoReturn
     except (BrokenPipeError, ValueError):
         code = code or 1
     if report is not None:
+        from pipeline.cli.finishing import take_later
+
+        later = take_later()
+        if later and detach is not None:
+            detach()
         report(int(code or 0))
+        for fn in later:
+            try:
+                fn()
+            except Exception as exc:  # noqa: BLE001 - as atexit would: say so, the exit code is given
+                sys.stderr.write(f"custody: after the command: {type(exc).__name__}: {exc}\n")
+        with contextlib.suppress(OSError, ValueError):
+            sys.stderr.flush()
     os._exit(code or 0)
