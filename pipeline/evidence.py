@@ -12,6 +12,7 @@ import io
 import json
 import mimetypes
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,14 @@ class Evidence:
     def ensure_exhibit(self, case_ref: str, exhibit_ref: str, officer: str, actor: Actor,
                        description: str = "", create_case: bool = True) -> tuple[Case, Exhibit]:
         """Find or create the exhibit; creating it writes the chain's first event and the case log entry."""
+        case, ex, commit = self.exhibit_ahead(case_ref, exhibit_ref, officer, actor, description, create_case)
+        return commit() if commit is not None else (case, ex)
+
+    def exhibit_ahead(self, case_ref: str, exhibit_ref: str, officer: str, actor: Actor, description: str = "",
+                      create_case: bool = True) -> tuple[Case, Exhibit, Callable[[], tuple[Case, Exhibit]] | None]:
+        """The case, the exhibit (found, or planned with its id) and, for a new one, the call that records it
+        (None when it exists). An intake may send bytes meanwhile, but must store or record nothing under the
+        exhibit until that call has returned the same exhibit (another creator may have won the reference)."""
         case = self.locate_case(case_ref)
         if case is None:
             if not create_case:
@@ -91,13 +100,18 @@ class Evidence:
         known = self._exhibit_in(case, exhibit_ref)
         if known is not None:
             self.cases.ensure_member(case, known, actor)
-            return case, known
-        ex, created = self.catalog.create_exhibit(case, exhibit_ref, officer, description)
-        if created:
-            self.log.append(case.brief(), ex.brief(), actor=actor, action="exhibit_created",
-                            parameters={"officer": ex.officer, "description": ex.description})
-        self.cases.ensure_member(case, ex, actor, new=created)
-        return case, ex
+            return case, known, None
+        planned = self.catalog.plan_exhibit(case, exhibit_ref, officer, description)
+
+        def commit() -> tuple[Case, Exhibit]:
+            ex, created = self.catalog.create_exhibit(case, exhibit_ref, officer, description, planned=planned)
+            if created:
+                self.log.append(case.brief(), ex.brief(), actor=actor, action="exhibit_created",
+                                parameters={"officer": ex.officer, "description": ex.description})
+            self.cases.ensure_member(case, ex, actor, new=created)
+            return case, ex
+
+        return case, planned, commit
 
     def _json(self, key: str, hidden_too: bool = True) -> dict[str, Any] | None:
         """A catalogue object, or (when a delete marker hides it) the version it hides: caches can't hide things."""

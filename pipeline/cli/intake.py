@@ -34,15 +34,21 @@ def ingest(files: Annotated[list[Path], typer.Argument(help="Files or directorie
 def _local(paths: list[Path], case: str, exhibit: str, officer: str, description: str, source: str,
            params: dict[str, Any], algorithms: tuple[str, ...], limit_mb_s: float | None, json_out: bool) -> None:
     from pipeline.intake.files import walk_sources
-    from pipeline.intake.upload import ensure_exhibit_committed
+    from pipeline.intake.upload import ExhibitAhead
     from pipeline.settings import load_settings
 
     walk = walk_sources(paths, load_settings().home)
     ev = evidence()
     who = actor_for(ev, officer, "officer")
     early: list[str] = []
-    c, e = ensure_exhibit_committed(ev, case, exhibit, officer, who, description, early)
-    results, others, warnings = store_walk(ev, c, e, walk, source, params, algorithms, who, limit_mb_s)
+    ahead = ExhibitAhead(ev, case, exhibit, officer, who, description, early)  # a new one is recorded meanwhile
+    try:
+        results, others, warnings = store_walk(ev, ahead.case, ahead.exhibit, walk, source, params, algorithms,
+                                               who, limit_mb_s, ready=ahead.ready)
+        ahead.ready()  # an empty walk still records the exhibit, as before
+    finally:
+        ahead.settle()
+    c, e = ahead.case, ahead.exhibit
     warnings = early + warnings
     if json_out:
         emit_json({"case": c.ref, "case_id": c.id, "exhibit": e.ref, "exhibit_id": e.id, "objects": results,
@@ -56,10 +62,12 @@ def _algorithms(also_hash: str) -> tuple[str, ...]:
 
 
 def store_walk(ev: Any, c: Any, e: Any, walk: Any, source: str, params: dict[str, Any],
-               algorithms: tuple[str, ...], who: Any, limit_mb_s: float | None = None
+               algorithms: tuple[str, ...], who: Any, limit_mb_s: float | None = None,
+               ready: Callable[[], None] | None = None
                ) -> tuple[list[dict[str, Any]], list[dict[str, str]], list[str]]:
     """Each regular file through the one intake path; links and refusals recorded once, in one event.
 
+    `ready` (`ExhibitAhead.ready`) is called before anything is stored or recorded under the exhibit.
     Returns (results, items not stored, warnings).
     """
     from pipeline.intake.card import CardItems
@@ -99,7 +107,7 @@ def store_walk(ev: Any, c: Any, e: Any, walk: Any, source: str, params: dict[str
                                               "submitted_name": escape_invisible(item.name)})
                 with same_bytes(sha):
                     r = store_original(ev, c, e, pinned, o, actor=who, algorithms=algorithms, progress=adv,
-                                       limit_mb_s=limit_mb_s, expected_sha256=sha).as_dict()
+                                       limit_mb_s=limit_mb_s, expected_sha256=sha, ready=ready).as_dict()
         except Changed as exc:
             others.append({**item.as_record(), "status": "refused_changed", "message": str(exc)})
             return None
@@ -110,6 +118,8 @@ def store_walk(ev: Any, c: Any, e: Any, walk: Any, source: str, params: dict[str
 
     try:
         results = [r for r in each_with_progress(walk.files, one, SMALL_FILE_WORKERS) if r is not None]
+        if ready is not None:
+            ready()
         new = [o for o in others if not card.recorded(o)]
         for i in range(0, len(new), 500):  # bounded events, however hostile the card
             ev.record(c, e, "items_not_stored", actor=who, parameters={**params, "source": source},

@@ -155,14 +155,21 @@ class Catalog:
             raise NotFoundError(f"exhibit {ref!r} does not exist in case {case.ref!r}")
         return ex
 
-    def create_exhibit(self, case: Case, ref: str, officer: str, description: str = "") -> tuple[Exhibit, bool]:
+    def plan_exhibit(self, case: Case, ref: str, officer: str, description: str = "") -> Exhibit:
+        """The record `create_exhibit` would write for a new exhibit (validated, a fresh id), without writing."""
+        return Exhibit(new_id("exh"), case.id, validate_exhibit_ref(ref), validate_officer(officer),
+                       clean_human_text(description, "description", 500), utcnow())
+
+    def create_exhibit(self, case: Case, ref: str, officer: str, description: str = "",
+                       planned: Exhibit | None = None) -> tuple[Exhibit, bool]:
+        """Find the exhibit or write it (`planned`, when given, is the record to write); True if written here.
+        The index entry is the commit point: of two creators at once, the second gets the first's exhibit."""
         ref = validate_exhibit_ref(ref)
         officer = validate_officer(officer)
         existing = self.find_exhibit(case, ref)
         if existing:
             return existing, False
-        ex = Exhibit(new_id("exh"), case.id, ref, officer, clean_human_text(description, "description", 500),
-                     utcnow())
+        ex = planned or self.plan_exhibit(case, ref, officer, description)
         self.store.put_bytes(self.bucket, f"exhibits/{ex.id}/exhibit.json", json.dumps(asdict(ex)).encode(),
                              if_absent=True, lock=True)
         try:

@@ -145,11 +145,14 @@ def read_part(f: BinaryIO, digests: Digests, n: int) -> bytearray:
 
 def resumable_put(store: EvidenceStore, journal: Journal, path: Path, headers: dict[str, str], *,
                   algorithms: tuple[str, ...] = ("sha256",), progress: Progress | None = None,
-                  expected_sha256: str | None = None, limiter: RateLimiter | None = None) -> tuple[StoredObject, int]:
-    """Multipart upload that continues a journaled one; returns (object, parts reused)."""
+                  expected_sha256: str | None = None, limiter: RateLimiter | None = None,
+                  before_complete: Callable[[], None] | None = None) -> tuple[StoredObject, int]:
+    """Multipart upload that continues a journaled one; returns (object, parts reused). `before_complete` runs
+    once every part is sent, before the upload becomes an object; what it raises aborts the upload."""
     for _attempt in range(2):
         try:
-            return _resumable_once(store, journal, path, headers, algorithms, progress, expected_sha256, limiter)
+            return _resumable_once(store, journal, path, headers, algorithms, progress, expected_sha256, limiter,
+                                   before_complete)
         except _Restart:
             if journal.upload_id:
                 store.multipart(journal.bucket, journal.key, headers, journal.upload_id).abort()
@@ -162,13 +165,16 @@ def resumable_put(store: EvidenceStore, journal: Journal, path: Path, headers: d
 
 def _resumable_once(store: EvidenceStore, journal: Journal, path: Path, headers: dict[str, str],
                     algorithms: tuple[str, ...], progress: Progress | None, expected_sha256: str | None,
-                    limiter: RateLimiter | None) -> tuple[StoredObject, int]:
+                    limiter: RateLimiter | None, before_complete: Callable[[], None] | None = None
+                    ) -> tuple[StoredObject, int]:
     mp = store.multipart(journal.bucket, journal.key, headers, journal.upload_id)
     server = {}
     if journal.upload_id:
         try:
             server = mp.server_parts()
         except ObjectNotFound:
+            if before_complete is not None:
+                before_complete()  # adopting a completed upload records it: the exhibit must be recorded first
             adopted = _adopt_completed(store, journal, path, algorithms, progress)
             if adopted is not None:
                 return adopted
@@ -212,6 +218,12 @@ def _resumable_once(store: EvidenceStore, journal: Journal, path: Path, headers:
         mp.abort()
         raise IntegrityError(f"SHA-256 mismatch for {journal.key}: declared {expected_sha256.lower()}, read "
                              f"{digests.sha256}; nothing was stored — the file changed during upload?")
+    if before_complete is not None:
+        try:
+            before_complete()
+        except BaseException:
+            mp.abort()
+            raise
     version_id, etag, expected_etag = mp.complete(etags)
     obj = StoredObject(journal.bucket, journal.key, version_id, digests.sha256, digests.size, digests.hexdigests(),
                        headers.get("Content-Type", "application/octet-stream"))

@@ -25,7 +25,7 @@ from typing import Any, BinaryIO
 from hashing.stream import Digests, hash_file
 from pipeline.custody.actor import Actor
 from pipeline.custody.catalog import Case, Exhibit
-from pipeline.errors import IntegrityError
+from pipeline.errors import ChainConflict, IntegrityError
 from pipeline.evidence import Evidence
 from pipeline.intake.dedupe import HashIndex
 from pipeline.intake.mediainfo import HEAD_BYTES, MediaReport, content_type_of, inspect_file, inspect_media
@@ -68,11 +68,12 @@ def repair_local_state(home: Path) -> list[str]:
     return [f"removed {removed} temporary file(s) an earlier run left in {home} (disk full then?)"] if removed else []
 
 
-def ensure_exhibit_committed(ev: Evidence, case_ref: str, exhibit_ref: str, officer: str, actor: Actor,
-                             description: str, warnings: list[str]) -> tuple[Case, Exhibit]:
-    """`ev.ensure_exhibit`, honest about a local failure (the witness file) once the exhibit is recorded in S3."""
+def _committed(ev: Evidence, case_ref: str, exhibit_ref: str, make: Callable[[], tuple[Case, Exhibit]],
+               warnings: list[str]) -> tuple[Case, Exhibit]:
+    """`make()` (the exhibit's record), honest about a local failure (the witness file) once the exhibit is
+    recorded in S3: a warning, not a failure."""
     try:
-        return ev.ensure_exhibit(case_ref, exhibit_ref, officer, actor, description)
+        return make()
     except OSError as exc:
         case = ev.catalog.find_case(case_ref)
         ex = case and ev.catalog.find_exhibit(case, exhibit_ref)
@@ -83,6 +84,37 @@ def ensure_exhibit_committed(ev: Evidence, case_ref: str, exhibit_ref: str, offi
         return case, ex
 
 
+class ExhibitAhead:
+    """The exhibit a local intake adds to, recorded (when new) in the background while the first bytes are sent.
+
+    Recording a new exhibit is ~8 sequential requests (record, index, keys, first event, case log), as long as
+    sending 10 MB on loopback; parts of a multipart upload may go meanwhile, since nothing is an object until
+    the upload completes. `ready()` waits for the record and must be called before anything is stored or
+    recorded under the exhibit; if another intake created the same reference at that moment, it raises and
+    the parts are discarded (abort), so nothing is ever stored under an exhibit id that lost.
+    """
+
+    def __init__(self, ev: Evidence, case_ref: str, exhibit_ref: str, officer: str, actor: Actor,
+                 description: str, warnings: list[str]) -> None:
+        self.case, self.exhibit, commit = ev.exhibit_ahead(case_ref, exhibit_ref, officer, actor, description)
+        self._pending = None if commit is None else _Background(
+            _committed, ev, case_ref, exhibit_ref, commit, warnings)
+
+    def ready(self) -> None:
+        """Wait until the exhibit is recorded; raise if it could not be, or another intake's won the reference."""
+        if self._pending is None:
+            return
+        _case, ex = self._pending.result()
+        if ex.id != self.exhibit.id:
+            raise ChainConflict(f"exhibit {ex.ref} was created by another intake at the same moment; nothing was "
+                                "stored: run the upload again to add to it")
+
+    def settle(self) -> None:
+        """Wait for the background record whatever happened (before the command exits), raising nothing."""
+        if self._pending is not None:
+            self._pending.wait()
+
+
 def offer(name: str, source: str, parameters: dict[str, Any] | None = None) -> Offer:
     """The usual offer: the submitted name, and which door (`local-file`, `field-upload`, `api-upload`)."""
     return Offer(name, {"source": source, "submitted_name": name, **(parameters or {})})
@@ -91,13 +123,16 @@ def offer(name: str, source: str, parameters: dict[str, Any] | None = None) -> O
 def store_original(ev: Evidence, case: Case, exhibit: Exhibit, path: Path, offer: Offer, *, actor: Actor,
                    algorithms: tuple[str, ...] = ("sha256",), progress: Progress | None = None,
                    limit_mb_s: float | None = None, expected_sha256: str | None = None,
-                   media: MediaReport | None = None, resumable: bool = True) -> UploadResult:
+                   media: MediaReport | None = None, resumable: bool = True,
+                   ready: Callable[[], None] | None = None) -> UploadResult:
     """Store one local file as an original (the path every local intake takes).
 
     `media` skips the probe when the caller already knows what the file is (a camera segment, hashed
     and classified at first contact); `expected_sha256` is a hash taken at first contact, checked
     while sending. Files of a part or more are resumable through a journal unless `resumable=False`.
+    `ready` (`ExhibitAhead.ready`) is called before anything is stored or recorded under the exhibit.
     """
+    ready = ready or _nothing
     st = path.stat()
     # Classifying (ffprobe, EXIF: a process start, ~0.1-0.3 s) only reads the file's head: do it while the
     # bytes are sent, not before (a fixed cost that made short uploads ~20 % slower than the transfer).
@@ -114,9 +149,11 @@ def store_original(ev: Evidence, case: Case, exhibit: Exhibit, path: Path, offer
         if existing:
             if progress:
                 progress(st.st_size)
+            ready()
             return link_duplicate(ev, case, exhibit, existing, offer, media_report(), actor)
     part_size = ev.store.settings.part_size_mb * 1024 * 1024
     if st.st_size < part_size or not resumable or offer.key:
+        ready()
         obj = put_original(ev, exhibit, path, offer, expected_sha256=expected, algorithms=algorithms,
                            progress=progress)
         return record_original(ev, case, exhibit, obj, offer, media_report(), actor)
@@ -131,12 +168,21 @@ def store_original(ev: Evidence, case: Case, exhibit: Exhibit, path: Path, offer
         with open(path, "rb") as f:
             ctype = content_type_of(f.read(HEAD_BYTES))
         headers = ev.store.object_headers(ctype, meta, lock=True)
-        obj, reused = resumable_put(ev.store, journal, path, headers, algorithms=algorithms, progress=progress,
-                                    expected_sha256=expected, limiter=RateLimiter(limit_mb_s))
+        try:
+            obj, reused = resumable_put(ev.store, journal, path, headers, algorithms=algorithms, progress=progress,
+                                        expected_sha256=expected, limiter=RateLimiter(limit_mb_s),
+                                        before_complete=ready)
+        except ChainConflict:
+            jpath.unlink(missing_ok=True)  # its upload was aborted: nothing to resume
+            raise
         result = record_original(ev, case, exhibit, obj, offer, media_report(), actor, reused)
         jpath.unlink(missing_ok=True)
     (jdir / f"{jid}.lock").unlink(missing_ok=True)
     return result
+
+
+def _nothing() -> None:
+    return None
 
 
 class _Background:
@@ -145,7 +191,7 @@ class _Background:
     def __init__(self, fn: Callable[..., Any], *args: Any) -> None:
         self._out: list[Any] = []
         self._err: list[BaseException] = []
-        self._thread = threading.Thread(target=self._run, args=(fn, *args), daemon=True, name="intake-probe")
+        self._thread = threading.Thread(target=self._run, args=(fn, *args), daemon=True, name="intake-background")
         self._thread.start()
 
     def _run(self, fn: Callable[..., Any], *args: Any) -> None:
@@ -153,6 +199,9 @@ class _Background:
             self._out.append(fn(*args))
         except BaseException as exc:  # noqa: BLE001 - handed to the caller of result()
             self._err.append(exc)
+
+    def wait(self) -> None:
+        self._thread.join()
 
     def result(self) -> Any:
         self._thread.join()
