@@ -163,6 +163,15 @@ def _slow_upload(cli: Cli, case_ref: str, tmp_path: Path, exhibit: str) -> tuple
                             stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     child = wait_for(lambda: next(iter(_children(server) - known), None), 30, "the server's child for the upload")
+
+    def sending() -> bool:  # the command runs (so the launcher gave the go-ahead and forwards signals)
+        for j in (cli.home / "uploads").glob("*.json"):
+            with contextlib.suppress(OSError, ValueError):
+                if json.loads(j.read_text()).get("source") == str(big.resolve()):
+                    return True
+        return False
+
+    wait_for(sending, 30, "the upload to start sending")
     assert proc.poll() is None, proc.communicate()
     return proc, child
 
