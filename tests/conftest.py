@@ -54,6 +54,9 @@ def cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
     c = Cli(home)
     c.run("stack", "up", "--no-prefect")
     yield c
+    from pipeline.custody.tlogrounds import finish_rounds
+
+    finish_rounds()  # in-process appenders' timer rounds end here, not against a stopped store
     c.run("stack", "down", check=False)
 
 
@@ -97,7 +100,9 @@ def evidence(settings_env: None):  # type: ignore[no-untyped-def]
     from pipeline.evidence import Evidence
     from pipeline.settings import load_settings
 
-    return Evidence(load_settings())
+    ev = Evidence(load_settings())
+    yield ev
+    ev.flush()  # what tests appended in-process reaches the log, as at the end of a command
 
 
 @pytest.fixture(scope="session")

@@ -159,3 +159,41 @@ def test_upload_completed_but_not_recorded_is_adopted(cli: Cli, case_ref: str, t
     assert rec["sha256"] == hashlib.sha256(f.read_bytes()).hexdigest()
     versions = list(raw_client.list_objects(obj.bucket, prefix=obj.key, include_version=True))
     assert len(versions) == 1
+
+
+def test_two_uploads_creating_one_exhibit_at_once_store_nothing_under_a_loser(cli: Cli, case_ref: str,
+                                                                              tmp_path: Path,
+                                                                              raw_client: Any) -> None:
+    """A new exhibit is recorded while the first parts are sent (`ExhibitAhead`). Uploads racing to create the
+    same reference all end with their file in the one exhibit that won (a loser aborts its parts and sends
+    again into the winner's); no object, part or event ever sits under an id that lost, and verify passes."""
+    from pipeline.custody.catalog import exhibit_index_key
+
+    files = []
+    for i in range(3):
+        f = tmp_path / f"clip{i}.bin"
+        f.write_bytes(os.urandom(12 * 1024 * 1024))  # multipart at 5 MiB parts: the record runs beside the parts
+        files.append(f)
+    env = {**cli.env, "CUSTODY_PART_SIZE_MB": "5"}
+    procs = [subprocess.Popen([CUSTODY, "upload", str(f), "--case", case_ref, "--exhibit", "RACE/1", "--officer",
+                               "DC Race", "--json"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for f in files]
+    outs = [(p.wait(120), *p.communicate()) for p in procs]
+    assert [code for code, _o, _e in outs] == [0, 0, 0], outs
+    stored = [json.loads(out) for _c, out, _e in outs]
+    view = cli.json("exhibit", "show", "--case", case_ref, "--exhibit", "RACE/1")
+    winner = view["exhibit_id"]  # type: ignore[index]
+    assert {s["exhibit_id"] for s in stored} == {winner}
+    case_id = view["case_id"]  # type: ignore[index]
+    idx = json.loads(raw_client.get_object("custody-custody", exhibit_index_key(case_id, "RACE/1")).read())
+    assert idx["id"] == winner
+    under_case = [o.object_name for o in raw_client.list_objects("custody-originals", prefix=f"{case_id}/",
+                                                                 recursive=True)]
+    assert under_case and all(k.split("/")[1] == winner for k in under_case), under_case
+    uploads = [u.object_name for u in raw_client._list_multipart_uploads("custody-originals",
+                                                                         prefix=f"{case_id}/").uploads]
+    assert uploads == []  # every part of a loser was aborted
+    ingested = [e for e in view["events"] if e["action"] == "ingested"]  # type: ignore[index]
+    assert len(ingested) == 3 and sorted(o["objects"][0]["sha256"] for o in stored) == sorted(
+        hashlib.sha256(f.read_bytes()).hexdigest() for f in files)
+    assert cli.json("verify", "--case", case_ref, "--exhibit", "RACE/1")["result"] == "PASS"  # type: ignore[index]

@@ -34,7 +34,7 @@ def ingest(files: Annotated[list[Path], typer.Argument(help="Files or directorie
 def _local(paths: list[Path], case: str, exhibit: str, officer: str, description: str, source: str,
            params: dict[str, Any], algorithms: tuple[str, ...], limit_mb_s: float | None, json_out: bool) -> None:
     from pipeline.intake.files import walk_sources
-    from pipeline.intake.upload import ExhibitAhead
+    from pipeline.intake.upload import ExhibitAhead, ExhibitRaceLost
     from pipeline.settings import load_settings
 
     walk = walk_sources(paths, load_settings().home)
@@ -42,13 +42,17 @@ def _local(paths: list[Path], case: str, exhibit: str, officer: str, description
     who = actor_for(ev, officer, "officer")
     early: list[str] = []
     ahead = ExhibitAhead(ev, case, exhibit, officer, who, description, early)  # a new one is recorded meanwhile
+    c, e = ahead.case, ahead.exhibit
     try:
-        results, others, warnings = store_walk(ev, ahead.case, ahead.exhibit, walk, source, params, algorithms,
-                                               who, limit_mb_s, ready=ahead.ready)
+        results, others, warnings = store_walk(ev, c, e, walk, source, params, algorithms, who, limit_mb_s,
+                                               ready=ahead.ready)
         ahead.ready()  # an empty walk still records the exhibit, as before
+    except ExhibitRaceLost:  # another intake created this reference meanwhile: add to its exhibit instead
+        ahead.settle()
+        c, e = ev.ensure_exhibit(case, exhibit, officer, who, description)
+        results, others, warnings = store_walk(ev, c, e, walk, source, params, algorithms, who, limit_mb_s)
     finally:
         ahead.settle()
-    c, e = ahead.case, ahead.exhibit
     warnings = early + warnings
     if json_out:
         emit_json({"case": c.ref, "case_id": c.id, "exhibit": e.ref, "exhibit_id": e.id, "objects": results,

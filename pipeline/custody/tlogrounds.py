@@ -27,13 +27,14 @@ EXIT_WAIT_S = 30.0
 _live: weakref.WeakSet[RoundTimer] = weakref.WeakSet()
 
 
-def _finish_rounds() -> None:
-    """At exit: let every round under way finish, start none (atexit, before daemon threads are cut off)."""
+def finish_rounds() -> None:
+    """At exit, or before a process stops the store it appends to: let every round under way finish, start
+    none (atexit, before daemon threads are cut off)."""
     for tl in list(_live):
         tl.close()
 
 
-atexit.register(_finish_rounds)
+atexit.register(finish_rounds)
 
 
 class RoundTimer:

@@ -84,14 +84,19 @@ def _committed(ev: Evidence, case_ref: str, exhibit_ref: str, make: Callable[[],
         return case, ex
 
 
+class ExhibitRaceLost(ChainConflict):
+    """Another intake created the same exhibit reference while this one was recording it; nothing was stored."""
+
+
 class ExhibitAhead:
     """The exhibit a local intake adds to, recorded (when new) in the background while the first bytes are sent.
 
     Recording a new exhibit is ~8 sequential requests (record, index, keys, first event, case log), as long as
     sending 10 MB on loopback; parts of a multipart upload may go meanwhile, since nothing is an object until
     the upload completes. `ready()` waits for the record and must be called before anything is stored or
-    recorded under the exhibit; if another intake created the same reference at that moment, it raises and
-    the parts are discarded (abort), so nothing is ever stored under an exhibit id that lost.
+    recorded under the exhibit; if another intake created the same reference at that moment, it raises
+    ExhibitRaceLost and the parts are discarded (abort), so nothing is ever stored under an exhibit id that lost
+    (the caller then stores into the winner's exhibit, as if it had found it).
     """
 
     def __init__(self, ev: Evidence, case_ref: str, exhibit_ref: str, officer: str, actor: Actor,
@@ -106,8 +111,8 @@ class ExhibitAhead:
             return
         _case, ex = self._pending.result()
         if ex.id != self.exhibit.id:
-            raise ChainConflict(f"exhibit {ex.ref} was created by another intake at the same moment; nothing was "
-                                "stored: run the upload again to add to it")
+            raise ExhibitRaceLost(f"exhibit {ex.ref} was created by another intake at the same moment; nothing "
+                                  "was stored under this one's record")
 
     def settle(self) -> None:
         """Wait for the background record whatever happened (before the command exits), raising nothing."""
@@ -172,7 +177,7 @@ def store_original(ev: Evidence, case: Case, exhibit: Exhibit, path: Path, offer
             obj, reused = resumable_put(ev.store, journal, path, headers, algorithms=algorithms, progress=progress,
                                         expected_sha256=expected, limiter=RateLimiter(limit_mb_s),
                                         before_complete=ready)
-        except ChainConflict:
+        except ExhibitRaceLost:
             jpath.unlink(missing_ok=True)  # its upload was aborted: nothing to resume
             raise
         result = record_original(ev, case, exhibit, obj, offer, media_report(), actor, reused)
