@@ -30,6 +30,14 @@ def _entries(home: Path) -> list[dict]:
     return records(home / "stack" / "commands.log")
 
 
+def _baseline(cli: Cli) -> int:
+    """How many records the server's log holds once no command of earlier tests is still running or finishing
+    its log round (a detached child is recorded when reaped, after its launcher returned)."""
+    server = _server_pid(cli)
+    wait_for(lambda: not _children(server), 30, "earlier commands to be reaped")
+    return len(_entries(cli.home))
+
+
 def _since(home: Path, before: int, n: int) -> list[dict]:
     """The records after the first `before`, once there are `n` of them: a served command's record is written
     when the server reaps it, which may be after its launcher returned (it detached to finish its log round)."""
@@ -59,7 +67,7 @@ def _children(pid: int) -> set[int]:
 
 def test_a_command_gives_what_it_gives_in_its_own_process(cli: Cli, case_ref: str) -> None:
     _server_pid(cli)
-    before = len(_entries(cli.home))
+    before = _baseline(cli)
     warm = cli.run("exhibit", "list", "--case", case_ref, "--json")
     cold = cli.run("exhibit", "list", "--case", case_ref, "--json", env=COLD)
     assert warm.stdout == cold.stdout and json.loads(warm.stdout) is not None
@@ -77,7 +85,7 @@ def test_a_command_gives_what_it_gives_in_its_own_process(cli: Cli, case_ref: st
 
 def test_the_command_runs_where_and_as_whom_the_launcher_runs(cli: Cli, case_ref: str, tmp_path: Path) -> None:
     (tmp_path / "clip.bin").write_bytes(os.urandom(4096))
-    before = len(_entries(cli.home))
+    before = _baseline(cli)
     proc = subprocess.run([CUSTODY, "ingest", "clip.bin", "--case", case_ref, "--exhibit", "CWD/1", "--officer",
                            "DC W", "--json"], cwd=tmp_path, env={**cli.env, "CUSTODY_ACTOR": "dc-from-env"},
                           capture_output=True, text=True, timeout=120)
@@ -98,7 +106,7 @@ def test_a_command_reports_first_and_finishes_its_log_round_on_its_own(cli: Cli,
     from pipeline.cli.finishing import settle
 
     (tmp_path / "clip.bin").write_bytes(os.urandom(4096))
-    before = len(_entries(cli.home))
+    before = _baseline(cli)
     proc = subprocess.Popen([CUSTODY, "ingest", str(tmp_path / "clip.bin"), "--case", case_ref, "--exhibit",
                              "LATE/1", "--officer", "DC L", "--json"], env=cli.env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -121,7 +129,7 @@ def test_a_terminal_user_is_prompted_through_the_server(cli: Cli) -> None:
     kept = settings.read_bytes() if settings.exists() else None
     env = {k: v for k, v in cli.env.items() if k != "CUSTODY_ACTOR"}
     ref = f"OP-TTY/{os.getpid()}"
-    before = len(_entries(cli.home))
+    before = _baseline(cli)
     master, slave = pty.openpty()
     proc = subprocess.Popen([CUSTODY, "case", "create", "--ref", ref], env=env, stdin=slave, stdout=slave,
                             stderr=slave, close_fds=True)
@@ -157,6 +165,7 @@ def _slow_upload(cli: Cli, case_ref: str, tmp_path: Path, exhibit: str) -> tuple
     big = tmp_path / f"{exhibit.replace('/', '-')}.bin"
     big.write_bytes(os.urandom(40 * 1024 * 1024))
     server = _server_pid(cli)
+    _baseline(cli)
     known = _children(server)
     proc = subprocess.Popen([CUSTODY, "upload", str(big), "--case", case_ref, "--exhibit", exhibit, "--officer",
                              "DC S", "--limit-rate", "0.5"], env={**cli.env, "CUSTODY_PART_SIZE_MB": "5"},
@@ -199,7 +208,7 @@ def test_changed_code_is_never_run_from_memory(cli: Cli, case_ref: str) -> None:
     server = _server_pid(cli)
     target = Path(pipeline.__file__)
     st = target.stat()
-    before = len(_entries(cli.home))
+    before = _baseline(cli)
     os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
     try:
         proc = cli.run("exhibit", "list", "--case", case_ref, env={"CUSTODY_DEBUG": "1"})

@@ -142,8 +142,13 @@ def start_s3(settings: Settings, timeout: float = 60.0) -> StackState:
                               f"see {settings.stack_dir}/seaweedfs.log")
 
 
-def stop_s3(settings: Settings, timeout: float = 20.0) -> bool:
-    """Stop this home's server; True if one was running."""
+def stop_s3(settings: Settings, timeout: float = 8.0) -> bool:
+    """Stop this home's server; True if one was running.
+
+    A clean stop takes ~2.5 s here. After racing or aborted uploads the volume server's HTTP side sometimes
+    waits its full 30 s for a connection that never sends a request (seen in a goroutine dump: httpdown's
+    Stop); past `timeout` the process is killed. What it had written is in the files already (written, not
+    buffered in the process), and it checks its volumes and index when it starts again."""
     state = read_state(settings)
     path = state_path(settings)
     if not state:
