@@ -169,8 +169,11 @@ def _slow_upload(cli: Cli, case_ref: str, tmp_path: Path, exhibit: str) -> tuple
     known = _children(server)
     proc = subprocess.Popen([CUSTODY, "upload", str(big), "--case", case_ref, "--exhibit", exhibit, "--officer",
                              "DC S", "--limit-rate", "0.5"], env={**cli.env, "CUSTODY_PART_SIZE_MB": "5"},
-                            stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            # a process group of its own whose parent (this test) is in another group of the
+                            # session: never an orphaned group, in which the kernel discards SIGTSTP (as when
+                            # the suite itself runs detached from the shell that started it)
+                            process_group=0)
     child = wait_for(lambda: next(iter(_children(server) - known), None), 30, "the server's child for the upload")
 
     def sending() -> bool:  # the command runs (so the launcher gave the go-ahead and forwards signals)
