@@ -123,6 +123,29 @@ def test_a_command_reports_first_and_finishes_its_log_round_on_its_own(cli: Cli,
     assert listed.returncode == 0
 
 
+def test_settle_waits_exactly_as_long_as_a_command_is_finishing(tmp_path: Path) -> None:
+    """The finishing lock: held shared by a detached child for its round, taken exclusively by whoever comes next."""
+    import sys
+
+    from pipeline.cli.finishing import settle
+
+    stack = tmp_path / "stack"
+    stack.mkdir()
+    assert settle(stack, timeout=0.1)  # nothing ever finished late here
+    code = ("import sys; from pathlib import Path; from pipeline.cli.finishing import hold; "
+            "hold(Path(sys.argv[1])); print('held', flush=True); sys.stdin.read()")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(stack)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True, cwd=Path(pipeline.__file__).parent.parent)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        assert not settle(stack, timeout=0.2)  # a command still finishing: not settled
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()  # its round is done: it exits, and the lock goes with it
+        holder.wait(10)
+    assert settle(stack, timeout=10)
+
+
 def test_a_terminal_user_is_prompted_through_the_server(cli: Cli) -> None:
     """No actor configured and a terminal: the command asks on the terminal, and reads the answer from it."""
     settings = cli.home / "settings.json"

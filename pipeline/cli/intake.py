@@ -48,8 +48,7 @@ def _local(paths: list[Path], case: str, exhibit: str, officer: str, description
                                                ready=ahead.ready)
         ahead.ready()  # an empty walk still records the exhibit, as before
     except ExhibitRaceLost:  # another intake created this reference meanwhile: add to its exhibit instead
-        ahead.settle()
-        c, e = ev.ensure_exhibit(case, exhibit, officer, who, description)
+        c, e = ahead.recorded()
         results, others, warnings = store_walk(ev, c, e, walk, source, params, algorithms, who, limit_mb_s)
     finally:
         ahead.settle()

@@ -229,14 +229,29 @@ def leave(code: object, report: Callable[[int], None] | None = None,
         from pipeline.cli.finishing import take_later
 
         later = take_later()
-        if later and detach is not None:
-            detach()
+        if later and not _detached(detach):  # the launcher cannot go first: do the work now, as on our own
+            _run_later(later)
+            later = []
         report(int(code or 0))
-        for fn in later:
-            try:
-                fn()
-            except Exception as exc:  # noqa: BLE001 - as atexit would: say so, the exit code is given
-                sys.stderr.write(f"custody: after the command: {type(exc).__name__}: {exc}\n")
-        with contextlib.suppress(OSError, ValueError):
-            sys.stderr.flush()
+        _run_later(later)
     os._exit(code or 0)
+
+
+def _detached(detach: Callable[[], None] | None) -> bool:
+    if detach is None:
+        return False
+    try:
+        detach()
+    except OSError:
+        return False
+    return True
+
+
+def _run_later(work: list[Callable[[], None]]) -> None:
+    for fn in work:
+        try:
+            fn()
+        except Exception as exc:  # noqa: BLE001 - as atexit would: say so, the exit code is given
+            sys.stderr.write(f"custody: after the command: {type(exc).__name__}: {exc}\n")
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.flush()

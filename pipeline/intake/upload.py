@@ -114,6 +114,10 @@ class ExhibitAhead:
             raise ExhibitRaceLost(f"exhibit {ex.ref} was created by another intake at the same moment; nothing "
                                   "was stored under this one's record")
 
+    def recorded(self) -> tuple[Case, Exhibit]:
+        """The case and exhibit as recorded: after ExhibitRaceLost, the winner's (it is a member of the case)."""
+        return self._pending.result() if self._pending is not None else (self.case, self.exhibit)
+
     def settle(self) -> None:
         """Wait for the background record whatever happened (before the command exits), raising nothing."""
         if self._pending is not None:
