@@ -15,6 +15,8 @@ footage from local disk through ffmpeg, rounds interleaved so drift hits all ali
                           (importing everything), not a fork of the warm command server `stack up` starts
   cli_peak_rss_mb         peak RSS of `custody extract` (of the server's child: it counts the ~100 MB of
                           libraries the child shares with the server); cold_peak_rss_mb in its own process
+  cli_after_s             how long the served command's child went on after its launcher returned (it
+                          reports first, then does its transparency-log round; not in the wall times above)
 Footage (made once, cached in ~/.cache/custody-bench): the issue's (60 s 1080p H.264, 25 fps, 1 s GOP,
 no B-frames, 4 Mbit/s, mandelbrot + noise) and bench/frames.py's (1080p, 30 fps, 2 s GOP, 3 B-frames,
 testsrc2 + noise). `--quick`: 20 s of testsrc2 + noise with the issue's encoding, 2 rounds (< 60 s).
