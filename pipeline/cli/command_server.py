@@ -30,6 +30,7 @@ import signal
 import socket
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -84,14 +85,32 @@ def _thread_count() -> int:
         return threading.active_count()
 
 
+@dataclass
+class _Child:
+    """A command the server forked: the launcher's connection, its command word, when it started, and the read end
+    of the pipe on which it says it detached (it reported and finishes its log round on its own)."""
+
+    conn: socket.socket
+    word: str
+    started: float
+    note: int
+    detached: bool = False
+
+    def has_detached(self) -> bool:
+        if not self.detached:
+            try:
+                self.detached = os.read(self.note, 1) == b"d"
+            except OSError:  # BlockingIOError: it has not (yet)
+                pass
+        return self.detached
+
+
 class _Server:
     def __init__(self, stack_dir: Path) -> None:
         self.stack_dir = stack_dir
         self.path = stack_dir / SOCKET_NAME
         self.package = os.path.dirname(os.path.abspath(sys.modules["pipeline"].__file__ or ""))
-        # pid -> (the launcher's connection, command word, start, read end of the child's `note` pipe)
-        self.children: dict[int, tuple[socket.socket, str, float, int]] = {}
-        self.detached: set[int] = set()  # children that reported and finish their round on their own
+        self.children: dict[int, _Child] = {}
         self.paths: dict[tuple[str, ...], str] = {}
         self.stale = False
         self.stopping = False
@@ -248,8 +267,8 @@ class _Server:
         with contextlib.suppress(OSError):
             os.setpgid(pid, pid)  # also done by the child: whichever runs first, signals reach its group
         conn.settimeout(None)
-        self.children[pid] = (conn, word if word.isidentifier() or word.replace("-", "").isalnum() else "?",
-                              time.monotonic(), note_r)
+        self.children[pid] = _Child(conn, word if word.isidentifier() or word.replace("-", "").isalnum() else "?",
+                                    time.monotonic(), note_r)
         try:
             conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
         except OSError:
@@ -260,39 +279,28 @@ class _Server:
         before the next one runs (a resumed upload must not meet the killed one still holding its journal),
         as it would be without the server. Each child kills itself on the hang-up too; this makes it ordered.
         A child that reported its exit and detached (see `pipeline.cli.finishing`) is finishing, not orphaned."""
-        for pid, (conn, _w, _t, note) in list(self.children.items()):
-            if pid in self.detached:
+        for pid, child in list(self.children.items()):
+            if child.detached:
                 continue
             try:
-                gone = conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+                gone = child.conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
             except BlockingIOError:
                 continue
             except OSError:
                 gone = True
-            if gone and self._detached(pid, note):
-                continue
-            if gone:
+            if gone and not child.has_detached():
                 with contextlib.suppress(OSError):
                     os.killpg(pid, signal.SIGKILL)
                 with contextlib.suppress(ChildProcessError):
                     _, status, usage = os.wait4(pid, 0)
                     self._reaped(pid, status, usage)
 
-    def _detached(self, pid: int, note: int) -> bool:
-        try:
-            said = os.read(note, 1) == b"d"
-        except OSError:  # BlockingIOError: it has not (yet)
-            said = False
-        if said:
-            self.detached.add(pid)
-        return said
-
     def closing_in_child(self) -> list[Any]:
         """What a child must close at once: the listener, wake-up pipe, lock, log, other commands' sockets and
         note pipes."""
         rfd, wfd, sel = self.wake
         return [sel, rfd, wfd, self.lock, self.listener, self.logf,
-                *(c for c, _w, _t, _n in self.children.values()), *(n for _c, _w, _t, n in self.children.values())]
+                *(c.conn for c in self.children.values()), *(c.note for c in self.children.values())]
 
     def _reap(self) -> None:
         while self.children:
@@ -305,18 +313,16 @@ class _Server:
             self._reaped(pid, status, usage)
 
     def _reaped(self, pid: int, status: int, usage: resource.struct_rusage) -> None:
-        conn, word, t0, note = self.children.pop(pid, (None, "?", time.monotonic(), -1))
-        detached = pid in self.detached or (note >= 0 and self._detached(pid, note))
-        self.detached.discard(pid)
-        if note >= 0:
-            os.close(note)
+        child = self.children.pop(pid, None)  # None: forked before this server re-executed itself
         rus = {"utime": usage.ru_utime, "stime": usage.ru_stime, "maxrss_kb": usage.ru_maxrss}
-        self.record({"pid": pid, "command": word, "status": os.waitstatus_to_exitcode(status),
-                     "wall_s": round(time.monotonic() - t0, 3), "detached": detached, **rus})
-        if conn is not None:
+        self.record({"pid": pid, "command": child.word if child else "?", "status": os.waitstatus_to_exitcode(status),
+                     "wall_s": round(time.monotonic() - child.started, 3) if child else 0.0,
+                     "detached": child.has_detached() if child else False, **rus})
+        if child is not None:
+            os.close(child.note)
             with contextlib.suppress(OSError):
-                conn.sendall(json.dumps({"status": status, "rusage": rus}).encode() + b"\n")
-            conn.close()
+                child.conn.sendall(json.dumps({"status": status, "rusage": rus}).encode() + b"\n")
+            child.conn.close()
 
 
 def _receive(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
