@@ -109,6 +109,34 @@ def truncated_ts(path: Path, seconds: float = 4, *, keep: float = 0.6) -> Path:
     return _cut(path, seconds, keep)
 
 
+def open_gop_h264(path: Path, seconds: float = 5, *, size: str = "320x240", fps: float = 25) -> Path:
+    """H.264 with open GOPs, as some cameras send: only the first keyframe is an IDR, the others are I-frames
+    with a recovery point and B-frames before them that refer back across the GOP boundary."""
+    _run([*_src(seconds, size, fps), "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p",
+          "-x264-params", f"open-gop=1:bframes=3:keyint={round(fps)}:min-keyint={round(fps)}:scenecut=0", str(path)])
+    return path
+
+
+def damaged_mp4(path: Path, at_s: list[float], seconds: float = 4) -> Path:
+    """H.264 MP4 (no B-frames) whose video packets presented at `at_s` seconds have the second half of their
+    bytes zeroed, as bad sectors on a card leave them: the file opens and every packet is there, but the
+    decoder has to conceal errors in those frames."""
+    import json
+
+    h264(path, seconds, bframes=False)
+    out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
+                          "packet=pts_time,pos,size", "-of", "json", str(path)],
+                         capture_output=True, text=True, check=True).stdout
+    packets = json.loads(out)["packets"]
+    with open(path, "r+b") as f:
+        for t in at_s:
+            p = min(packets, key=lambda p: abs(float(p["pts_time"]) - t))
+            size = int(p["size"])
+            f.seek(int(p["pos"]) + size // 2)
+            f.write(b"\x00" * (size - size // 2))
+    return path
+
+
 def two_scenes_mp4(path: Path, *, size: str = "320x240", fps: float = 25) -> Path:
     """2 s of testsrc2 then 2 s of SMPTE bars: exactly one hard cut at t=2.0."""
     graph = (f"testsrc2=size={size}:rate={fps}:duration=2,noise=alls=8:allf=t+u[a];"

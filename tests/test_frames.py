@@ -55,6 +55,8 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "no_moov": footage.truncated_mp4_no_moov(d / "nomoov.mp4"),
         "cut_mp4": footage.truncated_mp4_faststart(d / "cut.mp4"),
         "cut_ts": footage.truncated_ts(d / "cut.ts"),
+        "open_gop": footage.open_gop_h264(d / "og.mp4"),
+        "damaged": footage.damaged_mp4(d / "dmg.mp4", [1.48, 2.0, 3.96]),  # mid-GOP, a keyframe, the last frame
         "scenes": footage.two_scenes_mp4(d / "s.mp4"),
         "audio": footage.audio_only(d / "a.m4a"),
     }
@@ -157,7 +159,7 @@ def test_a_held_back_chunk_writes_its_in_memory_stills_and_is_handed_over_once(t
 
 
 @pytest.mark.parametrize("name", ["mp4_b", "mp4_nob", "ts_b", "ts_nob", "h265", "h265_ts", "h265_layers",
-                                  "h265_layers_cra", "mjpeg"])
+                                  "h265_layers_cra", "mjpeg", "open_gop"])
 def test_formats_extract_the_exact_frames(clips: dict[str, Path], tmp_path: Path, name: str) -> None:
     src = clips[name]
     res = extract_frames(src, tmp_path / "out", ExtractParams(every_seconds=0.7, timestamps=[0.33, 1.9]), workers=1)
@@ -253,8 +255,9 @@ def test_unreferenced_frames_are_skipped_where_the_stream_allows(clips: dict[str
 
 
 def test_keyframes_are_exactly_ffprobes(clips: dict[str, Path], tmp_path: Path) -> None:
-    for name in ("mp4_b", "ts_b", "h265"):
+    for name in ("mp4_b", "ts_b", "h265", "open_gop"):  # open GOP: non-IDR keyframes need their GOP decoded
         res = extract_frames(clips[name], tmp_path / name, ExtractParams(keyframes=True), workers=2)
+        assert res.complete, res.warnings
         assert {s.pts for s in res.stills} == probe_keyframes(clips[name])
         ref = reference(clips[name])
         assert all(ref[s.pts] == s.pixel_sha256 and s.reasons == ["keyframe"] for s in res.stills)
@@ -288,6 +291,26 @@ def test_truncated_media_extracts_what_decodes(clips: dict[str, Path], tmp_path:
     assert res.stills and res.decode_stopped_at is not None
     assert 0.5 < res.decode_stopped_at < 4.0
     assert max(s.offset for s in res.stills) <= res.decode_stopped_at + 1e-9
+
+
+def test_frames_the_decoder_patched_up_are_flagged_and_a_damaged_end_is_incomplete(clips: dict[str, Path],
+                                                                                  tmp_path: Path) -> None:
+    """Zeroed bytes inside packets (bad sectors): every packet is there, so only the decoder's own corrupt
+    flag tells that it concealed errors. The stills of those frames say so, the other damaged frame decoded on
+    the way is named, a damaged last frame makes the file incomplete, and the flags do not depend on workers."""
+    res = extract_frames(clips["damaged"], tmp_path / "o", ExtractParams(every_seconds=0.5), workers=2)
+    again = extract_frames(clips["damaged"], tmp_path / "o2", ExtractParams(every_seconds=0.5), workers=1)
+    assert res.stills == again.stills and res.warnings == again.warnings
+    flagged = [round(s.offset, 2) for s in res.stills if s.decoder_concealed]
+    assert flagged == [1.48, 2.0], flagged
+    assert sum("concealed errors in this frame" in w for w in res.warnings) == 2
+    assert not res.complete and any("final GOP" in w and "concealed" in w for w in res.warnings)
+    clean = extract_frames(clips["mp4_nob"], tmp_path / "c", ExtractParams(every_seconds=0.5), workers=2)
+    assert clean.complete and not any(s.decoder_concealed for s in clean.stills)
+    assert not any("concealed" in w for w in clean.warnings)
+    keys = extract_frames(clips["damaged"], tmp_path / "k", ExtractParams(keyframes=True), workers=2)
+    assert [round(s.offset, 2) for s in keys.stills if s.decoder_concealed] == [2.0]
+    assert not keys.complete
 
 
 def test_scene_cut_found(clips: dict[str, Path], tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import uuid
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -102,3 +103,29 @@ def test_a_card_stored_several_files_at_once_keeps_every_file_and_one_unbroken_c
     assert cli.run("verify", "--case", case_ref).returncode == 0
     again: Any = cli.json("upload", str(card.parent), "--case", case_ref, "--exhibit", "CARD/9", "--officer", "DC Card")
     assert {o["status"] for o in again["objects"]} == {"already_stored"}
+
+
+def test_extract_of_damaged_footage_says_so_on_the_terminal_and_in_the_record(cli: Cli, case_ref: str,
+                                                                              tmp_path: Path) -> None:
+    """Bad sectors on a card: the extraction is recorded, but the examiner is told, not left to find it in
+    the event, and each still of a patched-up frame carries the flag."""
+    from tests import footage
+
+    clip = footage.damaged_mp4(tmp_path / f"card-{uuid.uuid4().hex[:6]}.mp4", [2.0, 3.96])
+    cli.json("ingest", str(clip), "--case", case_ref, "--exhibit", "DMG/1", "--officer", "DC Card")
+    proc = cli.run("extract", "DMG/1", "--case", case_ref, "--every", "1s")
+    assert "NOT COMPLETE" in proc.stderr and "concealed errors in this frame" in proc.stderr, proc.stderr
+    view: Any = cli.json("exhibit", "show", "--case", case_ref, "--exhibit", "DMG/1")
+    (ex,) = [e for e in view["events"] if e["action"] == "frames_extracted"]
+    flags = {round(float(o["info"]["offset"]), 2): o["info"]["decoder_concealed"] for o in ex["objects"]
+             if o.get("kind") == "still"}
+    assert flags == {0.0: False, 1.0: False, 2.0: True, 3.0: False}, flags
+    assert ex["details"]["complete"] is False
+    # and the statement a lawyer reads says it too, in the process's result and under the damaged still
+    out = tmp_path / "dmg.zip"
+    cli.run("bundle", "--case", case_ref, "--exhibit", "DMG/1", "--out", str(out), "--recipient", "CPS",
+            "--reason", "review")
+    with zipfile.ZipFile(out) as z:
+        report = z.read(next(n for n in z.namelist() if n.endswith("/report/report.html"))).decode()
+    assert "RESULT: 4 stills; NOT COMPLETE" in report
+    assert report.count("DAMAGED FRAME: the decoder concealed errors in it</figcaption>") == 1

@@ -12,6 +12,8 @@ from pipeline.cli.output import emit_json, err, say
 from pipeline.durations import parse_duration
 from pipeline.errors import UsageError
 
+MAX_WARNINGS = 8  # on the terminal; the event keeps them all
+
 
 def extract(exhibit: Annotated[str, typer.Argument(help="Exhibit reference, e.g. JB/1.")],
             case: Annotated[str | None, typer.Option("--case", help="Case reference (needed if ambiguous).")] = None,
@@ -76,6 +78,21 @@ def extract(exhibit: Annotated[str, typer.Argument(help="Exhibit reference, e.g.
     else:
         for d in done:
             say(f"{d['source']}: {d.get('stills', 0)} stills (event #{d['event_seq']} {d['action']})")
+            _tell_damage(d)
+
+
+def _tell_damage(d: dict) -> None:
+    """An incomplete or damaged source is said on stderr, not left in the event for someone to find."""
+    warnings = d.get("warnings") or []
+    if d.get("complete") is False:
+        stop = d.get("decode_stopped_at")
+        err.print(f"  {d['source']}: NOT COMPLETE (truncated or damaged); the last frame that decoded is at "
+                  + (f"{float(stop):.3f} s" if stop is not None else "none"), markup=False, highlight=False)
+    for w in warnings[:MAX_WARNINGS]:
+        err.print(f"  warning: {w}", markup=False, highlight=False)
+    if len(warnings) > MAX_WARNINGS:
+        err.print(f"  ... and {len(warnings) - MAX_WARNINGS} more warnings in event #{d['event_seq']}", markup=False,
+                  highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -128,7 +128,8 @@ def render_html(c: Continuity) -> str:
 
 
 def _params(p: dict[str, Any]) -> str:
-    parts = [f"{k}={v}" for k, v in sorted(p["parameters"].items())][:12]
+    parts = [f"RESULT: {p['result']}"] if p.get("result") else []
+    parts += [f"{k}={v}" for k, v in sorted(p["parameters"].items())][:12]
     cmd = p.get("command")
     if cmd:
         cmds = cmd if cmd and isinstance(cmd[0], list) else [cmd]

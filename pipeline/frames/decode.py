@@ -45,6 +45,10 @@ av.logging.set_skip_repeated(False)
 
 _LEVELS = {av.logging.PANIC: "panic", av.logging.FATAL: "fatal", av.logging.ERROR: "error",
            av.logging.WARNING: "warning"}
+# H.264 after a seek to a keyframe that is not an IDR (open GOP): the first pictures' memory-management commands
+# name pictures from before the keyframe, which this decoder never saw. Nothing is decoded wrongly (a damaged
+# picture is flagged corrupt, which is checked separately).
+SEEK_NOISE = ("mmco: unref short failure", "mmco: unref long failure")
 EOF_WINDOW = 24  # > H.264's maximum reorder depth (16), so the frame shown last is always decoded
 MAX_PROBLEMS = 20
 
@@ -104,6 +108,7 @@ class DecodeOut:
     missing: list[int] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     last_pts: int | None = None  # highest pts decoded (meaningful for to_eof chunks)
+    concealed: list[int] = field(default_factory=list)  # pts of decoded frames the decoder flagged corrupt
 
 
 class _Input:
@@ -194,6 +199,18 @@ def _decode(cc: av.CodecContext, pkt: av.Packet | None, problems: list[str]) -> 
         return []
 
 
+def _seek_noise(logs: list[tuple[int, str, str]], since: int, seek_pts: int | None, pkt_pts: int | None
+                ) -> Iterator[int]:
+    """Indices of the log lines from `since` on that a seek to `seek_pts` caused by itself, not damage: all
+    those of a leading picture (shown before that keyframe, sent after it), and SEEK_NOISE."""
+    if seek_pts is None:
+        return
+    leading = pkt_pts is not None and pkt_pts < seek_pts
+    for i in range(since, len(logs)):
+        if leading or any(m in logs[i][2] for m in SEEK_NOISE):
+            yield i
+
+
 def _hand_over(frame: av.VideoFrame, pts: int, stem: str, task: DecodeTask, scalers: Scalers,
                sem: threading.Semaphore) -> Future[StillOut]:
     """Convert a kept frame to upright BGR and its thumbnail here (they need the decoded planes), then
@@ -202,8 +219,9 @@ def _hand_over(frame: av.VideoFrame, pts: int, stem: str, task: DecodeTask, scal
     img = rotate_upright(scalers.full(frame), rotation)
     thumb = thumbnail(frame, img, rotation, task.thumb_width, scalers.thumb)
     out_dir, level, encoder, mem = Path(task.out_dir), task.png_level, task.png_encoder, task.in_memory
+    concealed = bool(frame.is_corrupt)
     return encode_pool().submit(sem, lambda: write_still(img, thumb, pts, stem, rotation, out_dir, level, encoder,
-                                                         mem))
+                                                         mem, concealed))
 
 
 def _decode_chunk(inp: _Input, task: DecodeTask, spec: ChunkSpec, scalers: Scalers,
@@ -216,6 +234,13 @@ def _decode_chunk(inp: _Input, task: DecodeTask, spec: ChunkSpec, scalers: Scale
     hi = max(stems) if stems else None
     skip_nonref = task.source.skip_unreferenced
     problems: list[str] = []
+    seek_noise: set[int] = set()  # indices of log lines from leading pictures
+
+    def leading(p: int | None) -> bool:
+        """A picture shown before the keyframe we seeked to but sent after it (open GOP): it refers to the GOP
+        before, which this decoder never saw, so its errors and concealment say nothing about the file. It
+        belongs to the previous GOP's chunk, which decodes it with its references."""
+        return spec.seek_pts is not None and p is not None and p < spec.seek_pts
 
     def take(frames: list[av.VideoFrame]) -> bool:
         """Keep wanted frames; True once nothing more is needed from this chunk."""
@@ -224,6 +249,8 @@ def _decode_chunk(inp: _Input, task: DecodeTask, spec: ChunkSpec, scalers: Scale
             if p is None:
                 continue
             out.last_pts = p if out.last_pts is None else max(out.last_pts, p)
+            if fr.is_corrupt and not leading(p):  # damaged data the decoder papered over (CABAC logs nothing)
+                out.concealed.append(p)
             if p in remaining:
                 remaining.discard(p)
                 pending.append(_hand_over(fr, p, stems[p], task, scalers, sem))
@@ -254,7 +281,10 @@ def _decode_chunk(inp: _Input, task: DecodeTask, spec: ChunkSpec, scalers: Scale
                                                        or n_pkt >= spec.packets_to_eof - EOF_WINDOW))
                 cc.skip_frame = "DEFAULT" if full else "NONREF"
             n_pkt += 1
-            if take(_decode(cc, pkt, problems)):
+            logged = len(logs)
+            taken = take(_decode(cc, pkt, problems))
+            seek_noise.update(_seek_noise(logs, logged, spec.seek_pts, k))
+            if taken:
                 done = True
                 break
             unsent.discard(k)
@@ -265,7 +295,7 @@ def _decode_chunk(inp: _Input, task: DecodeTask, spec: ChunkSpec, scalers: Scale
             if not done and not flushed:  # stopped early (keyframes passed, demux error): drain held frames
                 take(_decode(cc, None, problems))
     out.stills = [f.result() for f in pending]  # the chunk is done once its files are written
-    out.problems = _problems(list(logs)) + sorted(set(problems))
+    out.problems = _problems([x for i, x in enumerate(logs) if i not in seek_noise]) + sorted(set(problems))
     out.missing = sorted(remaining)
     return out
 
@@ -327,6 +357,7 @@ def scene_chunk(task: SceneTask) -> SceneOut:
     prev: np.ndarray | None = None
     first: np.ndarray | None = None
     problems: list[str] = []
+    noise: set[int] = set()  # log lines the seek caused (see _seek_noise)
     inp = _Input(task.source)
     small = Scaler("gray", "AREA")
 
@@ -349,12 +380,16 @@ def scene_chunk(task: SceneTask) -> SceneOut:
     try:
         with av.logging.Capture(local=True) as logs:
             for pkt, cc in _frames(inp, task.seek_pts, problems):
-                if take(_decode(cc, pkt if pkt.size else None, problems)):
+                logged = len(logs)
+                stop = take(_decode(cc, pkt if pkt.size else None, problems))
+                noise.update(_seek_noise(logs, logged, task.seek_pts, presentation_ts(pkt)))
+                if stop:
                     break
     finally:
         inp.close()
+    kept = [x for i, x in enumerate(logs) if i not in noise]
     return SceneOut(chunk_id=task.chunk_id, pts=np.asarray(pts, np.int64), diffs=np.asarray(diffs, np.float64),
-                    first=first, last=prev, problems=_problems(list(logs)) + sorted(set(problems)))
+                    first=first, last=prev, problems=_problems(kept) + sorted(set(problems)))
 
 
 def stitch_scenes(tasks: list[SceneTask], outs: dict[int, SceneOut], label: str

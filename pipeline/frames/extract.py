@@ -53,7 +53,9 @@ from pipeline.frames.stills import StillOut, encode_slots, spill
 #    one still per `keyframe_min_interval` (default 1 s on all-intra footage); wall-clock time in still names
 # 5: PNG by fpng by default (libdeflate too for flat pictures, the smaller kept); `png_encoder` in the parameters
 # 6: HEVC skips unreferenced pictures it does not keep when all sit in the top temporal sub-layer (same bytes)
-ENGINE_VERSION = "6"
+# 7: frames the decoder flags corrupt (errors concealed) are marked per still and warned about, and make the
+#    file incomplete when they are in the final GOP (CABAC streams log nothing for such damage)
+ENGINE_VERSION = "7"
 TAIL_ID = -1
 #: called with each still once its PNG and thumbnail are written (from worker threads: must be thread-safe)
 OnStill = Callable[[StillOut], None]
@@ -237,10 +239,14 @@ def extract_frames(source: Path, out_dir: Path, params: ExtractParams, *, worker
     warnings += [f"decoder: {p}" for p in tail_problems[:5]]
     last_readable = int(info.frame_pts[-1])
     tail_errors = [p for p in tail_problems if "[error]" in p or "corrupt" in p]
-    complete = info.frames_in_index <= len(info.frame_pts) and last_ok == last_readable and not tail_errors
+    complete = (info.frames_in_index <= len(info.frame_pts) and last_ok == last_readable and not tail_errors
+                and not tail.concealed)
     if tail_errors:
         warnings.append("decoder errors in the final GOP (typical of a file cut off mid-write); the last frames "
                         "may be damaged")
+    if tail.concealed:
+        warnings.append(f"the decoder concealed errors in {len(set(tail.concealed))} frame(s) of the final GOP "
+                        f"(first at {info.offset_of(min(tail.concealed)):.3f}s): the end of the file is damaged")
     if info.frames_in_index > len(info.frame_pts):
         warnings.append(f"container index lists {info.frames_in_index} frames but only {len(info.frame_pts)} are "
                         "present: the file is truncated")
@@ -257,7 +263,9 @@ def extract_frames(source: Path, out_dir: Path, params: ExtractParams, *, worker
             continue
         g = planmod.gop_of(info.key_pts, c.seek_pts)
         for seek in ([int(info.key_pts[g - 1])] if g >= 1 else []) + [None]:
-            retry = decode_batch(batch([dataclasses.replace(spec, seek_pts=seek, to_eof=False)]))[0]
+            # decoding every frame, not only keyframes: a non-IDR keyframe after a gap in frame numbers (open
+            # GOP) may not come out of a decoder that saw only keyframes
+            retry = decode_batch(batch([dataclasses.replace(spec, seek_pts=seek, to_eof=False, keys_only=False)]))[0]
             if len(retry.missing) < len(o.missing):
                 o = retry
             if not [p for p in o.missing if p <= last_ok]:
@@ -281,8 +289,11 @@ def extract_frames(source: Path, out_dir: Path, params: ExtractParams, *, worker
                                 reasons=sorted(w.reasons), requested_times=sorted(w.requested), width=s.width,
                                 height=s.height, rotation=s.rotation, pixel_sha256=s.pixel_sha256, png=s.png,
                                 png_sha256=s.png_sha256, png_size=s.png_size, thumb=s.thumb,
-                                wallclock=wallclock_start + timedelta(seconds=off) if wallclock_start else None))
+                                wallclock=wallclock_start + timedelta(seconds=off) if wallclock_start else None,
+                                decoder_concealed=s.concealed))
     stills.sort(key=lambda s: s.pts)
+    warnings += _concealed_warnings(stills, {p for c in chunks for p in outs[c.id].concealed} - set(tail.concealed),
+                                    info)
     sheets = build_contact_sheets(out_dir, params.name_prefix, [(out_dir / s.thumb, s.offset) for s in stills],
                                   columns=params.contact_sheet_columns, rows=params.contact_sheet_rows,
                                   png_level=params.png_compression, png_encoder=params.png_encoder
@@ -322,6 +333,19 @@ class _Handover:
         for still in out.stills:
             self.on_still(still)
             still.data = None
+
+
+def _concealed_warnings(stills: list[Still], concealed: set[int], info: VideoInfo) -> list[str]:
+    """Say which stills show frames the decoder had to patch up, and where else decoding met damage: a still
+    of a damaged frame is partly the decoder's guess, which an examiner must know before relying on it."""
+    out = [f"still at {s.offset:.3f}s ({s.png}): the decoder concealed errors in this frame (damaged data); "
+           "not every pixel is from the recording" for s in stills if s.decoder_concealed]
+    others = sorted(concealed - {s.pts for s in stills})
+    if others:
+        out.append(f"the decoder concealed errors in {len(others)} other decoded frame(s), from "
+                   f"{info.offset_of(others[0]):.3f}s to {info.offset_of(others[-1]):.3f}s: the footage is damaged "
+                   "there (frames not decoded were not checked)")
+    return out
 
 
 def _dedupe(items: list[str]) -> list[str]:

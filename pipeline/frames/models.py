@@ -91,6 +91,8 @@ class Still(BaseModel):
     png_size: int = 0
     thumb: str
     wallclock: datetime | None = None
+    decoder_concealed: bool = Field(default=False, description="the decoder flagged this frame corrupt: it "
+                                    "concealed errors in damaged data, so not every pixel is from the recording")
 
 
 class ExtractionResult(BaseModel):

@@ -21,6 +21,7 @@ from pipeline.review.timesource import parse_instant
 
 MAX_STILLS = 12
 MAX_SHEETS = 4
+MAX_RESULT_WARNINGS = 4  # per process in the statement; the event holds them all
 PROCESS_ACTIONS = ("review_copy_made", "clip_exported", "activity_indexed", "frames_extracted",
                    "contact_sheet_made", "metadata_extracted")
 
@@ -54,8 +55,24 @@ def processes(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "by": (e.get("actor") or {}).get("name"), "tools": e.get("tools") or {},
                     "parameters": {k: v for k, v in p.items()
                                    if not isinstance(v, dict | list) and v not in ("", None)},
-                    "command": command})
+                    "command": command, "result": process_result(e.get("details") or {}, e.get("seq"))})
     return out
+
+
+def process_result(details: dict[str, Any], seq: Any = None) -> str:
+    """What a process found, in words: a reader must learn that the footage was damaged or cut off from the
+    statement itself, not from the event log."""
+    parts = []
+    if "stills" in details:
+        parts.append(f"{details['stills']} stills")
+    if details.get("complete") is False:
+        parts.append("NOT COMPLETE: the file is truncated or damaged")
+    # what the findings mean first; the decoder's own log lines (the evidence for them) after
+    warnings = sorted((str(w) for w in details.get("warnings") or []), key=lambda w: w.startswith("decoder: "))
+    parts += [w if len(w) <= 200 else w[:199] + "…" for w in warnings[:MAX_RESULT_WARNINGS]]
+    if len(warnings) > MAX_RESULT_WARNINGS:
+        parts.append(f"{len(warnings) - MAX_RESULT_WARNINGS} more warnings in custody event #{seq}")
+    return "; ".join(x for x in parts if x)
 
 
 def _read(ev: Evidence, f: Any) -> bytes | None:
@@ -91,10 +108,13 @@ def continuity_for(ev: Evidence, exhibit: Exhibit, events: list[dict[str, Any]],
         when = clock_label(parse_instant(s["wallclock"])) if s.get("wallclock") else "no clock time"
         lines = [f"{when}  |  exhibit {exhibit.ref}", f"{s.get('source_name')} at {float(s.get('offset') or 0):.3f} s"
                  f"  |  pixels SHA-256 {str(s.get('pixel_sha256'))[:16]}..."]
+        if s.get("decoder_concealed"):
+            lines.append("DAMAGED FRAME: the decoder concealed errors in it")
         try:
             drawn = burn_in(data, lines)
         except Exception:  # noqa: BLE001 - an undecodable still is listed in the files table, not drawn
             drawn = None
         if drawn:
-            out.stills.append((f"{when}, {s.get('source_name')}; in the bundle as {f.path}", drawn))
+            damaged = "; DAMAGED FRAME: the decoder concealed errors in it" if s.get("decoder_concealed") else ""
+            out.stills.append((f"{when}, {s.get('source_name')}; in the bundle as {f.path}{damaged}", drawn))
     return out

@@ -133,11 +133,14 @@ def burn_in(data: bytes, lines: list[str], width: int = 640) -> bytes:
     scale = min(1.0, width / im.width)
     im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))), Image.Resampling.LANCZOS)
     bar = 20 * len(lines) + 8
-    out = Image.new("RGB", (im.width, im.height + bar), (0, 0, 0))
+    f = font(15)
+    # a small still keeps its size, but the caption is never cut off: the bar is as wide as its longest line
+    text_w = max((ImageDraw.Draw(im).textlength(line, font=f) for line in lines), default=0)
+    out = Image.new("RGB", (max(im.width, int(text_w) + 12), im.height + bar), (0, 0, 0))
     out.paste(im, (0, 0))
     d = ImageDraw.Draw(out)
     for j, line in enumerate(lines):
-        d.text((6, im.height + 4 + j * 20), line, fill=(255, 255, 255), font=font(15))
+        d.text((6, im.height + 4 + j * 20), line, fill=(255, 255, 255), font=f)
     buf = io.BytesIO()
     out.save(buf, format="JPEG", quality=90)
     return buf.getvalue()
