@@ -31,26 +31,14 @@ import av
 import av.logging
 import numpy as np
 
+from pipeline.frames import decode_log
 from pipeline.frames.allocator import keep_frame_buffers_in_heap
 from pipeline.frames.pixels import Scaler, Scalers, rotation_cw, thumbnail
 from pipeline.frames.png import rotate_upright
-from pipeline.frames.probe import VideoInfo, clean_log_line, presentation_ts
+from pipeline.frames.probe import VideoInfo, presentation_ts
 from pipeline.frames.stills import StillOut, encode_pool, write_still
 
-# PyAV forwards libav's log lines only while a level is set; per-thread Capture then attributes them to the
-# chunk that caused them. Repeat-suppression is process-wide state, so it is off to keep warnings per chunk
-# independent of what other threads logged.
-av.logging.set_level(av.logging.WARNING)
-av.logging.set_skip_repeated(False)
-
-_LEVELS = {av.logging.PANIC: "panic", av.logging.FATAL: "fatal", av.logging.ERROR: "error",
-           av.logging.WARNING: "warning"}
-# H.264 after a seek to a keyframe that is not an IDR (open GOP): the first pictures' memory-management commands
-# name pictures from before the keyframe, which this decoder never saw. Nothing is decoded wrongly (a damaged
-# picture is flagged corrupt, which is checked separately).
-SEEK_NOISE = ("mmco: unref short failure", "mmco: unref long failure")
 EOF_WINDOW = 24  # > H.264's maximum reorder depth (16), so the frame shown last is always decoded
-MAX_PROBLEMS = 20
 
 
 @dataclass(frozen=True)
@@ -152,16 +140,6 @@ class _Input:
             self.container = None
 
 
-def _problems(logs: list[tuple[int, str, str]]) -> list[str]:
-    out = set()
-    for level, name, message in logs:
-        tag = _LEVELS.get(level)
-        if tag is None or "deprecated pixel format" in message:
-            continue
-        out.add(clean_log_line(f"[{name}] [{tag}] {message}"))
-    return sorted(out)[:MAX_PROBLEMS]  # log interleaving is not part of the evidence
-
-
 def _frames(inp: _Input, seek_pts: int | None, problems: list[str]) -> Iterator[tuple[av.Packet, av.CodecContext]]:
     """Packets from the keyframe at `seek_pts` on; never hands over a packet from before the first keyframe,
     which would decode into garbage from missing references. Demux errors end the stream (truncation)."""
@@ -199,18 +177,6 @@ def _decode(cc: av.CodecContext, pkt: av.Packet | None, problems: list[str]) -> 
         return []
 
 
-def _seek_noise(logs: list[tuple[int, str, str]], since: int, seek_pts: int | None, pkt_pts: int | None
-                ) -> Iterator[int]:
-    """Indices of the log lines from `since` on that a seek to `seek_pts` caused by itself, not damage: all
-    those of a leading picture (shown before that keyframe, sent after it), and SEEK_NOISE."""
-    if seek_pts is None:
-        return
-    leading = pkt_pts is not None and pkt_pts < seek_pts
-    for i in range(since, len(logs)):
-        if leading or any(m in logs[i][2] for m in SEEK_NOISE):
-            yield i
-
-
 def _hand_over(frame: av.VideoFrame, pts: int, stem: str, task: DecodeTask, scalers: Scalers,
                sem: threading.Semaphore) -> Future[StillOut]:
     """Convert a kept frame to upright BGR and its thumbnail here (they need the decoded planes), then
@@ -234,7 +200,7 @@ def _decode_chunk(inp: _Input, task: DecodeTask, spec: ChunkSpec, scalers: Scale
     hi = max(stems) if stems else None
     skip_nonref = task.source.skip_unreferenced
     problems: list[str] = []
-    seek_noise: set[int] = set()  # indices of log lines from leading pictures
+    noise: set[int] = set()  # log lines the seek caused (see decode_log.seek_noise)
 
     def leading(p: int | None) -> bool:
         """A picture shown before the keyframe we seeked to but sent after it (open GOP): it refers to the GOP
@@ -283,7 +249,7 @@ def _decode_chunk(inp: _Input, task: DecodeTask, spec: ChunkSpec, scalers: Scale
             n_pkt += 1
             logged = len(logs)
             taken = take(_decode(cc, pkt, problems))
-            seek_noise.update(_seek_noise(logs, logged, spec.seek_pts, k))
+            noise.update(decode_log.seek_noise(logs, logged, spec.seek_pts, k))
             if taken:
                 done = True
                 break
@@ -295,7 +261,7 @@ def _decode_chunk(inp: _Input, task: DecodeTask, spec: ChunkSpec, scalers: Scale
             if not done and not flushed:  # stopped early (keyframes passed, demux error): drain held frames
                 take(_decode(cc, None, problems))
     out.stills = [f.result() for f in pending]  # the chunk is done once its files are written
-    out.problems = _problems([x for i, x in enumerate(logs) if i not in seek_noise]) + sorted(set(problems))
+    out.problems = decode_log.summarise(logs, noise) + sorted(set(problems))
     out.missing = sorted(remaining)
     return out
 
@@ -357,7 +323,7 @@ def scene_chunk(task: SceneTask) -> SceneOut:
     prev: np.ndarray | None = None
     first: np.ndarray | None = None
     problems: list[str] = []
-    noise: set[int] = set()  # log lines the seek caused (see _seek_noise)
+    noise: set[int] = set()  # log lines the seek caused (see decode_log.seek_noise)
     inp = _Input(task.source)
     small = Scaler("gray", "AREA")
 
@@ -382,14 +348,13 @@ def scene_chunk(task: SceneTask) -> SceneOut:
             for pkt, cc in _frames(inp, task.seek_pts, problems):
                 logged = len(logs)
                 stop = take(_decode(cc, pkt if pkt.size else None, problems))
-                noise.update(_seek_noise(logs, logged, task.seek_pts, presentation_ts(pkt)))
+                noise.update(decode_log.seek_noise(logs, logged, task.seek_pts, presentation_ts(pkt)))
                 if stop:
                     break
     finally:
         inp.close()
-    kept = [x for i, x in enumerate(logs) if i not in noise]
     return SceneOut(chunk_id=task.chunk_id, pts=np.asarray(pts, np.int64), diffs=np.asarray(diffs, np.float64),
-                    first=first, last=prev, problems=_problems(kept) + sorted(set(problems)))
+                    first=first, last=prev, problems=decode_log.summarise(logs, noise) + sorted(set(problems)))
 
 
 def stitch_scenes(tasks: list[SceneTask], outs: dict[int, SceneOut], label: str
