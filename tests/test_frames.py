@@ -313,6 +313,16 @@ def test_frames_the_decoder_patched_up_are_flagged_and_a_damaged_end_is_incomple
     assert not keys.complete
 
 
+def test_a_ten_bit_source_is_said_to_be_rounded_to_eight_bit_stills(tmp_path: Path) -> None:
+    src = tmp_path / "h10.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-t", "1",
+                    "-c:v", "libx265", "-pix_fmt", "yuv420p10le", "-x265-params", "log-level=error", str(src)],
+                   check=True)
+    res = extract_frames(src, tmp_path / "o", ExtractParams(every_seconds=1), workers=1)
+    assert res.complete and res.probe["pix_fmt"] == "yuv420p10le"
+    assert [w for w in res.warnings if "10-bit" in w and "8-bit RGB" in w], res.warnings
+
+
 def test_scene_cut_found(clips: dict[str, Path], tmp_path: Path) -> None:
     res = extract_frames(clips["scenes"], tmp_path / "o", ExtractParams(scenes=True), workers=2)
     assert [round(s.offset, 3) for s in res.stills] == [0.0, 2.0]

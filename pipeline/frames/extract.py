@@ -180,7 +180,7 @@ def extract_frames(source: Path, out_dir: Path, params: ExtractParams, *, worker
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "thumbs").mkdir(exist_ok=True)
     src = Source.of(info)
-    warnings = list(info.warnings)
+    warnings = list(info.warnings) + [w for w in [info.deeper_than_stills()] if w]
     with open_executor(n_workers, dask, processes) as ex:
         cuts: tuple[int, ...] = ()
         if any(m.needs_scene_pass for m, _ in active(params)):

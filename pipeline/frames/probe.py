@@ -59,6 +59,7 @@ class VideoInfo:
     # no frame refers to an unreferenced one, so the decoders may skip those they do not keep: H.264 always
     # (nal_ref_idc 0), HEVC when the packet listing found them all in the top temporal sub-layer (nal.py)
     skip_unreferenced: bool = False
+    pix_fmt: str = ""  # the decoder's pixel format (e.g. yuv420p, yuv420p10le): stills are 8-bit RGB whatever it is
 
     @property
     def first_pts(self) -> int:
@@ -74,7 +75,18 @@ class VideoInfo:
         return {"codec": self.codec, "container": self.container, "width": self.width, "height": self.height,
                 "time_base": f"{self.time_base.numerator}/{self.time_base.denominator}",
                 "avg_fps": self.avg_fps, "stream_index": self.stream_index, "keyframes": int(len(self.key_pts)),
-                "first_pts": self.first_pts}
+                "first_pts": self.first_pts, "pix_fmt": self.pix_fmt}
+
+    def deeper_than_stills(self) -> str | None:
+        """A warning when the source holds more than 8 bits a sample: the stills' 8-bit RGB rounds them."""
+        try:
+            depth = max(c.bits for c in av.VideoFormat(self.pix_fmt).components) if self.pix_fmt else 8
+        except (ValueError, TypeError):
+            return None
+        if depth <= 8:
+            return None
+        return (f"the source's pixels are {depth}-bit ({self.pix_fmt}); stills are 8-bit RGB, so swscale rounds "
+                "each sample: a still is faithful to the frame as an 8-bit picture, not to every bit of the source")
 
 
 def _log_lines(logs: list[tuple[int, str, str]]) -> list[str]:
@@ -110,7 +122,8 @@ def probe(source: Path) -> VideoInfo:
                             container=container.format.name, width=st.codec_context.width,
                             height=st.codec_context.height, time_base=Fraction(st.time_base),
                             avg_fps=float(st.average_rate or st.guessed_rate or 0), frames_in_index=int(st.frames or 0),
-                            reorder_depth=int(st.codec_context.reorder_depth))
+                            reorder_depth=int(st.codec_context.reorder_depth),
+                            pix_fmt=str(st.codec_context.pix_fmt or ""))
         found, list_logs = _agreed(listing, source, info["stream_index"])
     lines = dict.fromkeys(_log_lines(list(logs)) + list_logs)
     warnings = [f"probe: {line}" for line in lines] + found.warnings
