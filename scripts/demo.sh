@@ -34,7 +34,10 @@ custody extract "DEMO/1" --case "$CASE" --every 2s --keyframes
 echo "== 5. verify the chain of custody, build the evidence bundle, verify it offline"
 custody verify --case "$CASE"
 bundle="$OUT/bundle-$(date -u +%Y%m%dT%H%M%SZ).zip"
-custody bundle --case "$CASE" --out "$bundle" --recipient "CPS reviewing lawyer" --reason "demo disclosure"
+# every derived object, so the stills of step 4 are in it; by default (--derived review) a bundle carries the
+# originals and the review material only (clips, clock-time contact sheets, stills taken at an instant, metadata)
+custody bundle --case "$CASE" --out "$bundle" --recipient "CPS reviewing lawyer" --reason "demo disclosure" \
+    --derived all
 custody verify "$bundle"
 echo
 echo "demo: case $CASE — evidence bundle at $bundle (CUSTODY_HOME=$CUSTODY_HOME)"

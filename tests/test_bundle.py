@@ -18,6 +18,7 @@ import uuid
 import zipfile
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -67,7 +68,7 @@ def bundle_case(cli, evidence, tmp_path_factory):  # type: ignore[no-untyped-def
 
     out = tmp_path_factory.mktemp("bundle-out") / "bundle.zip"
     res = cli.json("bundle", "--case", ref, "--out", str(out), "--recipient", "CPS Leeds",
-                   "--reason", "disclosure to defence")
+                   "--reason", "disclosure to defence", "--derived", "all")
     return {"case": ref, "zip": out, "res": res, "dir": d, "segments": segments,
             "thumb_sha": _sha((d / "thumb.jpg").read_bytes())}
 
@@ -445,3 +446,25 @@ def test_large_footage_bundle_peak_rss(cli, tmp_path):  # type: ignore[no-untype
     assert out.stat().st_size > size
     assert peak_mb < RSS_LIMIT_MB, f"peak RSS {peak_mb:.0f} MB"
     out.unlink()
+
+
+def test_the_cli_bundle_holds_review_material_by_default_not_every_still(cli: Any, bundle_case: dict,
+                                                                        tmp_path: Path) -> None:
+    """Interval stills and thumbnails are many times the originals: by default a bundle carries the originals and
+    the review material (here the metadata document), says so, and still verifies; `none` and `all` as named."""
+    sizes = {}
+    for mode in ("review", "none", "all"):
+        out = tmp_path / f"{mode}.zip"
+        cli.run("bundle", "--case", bundle_case["case"], "--exhibit", "CAM/1", "--derived", mode, "--out", str(out),
+                "--recipient", "CPS", "--reason", "disclosure")
+        with zipfile.ZipFile(out) as z:
+            derived = sorted(n.rsplit("/", 1)[-1] for n in z.namelist() if "/derived/" in n)
+            meta = json.loads(z.read(next(n for n in z.namelist() if n.endswith("/data/bundle.json"))))
+        sizes[mode] = derived
+        assert mode in ("none", "all") or "review material" in meta["derived_selection"], meta["derived_selection"]
+        assert cli.run("verify", str(out)).returncode == 0
+    assert sizes["none"] == [] and not any("thumbnail" in n for n in sizes["review"])
+    assert any("metadata" in n for n in sizes["review"]) and any("thumbnail" in n for n in sizes["all"])
+    bad = cli.run("bundle", "--case", bundle_case["case"], "--derived", "stills", "--out", str(tmp_path / "x.zip"),
+                  "--recipient", "CPS", "--reason", "r", check=False)
+    assert bad.returncode == 2 and "review, none, all" in bad.stderr and not (tmp_path / "x.zip").exists()

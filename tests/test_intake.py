@@ -123,8 +123,8 @@ def test_extract_of_damaged_footage_says_so_on_the_terminal_and_in_the_record(cl
     assert ex["details"]["complete"] is False
     # and the statement a lawyer reads says it too, in the process's result and under the damaged still
     out = tmp_path / "dmg.zip"
-    cli.run("bundle", "--case", case_ref, "--exhibit", "DMG/1", "--out", str(out), "--recipient", "CPS",
-            "--reason", "review")
+    cli.run("bundle", "--case", case_ref, "--exhibit", "DMG/1", "--derived", "all", "--out", str(out),
+            "--recipient", "CPS", "--reason", "review")
     with zipfile.ZipFile(out) as z:
         report = z.read(next(n for n in z.namelist() if n.endswith("/report/report.html"))).decode()
     assert "RESULT: 4 stills; NOT COMPLETE" in report

@@ -24,7 +24,7 @@ def test_a_still_out_of_a_bundle_traces_back_to_its_exhibit_and_event(cli: Cli, 
     (event,) = [e for e in view["events"] if e["action"] == "frames_extracted"]
     run_id = event["parameters"]["content_credentials"]["run_id"]
     zpath = tmp_path / "b.zip"
-    cli.run("bundle", "--case", case_ref, "--out", str(zpath), "--recipient", "press office",
+    cli.run("bundle", "--case", case_ref, "--out", str(zpath), "--derived", "all", "--recipient", "press office",
             "--reason", "appeal for witnesses")
     with zipfile.ZipFile(zpath) as z:
         names = z.namelist()

@@ -176,7 +176,7 @@ def test_stills_review_and_bundle_follow_the_working_copy(cli: Cli, case_ref: st
     want = {s.index: s.pixel_sha256 for s in uncut.stills}
     assert stills and all(want[s["info"]["index"]] == s["info"]["pixel_sha256"] for s in stills)
 
-    cli.run("bundle", "--case", case_ref, "--exhibit", "JB/2", "--out", str(tmp_path / "b.zip"),
+    cli.run("bundle", "--case", case_ref, "--exhibit", "JB/2", "--derived", "all", "--out", str(tmp_path / "b.zip"),
             "--recipient", "CPS reviewing lawyer", "--reason", "recovered footage for review")
     with zipfile.ZipFile(tmp_path / "b.zip") as z:
         names = z.namelist()

@@ -22,14 +22,20 @@ def bundle(case: Annotated[str, typer.Option("--case", help="Case reference.")],
                                                         "copies (byte-identical) instead of originals.")] = False,
            link_minutes: Annotated[int, typer.Option("--link-minutes", help="Also issue a presigned download "
                                                      "link valid this many minutes (recorded).")] = 0,
+           derived: Annotated[str, typer.Option("--derived", help="Derived material besides the originals: "
+                                                "review (clips, clock-time contact sheets, stills taken at a "
+                                                "chosen instant, metadata), none, or all (every still and "
+                                                "thumbnail: many times the originals).")] = "review",
            json_out: JsonOpt = False) -> None:
     """Stream a case's exhibits into a BagIt zip, lock it in the bundles bucket, record `exported`."""
     from pipeline.errors import UsageError
     from pipeline.export.bundle import build_bundle
     from pipeline.export.links import presign_bundle_download
+    from pipeline.review import selection
 
     if not recipient.strip() or not reason.strip():
         raise UsageError("--recipient and --reason are required: say who receives the bundle and why")
+    keep = selection.cli_keep(derived)
     ev = evidence()
     who = actor_for(ev)
     with progress_bar() as prog:
@@ -42,7 +48,8 @@ def bundle(case: Annotated[str, typer.Option("--case", help="Case reference.")],
             prog.reset(task, total=total, description=name)
 
         res = build_bundle(ev, case, exhibit or None, out, actor=who, working_copies=working_copies,
-                           recipient=recipient, reason=reason, progress=adv, plan=phase)
+                           recipient=recipient, reason=reason, progress=adv, plan=phase, keep=keep,
+                           selection=selection.describe(derived, set()))
     data = res.as_dict()
     if link_minutes:
         data["download_url"] = presign_bundle_download(ev, res.case, res.object_ref(), who,

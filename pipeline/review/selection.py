@@ -56,6 +56,22 @@ def keep_function(mode: str, chosen: set[str]) -> Callable[[ExhibitObject], bool
     return lambda o: object_id(o.bucket, o.key) in chosen
 
 
+#: what `custody bundle --derived` offers (the portal's "chosen" needs a person to tick the items)
+CLI_MODES = ("review", "none", "all")
+REVIEW_MATERIAL = ("originals and the review material (clips, clock-time contact sheets, stills taken at a chosen "
+                   "instant, metadata documents)")
+
+
+def cli_keep(mode: str) -> Callable[[ExhibitObject], bool] | None:
+    """`--derived` of the CLI and the flow: "review" keeps what the portal pre-selects."""
+    if mode not in CLI_MODES:
+        from pipeline.errors import UsageError
+
+        raise UsageError(f"--derived must be one of {', '.join(CLI_MODES)}, not {mode!r}")
+    return preselected if mode == "review" else keep_function(mode, set())
+
+
 def describe(mode: str, chosen: set[str]) -> str:
-    return {"all": "originals and every derived object", "none": "originals only"}.get(
-        mode, f"originals and {len(chosen)} derived object(s) chosen by the investigator")
+    return {"all": "originals and every derived object", "none": "originals only",
+            "review": REVIEW_MATERIAL}.get(mode, f"originals and {len(chosen)} derived object(s) chosen by the "
+                                                 "investigator")
