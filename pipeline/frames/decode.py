@@ -242,6 +242,12 @@ def _decode_chunk(inp: _Input, task: DecodeTask, spec: ChunkSpec, scalers: Scale
                     if pkt.is_keyframe and hi is not None and k is not None and k > hi:
                         break
                     continue
+                if n_pkt:  # each keyframe to a clean decoder, as after a seek: fed one after another, a
+                    # non-IDR keyframe (open GOP) after the gap in frame numbers may never come out
+                    if take(_decode(cc, None, problems)):
+                        done = True
+                        break
+                    cc.flush_buffers()
             elif skip_nonref:
                 full = k in stems or (spec.to_eof and (spec.packets_to_eof is None
                                                        or n_pkt >= spec.packets_to_eof - EOF_WINDOW))
