@@ -347,3 +347,14 @@ def test_tokens_are_stored_hashed_only(cli: Cli, raw_client: Any) -> None:
     listed = cli.json("user", "list")
     assert any(u["name"] == name and u["role"] == "auditor" for u in listed)  # type: ignore[union-attr]
     assert token not in json.dumps(listed)
+
+
+def test_a_bundle_request_records_which_derived_material_it_wants(world: World) -> None:
+    """The request names its derived material as `custody bundle --derived` does (review by default)."""
+    with world.client("admin") as adm:
+        asked = adm.post(f"/api/cases/{world.case_id}/bundles", json={"derived": "all", "note": "for the defence"})
+        plain = adm.post(f"/api/cases/{world.case_id}/bundles", json={})
+        bad = adm.post(f"/api/cases/{world.case_id}/bundles", json={"derived": "stills"})
+        docs = [adm.get(f"/api/requests/{r.json()['id']}").json() for r in (asked, plain)]
+    assert [d["derived"] for d in docs] == ["all", "review"]
+    assert bad.status_code == 422 and "review" in bad.text

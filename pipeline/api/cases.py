@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import anyio
 from anyio import from_thread
@@ -83,6 +83,9 @@ class FramesIn(Selection):
 class BundleIn(BaseModel):
     exhibit_ids: list[Annotated[str, Field(pattern=EXHIBIT_ID)]] | None = Field(default=None, max_length=500)
     note: HumanText = Field(default="", max_length=500)
+    derived: Literal["review", "none", "all"] = Field(
+        default="review", description="derived material besides the originals, as `custody bundle --derived`: "
+        "review (clips, clock-time contact sheets, stills taken at a chosen instant, metadata), none, or all")
 
 
 class Accepted(BaseModel):
@@ -338,7 +341,7 @@ def request_bundle(request: Request, svc: SvcDep, user: UserDep, case_id: CaseId
     if not exhibits:
         raise UsageError("the case has no exhibits to bundle")
     rid = _store_request(svc, "bundle", {"case_id": c.id, "exhibit_ids": [e.id for e in exhibits],
-                                         "requested_by": user.name, "note": body.note})
+                                         "requested_by": user.name, "note": body.note, "derived": body.derived})
     for e in exhibits:
         _record(svc, c, e, "bundle_requested", user, request, work_request=rid, note=body.note)
     note(request, work_request=rid)
