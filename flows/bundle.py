@@ -23,10 +23,10 @@ def build_bundle(case: str, out: str, exhibits: list[str] | None = None, working
     from pipeline.export.bundle import build_bundle as _build
     from pipeline.review import selection
 
-    keep = selection.cli_keep(derived)
+    keep, chosen = selection.cli_choice(derived)
     ev = Evidence()
     who = Actor(actor) if actor else Actor.default(ev.settings)
     res = _build(ev, case, exhibits, Path(out), actor=who, working_copies=working_copies, recipient=recipient,
-                 reason=reason, keep=keep, selection=selection.describe(derived, set()))
+                 reason=reason, keep=keep, selection=chosen)
     print(f"bundle {res.path} sha256 {res.sha256} stored at {res.bucket}/{res.key}")
     return res.as_dict()

@@ -35,7 +35,7 @@ def bundle(case: Annotated[str, typer.Option("--case", help="Case reference.")],
 
     if not recipient.strip() or not reason.strip():
         raise UsageError("--recipient and --reason are required: say who receives the bundle and why")
-    keep = selection.cli_keep(derived)
+    keep, chosen = selection.cli_choice(derived)
     ev = evidence()
     who = actor_for(ev)
     with progress_bar() as prog:
@@ -49,7 +49,7 @@ def bundle(case: Annotated[str, typer.Option("--case", help="Case reference.")],
 
         res = build_bundle(ev, case, exhibit or None, out, actor=who, working_copies=working_copies,
                            recipient=recipient, reason=reason, progress=adv, plan=phase, keep=keep,
-                           selection=selection.describe(derived, set()))
+                           selection=chosen)
     data = res.as_dict()
     if link_minutes:
         data["download_url"] = presign_bundle_download(ev, res.case, res.object_ref(), who,

@@ -96,7 +96,8 @@ class DecodeOut:
     missing: list[int] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     last_pts: int | None = None  # highest pts decoded (meaningful for to_eof chunks)
-    concealed: list[int] = field(default_factory=list)  # pts of decoded frames the decoder flagged corrupt
+    concealed: list[int] = field(default_factory=list)  # pts of decoded frames the decoder flagged corrupt (the
+    # frame of a still among them: its `decoder_concealed`)
 
 
 class _Input:
@@ -185,9 +186,8 @@ def _hand_over(frame: av.VideoFrame, pts: int, stem: str, task: DecodeTask, scal
     img = rotate_upright(scalers.full(frame), rotation)
     thumb = thumbnail(frame, img, rotation, task.thumb_width, scalers.thumb)
     out_dir, level, encoder, mem = Path(task.out_dir), task.png_level, task.png_encoder, task.in_memory
-    concealed = bool(frame.is_corrupt)
     return encode_pool().submit(sem, lambda: write_still(img, thumb, pts, stem, rotation, out_dir, level, encoder,
-                                                         mem, concealed))
+                                                         mem))
 
 
 def _decode_chunk(inp: _Input, task: DecodeTask, spec: ChunkSpec, scalers: Scalers,
@@ -202,12 +202,6 @@ def _decode_chunk(inp: _Input, task: DecodeTask, spec: ChunkSpec, scalers: Scale
     problems: list[str] = []
     noise: set[int] = set()  # log lines the seek caused (see decode_log.seek_noise)
 
-    def leading(p: int | None) -> bool:
-        """A picture shown before the keyframe we seeked to but sent after it (open GOP): it refers to the GOP
-        before, which this decoder never saw, so its errors and concealment say nothing about the file. It
-        belongs to the previous GOP's chunk, which decodes it with its references."""
-        return spec.seek_pts is not None and p is not None and p < spec.seek_pts
-
     def take(frames: list[av.VideoFrame]) -> bool:
         """Keep wanted frames; True once nothing more is needed from this chunk."""
         for fr in frames:
@@ -215,7 +209,8 @@ def _decode_chunk(inp: _Input, task: DecodeTask, spec: ChunkSpec, scalers: Scale
             if p is None:
                 continue
             out.last_pts = p if out.last_pts is None else max(out.last_pts, p)
-            if fr.is_corrupt and not leading(p):  # damaged data the decoder papered over (CABAC logs nothing)
+            # damaged data the decoder papered over (CABAC logs nothing); not a leading picture's (see there)
+            if fr.is_corrupt and not decode_log.leading(spec.seek_pts, p):
                 out.concealed.append(p)
             if p in remaining:
                 remaining.discard(p)

@@ -25,15 +25,21 @@ MAX_PROBLEMS = 20
 Log = list[tuple[int, str, str]]  # (level, logger name, message), as av.logging.Capture collects them
 
 
+def leading(seek_pts: int | None, pts: int | None) -> bool:
+    """A picture shown before the keyframe a decoder was seeked to but sent after it (open GOP): it refers to the
+    GOP before, which this decoder never saw, so its errors and concealment say nothing about the file. It
+    belongs to the previous GOP's chunk, which decodes it with its references."""
+    return seek_pts is not None and pts is not None and pts < seek_pts
+
+
 def seek_noise(logs: Log, since: int, seek_pts: int | None, pkt_pts: int | None) -> Iterator[int]:
     """Indices of the log lines from `since` on (those of one packet) that a seek to `seek_pts` caused by
-    itself, not damage: all those of a leading picture (shown before that keyframe, sent after it: it refers to
-    the GOP before, which this decoder never saw), and SEEK_NOISE."""
+    itself, not damage: all those of a `leading` picture, and SEEK_NOISE."""
     if seek_pts is None:
         return
-    leading = pkt_pts is not None and pkt_pts < seek_pts
+    lead = leading(seek_pts, pkt_pts)
     for i in range(since, len(logs)):
-        if leading or any(m in logs[i][2] for m in SEEK_NOISE):
+        if lead or any(m in logs[i][2] for m in SEEK_NOISE):
             yield i
 
 

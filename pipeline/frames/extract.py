@@ -278,6 +278,7 @@ def extract_frames(source: Path, out_dir: Path, params: ExtractParams, *, worker
     tb = f"{info.time_base.numerator}/{info.time_base.denominator}"
     for c in chunks:
         o = outs[c.id]
+        concealed = set(o.concealed)
         warnings += [f"decoder: {p}" for p in o.problems[:3]]
         for p in o.missing:
             complete = False
@@ -290,7 +291,7 @@ def extract_frames(source: Path, out_dir: Path, params: ExtractParams, *, worker
                                 height=s.height, rotation=s.rotation, pixel_sha256=s.pixel_sha256, png=s.png,
                                 png_sha256=s.png_sha256, png_size=s.png_size, thumb=s.thumb,
                                 wallclock=wallclock_start + timedelta(seconds=off) if wallclock_start else None,
-                                decoder_concealed=s.concealed))
+                                decoder_concealed=s.pts in concealed))
     stills.sort(key=lambda s: s.pts)
     warnings += _concealed_warnings(stills, {p for c in chunks for p in outs[c.id].concealed} - set(tail.concealed),
                                     info)

@@ -21,6 +21,7 @@ from pipeline.review.timesource import parse_instant
 
 MAX_STILLS = 12
 MAX_SHEETS = 4
+DAMAGED = "DAMAGED FRAME: the decoder concealed errors in it"  # under a still whose frame was patched up
 MAX_RESULT_WARNINGS = 4  # per process in the statement; the event holds them all
 PROCESS_ACTIONS = ("review_copy_made", "clip_exported", "activity_indexed", "frames_extracted",
                    "contact_sheet_made", "metadata_extracted")
@@ -109,12 +110,12 @@ def continuity_for(ev: Evidence, exhibit: Exhibit, events: list[dict[str, Any]],
         lines = [f"{when}  |  exhibit {exhibit.ref}", f"{s.get('source_name')} at {float(s.get('offset') or 0):.3f} s"
                  f"  |  pixels SHA-256 {str(s.get('pixel_sha256'))[:16]}..."]
         if s.get("decoder_concealed"):
-            lines.append("DAMAGED FRAME: the decoder concealed errors in it")
+            lines.append(DAMAGED)
         try:
             drawn = burn_in(data, lines)
         except Exception:  # noqa: BLE001 - an undecodable still is listed in the files table, not drawn
             drawn = None
         if drawn:
-            damaged = "; DAMAGED FRAME: the decoder concealed errors in it" if s.get("decoder_concealed") else ""
+            damaged = f"; {DAMAGED}" if s.get("decoder_concealed") else ""
             out.stills.append((f"{when}, {s.get('source_name')}; in the bundle as {f.path}{damaged}", drawn))
     return out

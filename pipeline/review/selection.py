@@ -62,13 +62,14 @@ REVIEW_MATERIAL = ("originals and the review material (clips, clock-time contact
                    "instant, metadata documents)")
 
 
-def cli_keep(mode: str) -> Callable[[ExhibitObject], bool] | None:
-    """`--derived` of the CLI and the flow: "review" keeps what the portal pre-selects."""
+def cli_choice(mode: str) -> tuple[Callable[[ExhibitObject], bool] | None, str]:
+    """`--derived` of the CLI and the flow as (`keep`, `selection`) for `build_bundle`: "review" keeps what the
+    portal pre-selects."""
     if mode not in CLI_MODES:
         from pipeline.errors import UsageError
 
         raise UsageError(f"--derived must be one of {', '.join(CLI_MODES)}, not {mode!r}")
-    return preselected if mode == "review" else keep_function(mode, set())
+    return (preselected if mode == "review" else keep_function(mode, set())), describe(mode, set())
 
 
 def describe(mode: str, chosen: set[str]) -> str:
