@@ -40,6 +40,15 @@ def cameras(cli):  # type: ignore[no-untyped-def]
     stop_emulator(cli.home / "emulator")
 
 
+def camera_exhibit(evidence, case_ref: str, prefix: str) -> str | None:  # type: ignore[no-untyped-def]
+    """The ref of the one exhibit `prefix/<day>` in the case (the run's own day, even when it crosses midnight)."""
+    case = evidence.catalog.find_case(case_ref)
+    refs = [e.ref for e in evidence.catalog.list_exhibits(case)] if case else []
+    found = [r for r in refs if r.startswith(prefix + "/")]
+    assert len(found) <= 1, f"more than one {prefix} exhibit: {found}"
+    return found[0] if found else None
+
+
 def _segment_events(evidence, case_ref: str, exhibit_ref: str) -> list[dict]:  # type: ignore[no-untyped-def]
     _, ex = evidence.get(case_ref, exhibit_ref)
     return [e for e in evidence.log.events(ex.id) if e["action"] == "segment_recorded"]
@@ -68,7 +77,7 @@ def _t(value: str) -> datetime:
 
 
 def test_two_cameras_with_an_outage(cameras, evidence, case_ref, tmp_path):  # type: ignore[no-untyped-def]
-    from pipeline.capture.ingest import exhibit_ref_for, ingest_camera
+    from pipeline.capture.ingest import ingest_camera
 
     cli = cameras
     reports: dict[str, object] = {}
@@ -80,10 +89,8 @@ def test_two_cameras_with_an_outage(cameras, evidence, case_ref, tmp_path):  # t
     threads = [threading.Thread(target=run, args=(c,)) for c in ("cam1", "cam2")]
     for t in threads:
         t.start()
-    ex2 = exhibit_ref_for("CAM2", datetime.now(UTC))
-    wait_for(lambda: evidence.catalog.find_case(case_ref) and evidence.catalog.find_exhibit(
-        evidence.catalog.get_case(case_ref), ex2) and _segment_events(evidence, case_ref, ex2), 30,
-        "cam2's first stored segment")
+    ex2 = wait_for(lambda: (r := camera_exhibit(evidence, case_ref, "CAM2")) and _segment_events(
+        evidence, case_ref, r) and r, 30, "cam2's first stored segment")
     # the emulator's own times of the change (a CLI call's start/end would add its start-up, >1 s under load)
     t_stop = datetime.fromtimestamp(cli.json("stack", "camera", "cam2", "--stop")["at"], UTC)
     time.sleep(5)  # the outage itself
@@ -94,7 +101,8 @@ def test_two_cameras_with_an_outage(cameras, evidence, case_ref, tmp_path):  # t
     assert r1.pending == 0 and r2.pending == 0 and not r1.errors and not r2.errors
 
     # every segment is in the store, decodable, hash-checked by verify, with contiguous timing on cam1
-    ex1 = exhibit_ref_for("CAM1", datetime.now(UTC))
+    assert (r1.exhibit, r2.exhibit) == (camera_exhibit(evidence, case_ref, "CAM1"), ex2)
+    ex1 = r1.exhibit
     segs1 = _segment_events(evidence, case_ref, ex1)
     assert len(segs1) == r1.segments_recorded >= 4
     starts = [datetime.fromisoformat(e["parameters"]["wallclock_start"].replace("Z", "+00:00")) for e in segs1]
@@ -131,7 +139,7 @@ def test_two_cameras_with_an_outage(cameras, evidence, case_ref, tmp_path):  # t
 
 
 def test_store_outage_loses_nothing(cameras, evidence, case_ref):  # type: ignore[no-untyped-def]
-    from pipeline.capture.ingest import exhibit_ref_for, ingest_camera
+    from pipeline.capture.ingest import ingest_camera
     from pipeline.ops.stack import read_state, start_s3, stop_s3
 
     cli = cameras
@@ -145,10 +153,8 @@ def test_store_outage_loses_nothing(cameras, evidence, case_ref):  # type: ignor
         stall_timeout=3, drain_interval=0.5, stop_event=stop)))
     t.start()
     try:
-        ex = exhibit_ref_for("CAM1", datetime.now(UTC))
-        wait_for(lambda: evidence.catalog.find_case(case_ref) and evidence.catalog.find_exhibit(
-            evidence.catalog.get_case(case_ref), ex) and _segment_events(evidence, case_ref, ex), 60,
-            "a stored segment")
+        ex = wait_for(lambda: (x := camera_exhibit(evidence, case_ref, "CAM1")) and _segment_events(
+            evidence, case_ref, x) and x, 60, "a stored segment")
         endpoint = read_state(settings).endpoint  # type: ignore[union-attr]
         stop_s3(settings)
         spool = settings.spool_dir / "cam1"
@@ -171,7 +177,6 @@ def test_store_outage_loses_nothing(cameras, evidence, case_ref):  # type: ignor
 
 
 def test_kill9_then_new_run_uploads_leftovers_once(cameras, evidence, case_ref, prefect_api):  # type: ignore[no-untyped-def]
-    from pipeline.capture.ingest import exhibit_ref_for
 
     cli = cameras
     spool = Path(_settings().spool_dir) / "cam2"
@@ -198,7 +203,7 @@ def test_kill9_then_new_run_uploads_leftovers_once(cameras, evidence, case_ref, 
     runs = _flow_runs(prefect_api, out["run_id"])
     assert [r["state_type"] for r in runs] == ["COMPLETED"], runs
     assert runs[0]["parameters"]["camera_id"] == "cam2" and "cam2" in runs[0]["tags"]
-    segs = _segment_events(evidence, case_ref, exhibit_ref_for("CAM2", datetime.now(UTC)))
+    segs = _segment_events(evidence, case_ref, out["exhibit"])
     ids = [e["parameters"]["item_id"] for e in segs]
     assert len(ids) == len(set(ids)), "a segment was recorded twice"
     assert len(ids) >= 3

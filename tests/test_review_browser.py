@@ -62,7 +62,7 @@ def fmt(us: int) -> str:
 @pytest.fixture(scope="module")
 def recorded(cli: Cli, evidence: Any) -> Iterator[dict[str, Any]]:
     """cam1 recorded for ~24 s in 4 s segments, stopped for 5 s after the first stored segment."""
-    from pipeline.capture.ingest import exhibit_ref_for, ingest_camera
+    from pipeline.capture.ingest import ingest_camera
     from pipeline.settings import load_settings
 
     cli.run("stack", "up", "--cameras", "2")
@@ -74,11 +74,10 @@ def recorded(cli: Cli, evidence: Any) -> Iterator[dict[str, Any]]:
         load_settings(), camera="cam1", url=url, case_ref=case_ref, duration=24, segment_seconds=4,
         stall_timeout=3, drain_interval=0.5)))
     t.start()
-    ex_ref = exhibit_ref_for("CAM1", datetime.now(UTC))
 
     def segments() -> list[dict[str, Any]]:
-        c = evidence.catalog.find_case(case_ref)
-        e = c and evidence.catalog.find_exhibit(c, ex_ref)
+        c = evidence.catalog.find_case(case_ref)  # the case's only exhibit: the run's day, even across midnight
+        e = next(iter(evidence.catalog.list_exhibits(c)), None) if c else None
         return [x for x in evidence.log.events(e.id) if x["action"] == "segment_recorded"] if e else []
 
     try:
@@ -89,6 +88,7 @@ def recorded(cli: Cli, evidence: Any) -> Iterator[dict[str, Any]]:
     finally:
         t.join(timeout=120)
     assert out["r"].pending == 0 and not out["r"].errors
+    ex_ref = out["r"].exhibit
     prep = cli.json("review", "prepare", ex_ref, "--case", case_ref)
     assert prep["prepared"] and all(not p["problems"] for p in prep["prepared"])  # type: ignore[index]
     c, e = evidence.get(case_ref, ex_ref)

@@ -111,7 +111,9 @@ def test_ingest_and_extract_through_deployments_match_local(scale: ScaleStack, c
     run_deployment_sync(scale.api_url, scale.deployments["camera_ingest"], {
         "camera_id": "cam1", "case_ref": case_ref, "duration": 6.0, "segment_seconds": 2.0, "stall_timeout": 5.0},
         timeout=150)
-    ex_ref = exhibit_ref_for("CAM1", day)
+    exhibits = [e.ref for e in evidence.catalog.list_exhibits(evidence.catalog.get_case(case_ref))]
+    assert len(exhibits) == 1 and exhibits[0] in {exhibit_ref_for("CAM1", d) for d in (day, datetime.now(UTC))}
+    ex_ref = exhibits[0]  # the run's day: the day after `day` when it began just after midnight
     events = _events(evidence, case_ref, ex_ref)
     segs = [e for e in events if e["action"] == "segment_recorded"]
     assert len(segs) >= 2, [e["action"] for e in events]

@@ -92,7 +92,8 @@ class IngestRun:
         self.id = uuid.uuid4().hex
         self.began = datetime.now(UTC)
         self.window_start = window[0] if window else self.began
-        self.exhibit_ref = exhibit_ref_for(exhibit_prefix or camera.upper(), self.window_start)
+        self._prefix = exhibit_prefix or camera.upper()
+        self.exhibit_ref = exhibit_ref_for(self._prefix, self.window_start)
         self.case_ref = case_ref
         self.report = IngestReport(camera, case_ref, self.exhibit_ref, run_id=self.id)
         self._stop = stop_event or threading.Event()
@@ -119,8 +120,9 @@ class IngestRun:
     def start(self) -> IngestRun:
         """Recorder first (ffmpeg within a fraction of a second), then the custody side in the background."""
         self.began = datetime.now(UTC)
-        if self.window is None:
+        if self.window is None:  # the exhibit is the day recording began, even just after midnight
             self.window_start = self.began
+            self.exhibit_ref = self.report.exhibit = exhibit_ref_for(self._prefix, self.began)
         if self.end is None and self._duration is not None:
             self.end = self.began + timedelta(seconds=self._duration)
         with _runs_lock:
