@@ -313,6 +313,36 @@ def test_frames_the_decoder_patched_up_are_flagged_and_a_damaged_end_is_incomple
     assert not keys.complete
 
 
+def test_zeroed_bytes_are_found_in_the_coded_data_and_mark_every_still_decoded_from_them(tmp_path: Path) -> None:
+    """CABAC, what cameras write, decodes zeroed bytes into a wrong picture and may flag nothing (a P-frame here);
+    the NAL syntax says zeros cannot be there. The damaged keyframe's GOP and the final GOP carry it: stills
+    there are marked, the damage is named with its times, a damaged final GOP makes the file incomplete, and
+    the same holds after a remux to Matroska and for zeroed sectors of an MPEG-TS file (Annex B)."""
+    mp4 = footage.damaged_mp4(tmp_path / "z.mp4", [1.0, 2.52, 3.8], cabac=True)  # a keyframe, two P-frames
+    mkv = tmp_path / "z.mkv"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(mp4), "-c", "copy", str(mkv)], check=True)
+    for src in (mp4, mkv):
+        res = extract_frames(src, tmp_path / src.suffix[1:], ExtractParams(every_seconds=0.5), workers=2)
+        assert [round(s.offset, 2) for s in res.stills if s.bitstream_damaged] == [1.0, 1.48], src
+        assert res.probe["damaged_packets"] == 3 and not res.complete
+        said = [w for w in res.warnings if "coded data of 3 packet(s) is damaged" in w]
+        assert said and "1.000s, 2.520s, 3.800s" in said[0] and "42 picture(s)" in said[0], res.warnings
+        assert any("still at 1.480s" in w and "damaged coded data" in w for w in res.warnings)
+        assert any("final GOP" in w and "damaged coded data" in w for w in res.warnings)
+    # the P-frame at 2.52 s: the decoder says nothing of it, the syntax check does
+    clean_gop = [s for s in res.stills if 2.0 <= s.offset < 2.5]
+    assert clean_gop and not any(s.bitstream_damaged or s.decoder_concealed for s in clean_gop)
+    # zeroed 4 KiB sectors of an MPEG-TS file: the demuxer's corrupt flag and the zeros inside a unit
+    sectors = tmp_path / "sectors.ts"
+    footage.h264(sectors, 4, bframes=False, bitrate="2M")
+    size = sectors.stat().st_size
+    with open(sectors, "r+b") as f:
+        f.seek(size // 3)
+        f.write(bytes(4096))
+    res = extract_frames(sectors, tmp_path / "sectors", ExtractParams(keyframes=True), workers=1)
+    assert res.probe["damaged_packets"] >= 1 and any("is damaged" in w for w in res.warnings), res.warnings
+
+
 def test_a_ten_bit_source_is_said_to_be_rounded_to_eight_bit_stills(tmp_path: Path) -> None:
     src = tmp_path / "h10.mp4"
     subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-t", "1",
@@ -408,7 +438,7 @@ def test_probe_lists_again_when_its_side_open_sees_another_stream(clips: dict[st
     failed.set_exception(IndexError("no such stream"))
     info = probe(src)
     for side in (disagreeing, failed):
-        (pts, keys, _, skippable, _), _ = _agreed(side, src, info.stream_index)
+        (pts, keys, _, skippable, *_), _ = _agreed(side, src, info.stream_index)
         assert skippable is False  # H.264: not HEVC's question (VideoInfo.skip_unreferenced says yes)
         assert np.array_equal(pts, info.frame_pts) and np.array_equal(keys, info.key_pts)
 

@@ -129,3 +129,18 @@ def test_extract_of_damaged_footage_says_so_on_the_terminal_and_in_the_record(cl
         report = z.read(next(n for n in z.namelist() if n.endswith("/report/report.html"))).decode()
     assert "RESULT: 4 stills; NOT COMPLETE" in report
     assert report.count("DAMAGED FRAME: the decoder concealed errors in it</figcaption>") == 1
+    # zeroed bytes a CABAC decoder takes silently: found in the coded data, said, and on every still they reach
+    clip = footage.damaged_mp4(tmp_path / f"cabac-{uuid.uuid4().hex[:6]}.mp4", [1.0, 2.52], cabac=True)
+    cli.json("ingest", str(clip), "--case", case_ref, "--exhibit", "DMG/2", "--officer", "DC Card")
+    proc = cli.run("extract", "DMG/2", "--case", case_ref, "--every", "0.5s")
+    assert "coded data of 2 packet(s) is damaged" in proc.stderr and "1.000s, 2.520s" in proc.stderr, proc.stderr
+    view = cli.json("exhibit", "show", "--case", case_ref, "--exhibit", "DMG/2")
+    (ex,) = [e for e in view["events"] if e["action"] == "frames_extracted"]
+    marked = sorted(round(float(o["info"]["offset"]), 2) for o in ex["objects"]
+                    if o.get("kind") == "still" and o["info"]["bitstream_damaged"])
+    assert marked == [1.0, 1.48], marked
+    from pipeline.review.continuity import DAMAGED, DAMAGED_DATA, damage_label
+
+    assert [damage_label(o["info"]) for o in ex["objects"] if o.get("kind") == "still"
+            and round(float(o["info"]["offset"]), 2) in (0.0, 1.48)] == [None, DAMAGED_DATA]
+    assert damage_label({"decoder_concealed": True, "bitstream_damaged": True}) == DAMAGED

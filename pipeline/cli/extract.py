@@ -11,6 +11,7 @@ from pipeline.cli.common import JsonOpt, actor_for, evidence
 from pipeline.cli.output import emit_json, err, say
 from pipeline.durations import parse_duration
 from pipeline.errors import UsageError
+from pipeline.frames.findings import findings_first
 
 MAX_WARNINGS = 8  # on the terminal; the event keeps them all
 
@@ -83,7 +84,7 @@ def extract(exhibit: Annotated[str, typer.Argument(help="Exhibit reference, e.g.
 
 def _tell_damage(d: dict) -> None:
     """An incomplete or damaged source is said on stderr, not left in the event for someone to find."""
-    warnings = d.get("warnings") or []
+    warnings = findings_first(d.get("warnings") or [])
     if d.get("complete") is False:
         stop = d.get("decode_stopped_at")
         err.print(f"  {d['source']}: NOT COMPLETE (truncated or damaged); the last frame that decoded is at "

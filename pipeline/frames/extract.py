@@ -55,7 +55,10 @@ from pipeline.frames.stills import StillOut, encode_slots, spill
 # 6: HEVC skips unreferenced pictures it does not keep when all sit in the top temporal sub-layer (same bytes)
 # 7: frames the decoder flags corrupt (errors concealed) are marked per still and warned about, and make the
 #    file incomplete when they are in the final GOP (CABAC streams log nothing for such damage)
-ENGINE_VERSION = "7"
+# 8: H.264/H.265 packets whose NAL syntax is broken (zeroed bytes the decoder takes silently) are found in the
+#    probe; stills decoded from them are marked `bitstream_damaged`, and such damage in the final GOP makes the
+#    file incomplete
+ENGINE_VERSION = "8"
 TAIL_ID = -1
 #: called with each still once its PNG and thumbnail are written (from worker threads: must be thread-safe)
 OnStill = Callable[[StillOut], None]
@@ -180,7 +183,7 @@ def extract_frames(source: Path, out_dir: Path, params: ExtractParams, *, worker
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "thumbs").mkdir(exist_ok=True)
     src = Source.of(info)
-    warnings = list(info.warnings) + [w for w in [info.deeper_than_stills()] if w]
+    warnings = list(info.warnings) + info.damage_warnings() + [w for w in [info.deeper_than_stills()] if w]
     with open_executor(n_workers, dask, processes) as ex:
         cuts: tuple[int, ...] = ()
         if any(m.needs_scene_pass for m, _ in active(params)):
@@ -239,14 +242,19 @@ def extract_frames(source: Path, out_dir: Path, params: ExtractParams, *, worker
     warnings += [f"decoder: {p}" for p in tail_problems[:5]]
     last_readable = int(info.frame_pts[-1])
     tail_errors = [p for p in tail_problems if "[error]" in p or "corrupt" in p]
+    tail_damaged = sorted(p for p in info.damaged_pts if planmod.gop_of(info.key_pts, p) == last_gop)
     complete = (info.frames_in_index <= len(info.frame_pts) and last_ok == last_readable and not tail_errors
-                and not tail.concealed)
+                and not tail.concealed and not tail_damaged)
     if tail_errors:
         warnings.append("decoder errors in the final GOP (typical of a file cut off mid-write); the last frames "
                         "may be damaged")
     if tail.concealed:
         warnings.append(f"the decoder concealed errors in {len(set(tail.concealed))} frame(s) of the final GOP "
                         f"(first at {info.offset_of(min(tail.concealed)):.3f}s): the end of the file is damaged")
+    if tail_damaged:
+        warnings.append(f"{len(tail_damaged)} picture(s) of the final GOP (first at "
+                        f"{info.offset_of(tail_damaged[0]):.3f}s) are decoded from damaged coded data: the end of the "
+                        "file is damaged")
     if info.frames_in_index > len(info.frame_pts):
         warnings.append(f"container index lists {info.frames_in_index} frames but only {len(info.frame_pts)} are "
                         "present: the file is truncated")
@@ -291,7 +299,7 @@ def extract_frames(source: Path, out_dir: Path, params: ExtractParams, *, worker
                                 height=s.height, rotation=s.rotation, pixel_sha256=s.pixel_sha256, png=s.png,
                                 png_sha256=s.png_sha256, png_size=s.png_size, thumb=s.thumb,
                                 wallclock=wallclock_start + timedelta(seconds=off) if wallclock_start else None,
-                                decoder_concealed=s.pts in concealed))
+                                decoder_concealed=s.pts in concealed, bitstream_damaged=s.pts in info.damaged_pts))
     stills.sort(key=lambda s: s.pts)
     warnings += _concealed_warnings(stills, {p for c in chunks for p in outs[c.id].concealed} - set(tail.concealed),
                                     info)
@@ -341,6 +349,8 @@ def _concealed_warnings(stills: list[Still], concealed: set[int], info: VideoInf
     of a damaged frame is partly the decoder's guess, which an examiner must know before relying on it."""
     out = [f"still at {s.offset:.3f}s ({s.png}): the decoder concealed errors in this frame (damaged data); "
            "not every pixel is from the recording" for s in stills if s.decoder_concealed]
+    out += [f"still at {s.offset:.3f}s ({s.png}): decoded from damaged coded data (see the bitstream warning); it "
+            "does not show what was recorded" for s in stills if s.bitstream_damaged and not s.decoder_concealed]
     others = sorted(concealed - {s.pts for s in stills})
     if others:
         out.append(f"the decoder concealed errors in {len(others)} other decoded frame(s), from "

@@ -19,6 +19,7 @@ import av
 import av.logging
 import numpy as np
 
+from pipeline.frames.bitstream import PacketSyntax, Taint
 from pipeline.frames.errors import ExtractionError, NotVideoError
 from pipeline.frames.nal import HevcLayers
 
@@ -60,6 +61,9 @@ class VideoInfo:
     # (nal_ref_idc 0), HEVC when the packet listing found them all in the top temporal sub-layer (nal.py)
     skip_unreferenced: bool = False
     pix_fmt: str = ""  # the decoder's pixel format (e.g. yuv420p, yuv420p10le): stills are 8-bit RGB whatever it is
+    # packets whose coded data breaks the codec's syntax (pts, what is wrong), and the pictures decoded from them
+    bitstream_damage: tuple[tuple[int | None, str], ...] = ()
+    damaged_pts: frozenset[int] = frozenset()
 
     @property
     def first_pts(self) -> int:
@@ -75,7 +79,21 @@ class VideoInfo:
         return {"codec": self.codec, "container": self.container, "width": self.width, "height": self.height,
                 "time_base": f"{self.time_base.numerator}/{self.time_base.denominator}",
                 "avg_fps": self.avg_fps, "stream_index": self.stream_index, "keyframes": int(len(self.key_pts)),
-                "first_pts": self.first_pts, "pix_fmt": self.pix_fmt}
+                "first_pts": self.first_pts, "pix_fmt": self.pix_fmt,
+                "damaged_packets": len(self.bitstream_damage)}
+
+    def damage_warnings(self) -> list[str]:
+        """What the packet listing found broken in the coded data (bitstream.py), in words an examiner can act
+        on: where, what, and which pictures carry it."""
+        if not self.bitstream_damage:
+            return []
+        times = [f"{self.offset_of(p):.3f}s" for p, _ in self.bitstream_damage if p is not None]
+        first = self.bitstream_damage[0][1]
+        shown = ", ".join(times[:8]) + (f" and {len(times) - 8} more" if len(times) > 8 else "")
+        return [f"the coded data of {len(self.bitstream_damage)} packet(s) is damaged (bytes zeroed, cut or missing, "
+                f"as bad sectors and cut-off copies leave them) at {shown or 'untimed packets'} "
+                f"(first: {first}); {len(self.damaged_pts)} picture(s) are decoded from damaged data, up to the next "
+                "keyframe after each, and do not show what was recorded"]
 
     def deeper_than_stills(self) -> str | None:
         """A warning when the source holds more than 8 bits a sample: the stills' 8-bit RGB rounds them."""
@@ -138,7 +156,8 @@ def probe(source: Path) -> VideoInfo:
     info["frames_in_index"] = info["frames_in_index"] or len(found.frame_pts)
     return VideoInfo(**info, frame_pts=found.frame_pts, key_pts=found.key_pts,
                      warnings=tuple(dict.fromkeys(warnings)),
-                     skip_unreferenced=info["codec"] == "h264" or found.hevc_skippable)
+                     skip_unreferenced=info["codec"] == "h264" or found.hevc_skippable,
+                     bitstream_damage=found.damaged, damaged_pts=found.affected)
 
 
 class _Listing(NamedTuple):
@@ -149,6 +168,8 @@ class _Listing(NamedTuple):
     warnings: list[str]
     hevc_skippable: bool  # nal.HevcLayers' answer (False for other codecs)
     untimed: int  # packets with neither pts nor dts (all of them in a raw elementary stream)
+    damaged: tuple[tuple[int | None, str], ...] = ()  # bitstream.Taint: packets whose coded data is damaged
+    affected: frozenset[int] = frozenset()  # pts of the pictures decoded from them
 
 
 def _list_on_quick_open(source: Path, stream_index: int | None) -> tuple[int, _Listing, list[str]]:
@@ -219,10 +240,18 @@ def _packets(container: av.container.InputContainer, stream: av.video.stream.Vid
     warnings: list[str] = []
     cc = stream.codec_context
     layers = HevcLayers(cc.extradata) if cc.name == "hevc" else None
+    syntax = PacketSyntax.for_stream(cc.name, cc.extradata)
+    taint = Taint()
     try:
         for pkt in container.demux(stream):
-            if layers is not None and pkt.size:
-                layers.packet(memoryview(pkt))
+            if pkt.size:
+                data = memoryview(pkt)
+                if layers is not None:
+                    layers.packet(data)
+                problem = syntax.check(data) if syntax is not None else None
+                if pkt.is_corrupt:  # e.g. MPEG-TS continuity errors: container data missing
+                    problem = problem or "the demuxer marked it corrupt (data missing from the container)"
+                taint.packet(presentation_ts(pkt), pkt.is_keyframe, problem)
             if not _shown(pkt):
                 continue
             v = presentation_ts(pkt)
@@ -240,7 +269,8 @@ def _packets(container: av.container.InputContainer, stream: av.video.stream.Vid
     if len(frame_pts) != len(pts):
         warnings.append(f"{len(pts) - len(frame_pts)} packets share a pts with another; kept one frame per pts")
     key_pts = _sorted_unique(keys)
-    return _Listing(frame_pts, key_pts, warnings, layers is not None and layers.nonref_skippable, no_pts)
+    return _Listing(frame_pts, key_pts, warnings, layers is not None and layers.nonref_skippable, no_pts,
+                    tuple(taint.damaged), frozenset(taint.affected))
 
 
 def _sorted_unique(values: list[int]) -> np.ndarray:

@@ -14,6 +14,7 @@ from typing import Any
 
 from pipeline.custody.catalog import Exhibit
 from pipeline.evidence import Evidence
+from pipeline.frames.findings import findings_first
 from pipeline.review.draw import burn_in, clock_label, coverage_png
 from pipeline.review.facts import handlers, handoffs, seizures, sources
 from pipeline.review.timeline import build_timeline
@@ -22,6 +23,12 @@ from pipeline.review.timesource import parse_instant
 MAX_STILLS = 12
 MAX_SHEETS = 4
 DAMAGED = "DAMAGED FRAME: the decoder concealed errors in it"  # under a still whose frame was patched up
+DAMAGED_DATA = "DAMAGED FRAME: decoded from damaged coded data"  # under one whose coded data breaks its syntax
+
+
+def damage_label(still: dict) -> str | None:
+    """The caption a damaged still carries wherever it is shown, or None for an undamaged one."""
+    return DAMAGED if still.get("decoder_concealed") else DAMAGED_DATA if still.get("bitstream_damaged") else None
 MAX_RESULT_WARNINGS = 4  # per process in the statement; the event holds them all
 PROCESS_ACTIONS = ("review_copy_made", "clip_exported", "activity_indexed", "frames_extracted",
                    "contact_sheet_made", "metadata_extracted")
@@ -69,7 +76,7 @@ def process_result(details: dict[str, Any], seq: Any = None) -> str:
     if details.get("complete") is False:
         parts.append("NOT COMPLETE: the file is truncated or damaged")
     # what the findings mean first; the decoder's own log lines (the evidence for them) after
-    warnings = sorted((str(w) for w in details.get("warnings") or []), key=lambda w: w.startswith("decoder: "))
+    warnings = findings_first(details.get("warnings") or [])
     parts += [w if len(w) <= 200 else w[:199] + "…" for w in warnings[:MAX_RESULT_WARNINGS]]
     if len(warnings) > MAX_RESULT_WARNINGS:
         parts.append(f"{len(warnings) - MAX_RESULT_WARNINGS} more warnings in custody event #{seq}")
@@ -109,13 +116,14 @@ def continuity_for(ev: Evidence, exhibit: Exhibit, events: list[dict[str, Any]],
         when = clock_label(parse_instant(s["wallclock"])) if s.get("wallclock") else "no clock time"
         lines = [f"{when}  |  exhibit {exhibit.ref}", f"{s.get('source_name')} at {float(s.get('offset') or 0):.3f} s"
                  f"  |  pixels SHA-256 {str(s.get('pixel_sha256'))[:16]}..."]
-        if s.get("decoder_concealed"):
-            lines.append(DAMAGED)
+        label = damage_label(s)
+        if label:
+            lines.append(label)
         try:
             drawn = burn_in(data, lines)
         except Exception:  # noqa: BLE001 - an undecodable still is listed in the files table, not drawn
             drawn = None
         if drawn:
-            damaged = f"; {DAMAGED}" if s.get("decoder_concealed") else ""
+            damaged = f"; {label}" if label else ""
             out.stills.append((f"{when}, {s.get('source_name')}; in the bundle as {f.path}{damaged}", drawn))
     return out

@@ -148,4 +148,5 @@ def still_at(ev: Evidence, case: Case, exhibit: Exhibit, *, actor: Actor, clock:
             "frame_index": index, "frame_offset": exact, "wallclock": iso_utc(wall), "wallclock_us": epoch_us(wall),
             "source_object_id": f["object_id"], "source_name": f["name"], "instant_given_as": given,
             "requested_offset": off, "event_seq": event["seq"], "width": info.get("width"),
-            "height": info.get("height"), "decoder_concealed": bool(info.get("decoder_concealed"))}
+            "height": info.get("height"), "decoder_concealed": bool(info.get("decoder_concealed")),
+            "bitstream_damaged": bool(info.get("bitstream_damaged"))}

@@ -238,7 +238,7 @@ function Player(box, apiBase, timeline) {
     li.innerHTML = '<figure><img alt="" class="still"><figcaption></figcaption></figure>';
     li.querySelector("img").src = `${apiBase}/objects/${s.thumb_object_id}/content`;
     li.querySelector("img").alt = `Still at ${fmtClock(s.wallclock_us)} UTC from ${s.source_name}`;
-    li.querySelector("figcaption").textContent = `${fmtClock(s.wallclock_us, false)} · ${s.source_name} · frame ${s.frame_index} · pixels ${s.pixel_sha256.slice(0, 12)}…${s.decoder_concealed ? " · damaged frame: the decoder concealed errors" : ""}`;
+    li.querySelector("figcaption").textContent = `${fmtClock(s.wallclock_us, false)} · ${s.source_name} · frame ${s.frame_index} · pixels ${s.pixel_sha256.slice(0, 12)}…${s.decoder_concealed ? " · damaged frame: the decoder concealed errors" : s.bitstream_damaged ? " · damaged frame: decoded from damaged coded data" : ""}`;
     document.getElementById("stills-taken").prepend(li);
     status.textContent = `Still recorded (custody event #${s.event_seq}).`;
   });

@@ -1,0 +1,72 @@
+"""The NAL syntax check on packet bytes (pure) and how its damage follows decode order to later pictures."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline.frames.bitstream import PacketSyntax, Taint
+
+AVCC = PacketSyntax(4)
+ANNEXB = PacketSyntax(0)
+
+
+def unit(body: bytes, size: int = 4) -> bytes:
+    return len(body).to_bytes(size, "big") + body
+
+
+SLICE = bytes([0x65, 0x88, 0x84, 0x00, 0x00, 0x03, 0x01, 0x7F, 0x00, 0x00, 0x03, 0x00, 0x21])  # emulation bytes
+
+
+def test_clean_units_pass_in_both_framings() -> None:
+    sei = bytes([0x06, 0x05, 0x10, 0xAA, 0x80])
+    assert AVCC.check(unit(sei) + unit(SLICE)) is None
+    assert PacketSyntax(2).check(unit(SLICE, 2)) is None
+    assert ANNEXB.check(b"\x00\x00\x00\x01" + sei + b"\x00\x00\x01" + SLICE) is None
+    # zeros before a start code and at the end of the packet are padding the byte-stream format allows
+    assert ANNEXB.check(b"\x00\x00\x01" + sei + b"\x00\x00\x00\x00\x00\x01" + SLICE + b"\x00\x00\x00") is None
+    # a recorder that writes start codes into MP4 samples: read as Annex B, as libavcodec does
+    assert AVCC.check(b"\x00\x00\x00\x01" + SLICE) is None
+
+
+@pytest.mark.parametrize(("data", "says"), [
+    (unit(SLICE[:6] + bytes(40) + SLICE[6:]), "zero bytes inside NAL unit 0"),
+    (unit(SLICE) + unit(SLICE[:5] + b"\x00\x00\x02" + SLICE[5:]), "inside NAL unit 1"),
+    (unit(SLICE) + bytes(4) + unit(SLICE), "length 0"),
+    (unit(SLICE)[:-3], "claims 13 bytes but the packet holds 10"),
+    (unit(SLICE) + b"\x00\x01", "stray byte"),
+    (unit(bytes([0xE5]) + SLICE[1:]), "forbidden_zero_bit"),
+])
+def test_length_prefixed_damage_is_named(data: bytes, says: str) -> None:
+    found = AVCC.check(data)
+    assert found is not None and says in found, found
+
+
+@pytest.mark.parametrize(("data", "says"), [
+    (b"\x00\x00\x01" + SLICE[:7] + bytes(30) + SLICE[7:], "30 zero bytes"),
+    (b"\x00\x00\x01" + SLICE[:3] + b"\x00\x00\x02" + SLICE[3:], "00 00 02"),
+])
+def test_annexb_zeros_followed_by_data_are_damage(data: bytes, says: str) -> None:
+    found = ANNEXB.check(data)
+    assert found is not None and says in found, found
+
+
+def test_framing_comes_from_the_stream_configuration() -> None:
+    avcc = bytes([1, 0x64, 0, 0x1F, 0xFF, 0xE1]) + bytes(10)
+    assert PacketSyntax.for_stream("h264", avcc) == PacketSyntax(4)
+    assert PacketSyntax.for_stream("h264", bytes([1, 0x64, 0, 0x1F, 0xFD, 0xE1, 0])) == PacketSyntax(2)
+    assert PacketSyntax.for_stream("h264", b"\x00\x00\x00\x01\x67") == PacketSyntax(0)
+    hvcc = bytearray(23)
+    hvcc[0], hvcc[21] = 1, 0x0F
+    assert PacketSyntax.for_stream("hevc", bytes(hvcc)) == PacketSyntax(4)
+    assert PacketSyntax.for_stream("mjpeg", b"") is None
+
+
+def test_damage_taints_its_gop_in_decode_order_and_an_open_gops_leading_pictures() -> None:
+    t = Taint()
+    # decode order: I0 P3 B1 B2 | I6 (open GOP) B4 B5 P9 B7 B8 | I12 P13
+    for pts, key, bad in [(0, True, None), (3, False, "zeros"), (1, False, None), (2, False, None),
+                          (6, True, None), (4, False, None), (5, False, None), (9, False, None), (7, False, None),
+                          (8, False, None), (12, True, None), (13, False, None)]:
+        t.packet(pts, key, bad)
+    assert t.damaged == [(3, "zeros")]
+    assert t.affected == {1, 2, 3, 4, 5}  # B1, B2 follow P3 in decode order; B4, B5 may refer back past I6
