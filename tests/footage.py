@@ -117,14 +117,15 @@ def open_gop_h264(path: Path, seconds: float = 5, *, size: str = "320x240", fps:
     return path
 
 
-def damaged_mp4(path: Path, at_s: list[float], seconds: float = 4, *, cabac: bool = False) -> Path:
+def damaged_mp4(path: Path, at_s: list[float], seconds: float = 4, *, cabac: bool = False,
+                extra: list[str] | None = None) -> Path:
     """H.264 MP4 (no B-frames) whose video packets presented at `at_s` seconds have the second half of their
     bytes zeroed, as bad sectors on a card leave them: the file opens and every packet is there, but the
     decoder has to conceal errors in those frames. `cabac`: the entropy coding most cameras use, whose decoder
     takes the zeros silently (no corrupt flag, no log line)."""
     import json
 
-    h264(path, seconds, bframes=False, bitrate="400k" if cabac else None)
+    h264(path, seconds, bframes=False, bitrate="400k" if cabac else None, extra=extra)
     out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
                           "packet=pts_time,pos,size", "-of", "json", str(path)],
                          capture_output=True, text=True, check=True).stdout

@@ -16,7 +16,8 @@ from typing import Any
 from pipeline.review.continuity import Continuity
 
 STATES = {"recorded": "recorded", "gap": "gap (recorded reason)", "unexplained": "no footage, no record explains it",
-          "not_scheduled": "not scheduled", "missed": "scheduled window missed"}
+          "not_scheduled": "not scheduled", "missed": "scheduled window missed",
+          "damaged": "recorded but damaged (pictures decoded from damaged coded data)"}
 
 
 def summary_rows(c: Continuity) -> list[tuple[str, str]]:
@@ -97,12 +98,12 @@ def render_html(c: Continuity) -> str:
            _table(["Item", "Detail"], [list(r) for r in source_rows(c)]),
            "<h4>Coverage</h4>", _table(["Measure", "Value"], [list(r) for r in summary_rows(c)]),
            f"<p><img class='cov' src='{_data_uri(c.coverage_png)}' alt='Coverage timeline of {e(c.exhibit.ref)}: "
-           "green recorded, red gaps, orange unexplained, grey not scheduled'></p>",
+           "green recorded, red gaps, orange unexplained, grey not scheduled, pink damaged'></p>",
            "<h4>Files on the clock (times exactly as the custody record holds them)</h4>",
            _table(["#", "File", "Recording start", "Recording end", "Length", "How the time was obtained", "Notes",
                    "In this bundle"], file_rows(c))]
     gaps = gap_rows(c)
-    out.append("<h4>Gaps and time not covered</h4>")
+    out.append("<h4>Gaps, damage and time not covered</h4>")
     out.append(_table(["What", "From", "To", "Length", "Reason", "Record"], gaps) if gaps else
                "<p>None: the recording is continuous over its span.</p>")
     out.append("<h4>Handlers</h4>" + _table(["Name", "Role", "First action (UTC)", "Last action (UTC)", "Events",
@@ -170,7 +171,7 @@ def pdf_flowables(c: Continuity, styles: Any, width: float, p: Any, table: Any, 
                                         "How the time was obtained", "Notes", "In this bundle")]]
                        + [[p(r[0]), p(r[1]), p(r[2], mono), p(r[3], mono), p(r[4]), p(r[5]), p(r[6]), p(r[7], mono)]
                           for r in file_rows(c)], widths))
-    story.append(Paragraph("Gaps and time not covered", h4))
+    story.append(Paragraph("Gaps, damage and time not covered", h4))
     gaps = gap_rows(c)
     if gaps:
         gw = [34 * mm, 56 * mm, 56 * mm, 18 * mm, 60 * mm]  # 32 Courier characters need ~49 mm

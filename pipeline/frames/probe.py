@@ -80,7 +80,33 @@ class VideoInfo:
                 "time_base": f"{self.time_base.numerator}/{self.time_base.denominator}",
                 "avg_fps": self.avg_fps, "stream_index": self.stream_index, "keyframes": int(len(self.key_pts)),
                 "first_pts": self.first_pts, "pix_fmt": self.pix_fmt,
-                "damaged_packets": len(self.bitstream_damage)}
+                "damaged_packets": len(self.bitstream_damage), "damaged_spans": self.damaged_spans()}
+
+    def damaged_spans(self, limit: int = 500) -> list[dict]:
+        """Runs of consecutive pictures decoded from damaged data, as offsets (s) from the first frame to the end
+        of the run's last picture: the time the footage shows something other than what was recorded. The
+        timeline puts them on the clock; `limit` keeps a badly damaged file's record small (the count stays)."""
+        if not self.damaged_pts or not len(self.frame_pts):
+            return []
+        pts = np.fromiter(sorted(self.damaged_pts), np.int64)
+        idx = np.searchsorted(self.frame_pts, pts)
+        ok = idx < len(self.frame_pts)
+        idx = idx[ok][self.frame_pts[idx[ok]] == pts[ok]]  # pictures someone sees (not dropped by an edit list)
+        if not idx.size:
+            return []
+        breaks = np.flatnonzero(np.diff(idx) != 1)
+        starts, ends = np.concatenate(([0], breaks + 1)), np.concatenate((breaks, [idx.size - 1]))
+        frame = 1 / self.avg_fps if self.avg_fps > 0 else 0.0
+        out = []
+        for a, b in zip(idx[starts][:limit], idx[ends][:limit], strict=True):
+            first, last = int(self.frame_pts[a]), int(self.frame_pts[b])
+            end = self.offset_of(int(self.frame_pts[b + 1])) if b + 1 < len(self.frame_pts) else \
+                self.offset_of(last) + frame
+            problem = next((why for p, why in self.bitstream_damage if p is not None and first <= p <= last),
+                           self.bitstream_damage[0][1] if self.bitstream_damage else "")
+            out.append({"start": round(self.offset_of(first), 6), "end": round(end, 6), "pictures": int(b - a + 1),
+                        "problem": problem})
+        return out
 
     def damage_warnings(self) -> list[str]:
         """What the packet listing found broken in the coded data (bitstream.py), in words an examiner can act

@@ -16,7 +16,8 @@ from PIL import Image, ImageDraw, ImageFont
 from pipeline.review.timesource import parse_instant
 
 COLOURS = {"recorded": (46, 125, 50), "gap": (198, 40, 40), "unexplained": (239, 108, 0),
-           "not_scheduled": (158, 158, 158), "missed": (123, 31, 162)}
+           "not_scheduled": (158, 158, 158), "missed": (123, 31, 162), "damaged": (233, 30, 99)}
+DRAW_ORDER = {"recorded": 1, "damaged": 2}  # gaps first, footage over them, damage over the footage
 OTHER = (96, 125, 139)
 LABEL_W = 170
 TICKS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400]
@@ -64,7 +65,7 @@ def coverage_png(lanes: list[tuple[str, list[dict[str, Any]]]], width: int = 160
         y = top + i * lane_h
         d.text((10, y + 8), name[:24], fill=(0, 0, 0), font=f)
         d.rectangle([LABEL_W, y + 4, LABEL_W + plot_w, y + lane_h - 6], outline=(200, 200, 200), fill=(245, 245, 245))
-        for s in sorted(ss, key=lambda s: s["state"] == "recorded"):  # gaps drawn first, footage over them
+        for s in sorted(ss, key=lambda s: DRAW_ORDER.get(s["state"], 0)):
             a, b = parse_instant(s["start"]), parse_instant(s["end"])
             if a is None or b is None:
                 continue
@@ -83,7 +84,7 @@ def coverage_png(lanes: list[tuple[str, list[dict[str, Any]]]], width: int = 160
                font=fs)
         t += timedelta(seconds=step)
     lx = LABEL_W
-    for state in ("recorded", "gap", "unexplained", "not_scheduled", "missed"):
+    for state in ("recorded", "gap", "unexplained", "not_scheduled", "missed", "damaged"):
         d.rectangle([lx, height - 24, lx + 14, height - 10], fill=COLOURS[state])
         label = state.replace("_", " ")
         d.text((lx + 18, height - 25), label, fill=(0, 0, 0), font=fs)

@@ -175,6 +175,31 @@ def _new_facts(records: list[Span], gaps: list[Span]) -> list[Span]:
     return out
 
 
+def _damaged(events: list[dict[str, Any]], by_ref: dict[tuple[str, str, str | None], dict[str, Any]]) -> list[Span]:
+    """Time a file covers but shows wrongly: pictures decoded from damaged coded data, as the frame extraction's
+    probe found them (`damaged_spans`), on the clock of files whose time is known; each span once however many
+    extractions found it."""
+    out: dict[tuple[Any, ...], Span] = {}
+    for e in events:
+        if e.get("action") != "frames_extracted":
+            continue
+        ref = _ref((e.get("parameters") or {}).get("source") or {})
+        f = by_ref.get(ref)
+        t0 = parse_instant(f["start"]) if f else None
+        if f is None or t0 is None:
+            continue
+        for d in ((e.get("details") or {}).get("probe") or {}).get("damaged_spans") or []:
+            a, b = to_float(d.get("start")), to_float(d.get("end"))
+            if a is None or b is None or (ref, a, b) in out:
+                continue
+            why = (f"{d.get('pictures')} picture(s) of {f['name']} at {a:.3f}–{b:.3f} s decoded from damaged coded "
+                   f"data ({d.get('problem')})")
+            out[(ref, a, b)] = Span(t0 + timedelta(seconds=a), t0 + timedelta(seconds=b), "damaged", why,
+                                    f"frames_extracted event {e.get('seq')}",
+                                    extra={"file": f["name"], "offset_start": a, "offset_end": b})
+    return list(out.values())
+
+
 def coverage(files: list[dict[str, Any]], gaps: list[Span], records: list[Span]) -> list[Span]:
     """Recorded spans (touching segments merged), recorded gaps and coverage records, and holes nobody explains."""
     recorded = _merge([(parse_instant(f["start"]), parse_instant(f["end"])) for f in files  # type: ignore[misc]
@@ -252,7 +277,7 @@ def build_timeline(exhibit: dict[str, Any], events: list[dict[str, Any]]) -> dic
     untimed = [f for f in files if not f["start"]]
     gaps = [g for g in (_gap_span(e) for e in events if e.get("action") == "gap") if g]
     records = [c for c in (_coverage_span(e) for e in events if e.get("action") == "coverage") if c]
-    spans = coverage(timed, gaps, records)
+    spans = sorted(coverage(timed, gaps, records) + _damaged(events, by_ref), key=lambda sp: (sp.start, sp.end))
     bounds = [parse_instant(f["start"]) for f in timed] + [parse_instant(f["end"]) for f in timed]
     bounds += [s.start for s in spans] + [s.end for s in spans]
     start = min((b for b in bounds if b), default=None)
