@@ -133,6 +133,12 @@ def test_extract_of_damaged_footage_says_so_on_the_terminal_and_in_the_record(cl
     clip = footage.damaged_mp4(tmp_path / f"cabac-{uuid.uuid4().hex[:6]}.mp4", [1.0, 2.52], cabac=True,
                                extra=["-metadata", "creation_time=2026-06-01T08:10:00Z"])
     cli.json("ingest", str(clip), "--case", case_ref, "--exhibit", "DMG/2", "--officer", "DC Card")
+    # preparing for review already puts the damage on the clock (the activity index probes the file)
+    cli.json("review", "prepare", "DMG/2", "--case", case_ref)
+    tl: Any = cli.json("review", "timeline", "DMG/2", "--case", case_ref)
+    expected = [("2026-06-01T08:10:01.000000Z", "2026-06-01T08:10:02.000000Z"),
+                ("2026-06-01T08:10:02.520000Z", "2026-06-01T08:10:03.000000Z")]
+    assert [(c["start"], c["end"]) for c in tl["coverage"] if c["state"] == "damaged"] == expected, tl["coverage"]
     proc = cli.run("extract", "DMG/2", "--case", case_ref, "--every", "0.5s")
     assert "coded data of 2 packet(s) is damaged" in proc.stderr and "1.000s, 2.520s" in proc.stderr, proc.stderr
     view = cli.json("exhibit", "show", "--case", case_ref, "--exhibit", "DMG/2")
@@ -145,9 +151,8 @@ def test_extract_of_damaged_footage_says_so_on_the_terminal_and_in_the_record(cl
     assert [damage_label(o["info"]) for o in ex["objects"] if o.get("kind") == "still"
             and round(float(o["info"]["offset"]), 2) in (0.0, 1.48)] == [None, DAMAGED_DATA]
     assert damage_label({"decoder_concealed": True, "bitstream_damaged": True}) == DAMAGED
-    # and on the clock: the time the footage shows wrongly, beside the gaps, where the statement lists them
-    tl: Any = cli.json("review", "timeline", "DMG/2", "--case", case_ref)
+    # the extraction found the same runs: still one span each on the clock, with what is wrong and how much
+    tl = cli.json("review", "timeline", "DMG/2", "--case", case_ref)
     damaged = [(c["start"], c["end"], c["reason"]) for c in tl["coverage"] if c["state"] == "damaged"]
-    assert [d[:2] for d in damaged] == [("2026-06-01T08:10:01.000000Z", "2026-06-01T08:10:02.000000Z"),
-                                        ("2026-06-01T08:10:02.520000Z", "2026-06-01T08:10:03.000000Z")], damaged
+    assert [d[:2] for d in damaged] == expected, damaged
     assert "25 picture(s)" in damaged[0][2] and "zero bytes inside NAL unit" in damaged[0][2]

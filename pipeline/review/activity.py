@@ -177,7 +177,10 @@ def index_document(path: Path, source: dict[str, Any], params: ActivityParams | 
             "frames": int(len(pts)), "threshold": round(threshold, 3), "spans": active,
             "bin_seconds": params.bin_seconds, "bins": bins(offsets, scores, params.bin_seconds),
             "frame_pts": [int(p) for p in pts], "frame_scores": [round(float(s), 2) for s in scores],
-            "warnings": warnings, "codec": info.codec, "width": info.width, "height": info.height}
+            "warnings": info.damage_warnings() + warnings, "codec": info.codec, "width": info.width,
+            "height": info.height,
+            # the probe's finding of damaged coded data: the timeline shows it once the footage is prepared
+            "damaged_packets": len(info.bitstream_damage), "damaged_spans": info.damaged_spans()}
 
 
 def tools() -> dict[str, str]:

@@ -113,7 +113,9 @@ def prepare_original(ev: Evidence, case: Case, exhibit: Exhibit, obj: ExhibitObj
                               tools=activity.tools(), parameters={"source": src, "metric": activity.METRIC,
                                                                   **params.as_dict()},
                               details={"frames": doc["frames"], "threshold": doc["threshold"],
-                                       "spans": len(doc["spans"]), "warnings": doc["warnings"][:10]})
+                                       "spans": len(doc["spans"]), "warnings": doc["warnings"][:10],
+                                       "probe": {"damaged_packets": doc["damaged_packets"],
+                                                 "damaged_spans": doc["damaged_spans"]}})
             out.activity_seq = e["seq"]
             out.seconds["activity"] = round(time.perf_counter() - t0, 3)
     return out

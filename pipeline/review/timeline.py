@@ -175,13 +175,16 @@ def _new_facts(records: list[Span], gaps: list[Span]) -> list[Span]:
     return out
 
 
+PROBING_ACTIONS = ("frames_extracted", "activity_indexed")  # processes whose record carries the probe's damage
+
+
 def _damaged(events: list[dict[str, Any]], by_ref: dict[tuple[str, str, str | None], dict[str, Any]]) -> list[Span]:
-    """Time a file covers but shows wrongly: pictures decoded from damaged coded data, as the frame extraction's
-    probe found them (`damaged_spans`), on the clock of files whose time is known; each span once however many
-    extractions found it."""
+    """Time a file covers but shows wrongly: pictures decoded from damaged coded data, as the probe of a frame
+    extraction or an activity index found them (`damaged_spans`), on the clock of files whose time is known;
+    each span once however many processes found it."""
     out: dict[tuple[Any, ...], Span] = {}
     for e in events:
-        if e.get("action") != "frames_extracted":
+        if e.get("action") not in PROBING_ACTIONS:
             continue
         ref = _ref((e.get("parameters") or {}).get("source") or {})
         f = by_ref.get(ref)
@@ -195,7 +198,7 @@ def _damaged(events: list[dict[str, Any]], by_ref: dict[tuple[str, str, str | No
             why = (f"{d.get('pictures')} picture(s) of {f['name']} at {a:.3f}–{b:.3f} s decoded from damaged coded "
                    f"data ({d.get('problem')})")
             out[(ref, a, b)] = Span(t0 + timedelta(seconds=a), t0 + timedelta(seconds=b), "damaged", why,
-                                    f"frames_extracted event {e.get('seq')}",
+                                    f"{e.get('action')} event {e.get('seq')}",
                                     extra={"file": f["name"], "offset_start": a, "offset_end": b})
     return list(out.values())
 
