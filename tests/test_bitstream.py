@@ -52,12 +52,12 @@ def test_annexb_zeros_followed_by_data_are_damage(data: bytes, says: str) -> Non
 
 def test_framing_comes_from_the_stream_configuration() -> None:
     avcc = bytes([1, 0x64, 0, 0x1F, 0xFF, 0xE1]) + bytes(10)
-    assert PacketSyntax.for_stream("h264", avcc) == PacketSyntax(4)
-    assert PacketSyntax.for_stream("h264", bytes([1, 0x64, 0, 0x1F, 0xFD, 0xE1, 0])) == PacketSyntax(2)
-    assert PacketSyntax.for_stream("h264", b"\x00\x00\x00\x01\x67") == PacketSyntax(0)
+    assert PacketSyntax.for_stream("h264", avcc) == PacketSyntax(4, "h264")
+    assert PacketSyntax.for_stream("h264", bytes([1, 0x64, 0, 0x1F, 0xFD, 0xE1, 0])) == PacketSyntax(2, "h264")
+    assert PacketSyntax.for_stream("h264", b"\x00\x00\x00\x01\x67") == PacketSyntax(0, "h264")
     hvcc = bytearray(23)
     hvcc[0], hvcc[21] = 1, 0x0F
-    assert PacketSyntax.for_stream("hevc", bytes(hvcc)) == PacketSyntax(4)
+    assert PacketSyntax.for_stream("hevc", bytes(hvcc)) == PacketSyntax(4, "hevc")
     assert PacketSyntax.for_stream("mjpeg", b"") is None
 
 
@@ -70,3 +70,16 @@ def test_damage_taints_its_gop_in_decode_order_and_an_open_gops_leading_pictures
         t.packet(pts, key, bad)
     assert t.damaged == [(3, "zeros")]
     assert t.affected == {1, 2, 3, 4, 5}  # B1, B2 follow P3 in decode order; B4, B5 may refer back past I6
+
+
+def test_a_damaged_picture_nothing_may_refer_to_keeps_its_damage_to_itself() -> None:
+    b_nonref = bytes([0x01]) + SLICE[1:]  # nal_ref_idc 0, non-IDR slice
+    assert AVCC.referenced(unit(b_nonref)) is False and ANNEXB.referenced(b"\x00\x00\x01" + b_nonref) is False
+    assert AVCC.referenced(unit(SLICE)) is True  # an IDR slice (nal_ref_idc 3)
+    assert AVCC.referenced(unit(SLICE)[:5]) is True  # framing broken: cannot tell, so yes
+    assert PacketSyntax(4, "hevc").referenced(unit(b_nonref)) is True  # not read for HEVC: yes
+    t = Taint()
+    for pts, key, bad, ref in [(0, True, None, True), (3, False, None, True), (1, False, "zeros", False),
+                               (2, False, None, True), (6, True, None, True)]:
+        t.packet(pts, key, bad, ref)
+    assert t.affected == {1}

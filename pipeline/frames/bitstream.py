@@ -35,6 +35,7 @@ class PacketSyntax:
     MP4 and Matroska), or 0 for Annex B start codes (MPEG-TS, raw streams)."""
 
     length_size: int
+    codec: str = "h264"
 
     @classmethod
     def for_stream(cls, codec: str, extradata: bytes | None) -> PacketSyntax | None:
@@ -43,10 +44,10 @@ class PacketSyntax:
             return None
         ex = bytes(extradata or b"")
         if codec == "h264" and len(ex) >= 7 and ex[0] == 1:
-            return cls((ex[4] & 3) + 1)
+            return cls((ex[4] & 3) + 1, codec)
         if codec == "hevc" and len(ex) >= 23 and ex[0] == 1:
-            return cls((ex[21] & 3) + 1)
-        return cls(0)
+            return cls((ex[21] & 3) + 1, codec)
+        return cls(0, codec)
 
     def check(self, data: bytes | memoryview) -> str | None:
         """What is wrong with one packet's bytes (a memoryview of the packet is read in place), or None when its
@@ -56,6 +57,36 @@ class PacketSyntax:
         if self.length_size and not (head.startswith(b"\x00\x00\x01") or head == b"\x00\x00\x00\x01"):
             return _check_prefixed(data, self.length_size)
         return _check_annexb(data)
+
+
+    def referenced(self, data: bytes | memoryview) -> bool:
+        """Whether later pictures may be predicted from this packet's: False only for an H.264 picture whose every
+        slice says nal_ref_idc 0 (no picture may then refer to it), so its damage stays its own; True whenever
+        that cannot be read (HEVC, a damaged header): the conservative answer."""
+        if self.codec != "h264":
+            return True
+        headers = _unit_headers(bytes(data), self.length_size)
+        slices = [h for h in headers if 1 <= h & 0x1F <= 5]
+        return not slices or any(h & 0x60 for h in slices)
+
+
+def _unit_headers(data: bytes, size: int) -> list[int]:
+    """The first byte of each NAL unit in one packet ([] when the framing does not hold)."""
+    out: list[int] = []
+    if size and not data.startswith(b"\x00\x00\x01") and not data.startswith(b"\x00\x00\x00\x01"):
+        pos = 0
+        while pos + size < len(data):
+            length = int.from_bytes(data[pos:pos + size], "big")
+            if length == 0 or pos + size + length > len(data):
+                return []
+            out.append(data[pos + size])
+            pos += size + length
+        return out
+    i = data.find(b"\x00\x00\x01")
+    while i != -1 and i + 3 < len(data):
+        out.append(data[i + 3])
+        i = data.find(b"\x00\x00\x01", i + 3)
+    return out
 
 
 def _check_prefixed(data: bytes | memoryview, size: int) -> str | None:
@@ -104,7 +135,8 @@ def _check_annexb(data: bytes | memoryview) -> str | None:
 class Taint:
     """Which pictures are decoded from damaged data: the damaged packet's own, and every one after it in decode
     order until the next keyframe, plus that keyframe's leading pictures (pts before it: open GOP) which may
-    still refer back. Conservative: a picture that happens not to refer to the damage is marked too."""
+    still refer back. Conservative: a picture that happens not to refer to the damage is marked too; only an
+    H.264 picture no other may refer to (nal_ref_idc 0) keeps its damage to itself."""
 
     def __init__(self) -> None:
         self.damaged: list[tuple[int | None, str]] = []  # (pts, what is wrong), in decode order
@@ -112,12 +144,18 @@ class Taint:
         self._on = False
         self._leading_below: int | None = None  # pts of the keyframe whose leading pictures inherit the taint
 
-    def packet(self, pts: int | None, keyframe: bool, problem: str | None) -> None:
+    def packet(self, pts: int | None, keyframe: bool, problem: str | None, referenced: bool = True) -> None:
+        """One packet in decode order; `referenced` False (PacketSyntax.referenced) keeps a damaged picture's
+        damage to itself."""
         if keyframe:
             self._leading_below = pts if self._on else None
             self._on = False
         if problem is not None:
             self.damaged.append((pts, problem))
+            if not referenced:
+                if pts is not None:
+                    self.affected.add(pts)
+                return
             self._on = True
         if pts is None:
             return

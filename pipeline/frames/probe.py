@@ -277,7 +277,8 @@ def _packets(container: av.container.InputContainer, stream: av.video.stream.Vid
                 problem = syntax.check(data) if syntax is not None else None
                 if pkt.is_corrupt:  # e.g. MPEG-TS continuity errors: container data missing
                     problem = problem or "the demuxer marked it corrupt (data missing from the container)"
-                taint.packet(presentation_ts(pkt), pkt.is_keyframe, problem)
+                referenced = problem is None or syntax is None or syntax.referenced(data)
+                taint.packet(presentation_ts(pkt), pkt.is_keyframe, problem, referenced)
             if not _shown(pkt):
                 continue
             v = presentation_ts(pkt)
