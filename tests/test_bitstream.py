@@ -26,6 +26,11 @@ def test_clean_units_pass_in_both_framings() -> None:
     assert ANNEXB.check(b"\x00\x00\x01" + sei + b"\x00\x00\x00\x00\x00\x01" + SLICE + b"\x00\x00\x00") is None
     # a recorder that writes start codes into MP4 samples: read as Annex B, as libavcodec does
     assert AVCC.check(b"\x00\x00\x00\x01" + SLICE) is None
+    # a 300-byte first unit has the prefix 00 00 01 2c, like a start code; units of 100 and 600 bytes follow
+    # (prefixes 00 00 00 64 and 00 00 02 58), which read as Annex B would be zeros inside a unit
+    big = SLICE + bytes([0x11]) * (300 - len(SLICE))
+    assert AVCC.check(unit(big) + unit(big[:100]) + unit(big + big)) is None
+    assert AVCC.referenced(unit(big) + unit(big[:100])) is True
 
 
 @pytest.mark.parametrize(("data", "says"), [

@@ -332,6 +332,13 @@ def test_zeroed_bytes_are_found_in_the_coded_data_and_mark_every_still_decoded_f
     # the P-frame at 2.52 s: the decoder says nothing of it, the syntax check does
     clean_gop = [s for s in res.stills if 2.0 <= s.offset < 2.5]
     assert clean_gop and not any(s.bitstream_damaged or s.decoder_concealed for s in clean_gop)
+    from pipeline.frames.probe import probe
+
+    # no false alarm on a clean multi-slice stream (as many cameras send): units of every size in one packet,
+    # some with a length prefix that looks like a start code (00 00 01 xx: 256-511 bytes)
+    sliced = footage.h264(tmp_path / "sliced.mp4", 2, size="640x360", bitrate="600k",
+                          extra=["-x264-params", "slices=8"])
+    assert probe(sliced).bitstream_damage == ()
     # zeroed 4 KiB sectors of an MPEG-TS file: the demuxer's corrupt flag and the zeros inside a unit
     sectors = tmp_path / "sectors.ts"
     footage.h264(sectors, 4, bframes=False, bitrate="2M")

@@ -52,12 +52,17 @@ class PacketSyntax:
     def check(self, data: bytes | memoryview) -> str | None:
         """What is wrong with one packet's bytes (a memoryview of the packet is read in place), or None when its
         NAL syntax holds."""
-        # some recorders write start codes into MP4 samples; libavcodec reads those as Annex B, and so do we
-        head = bytes(data[:4])
-        if self.length_size and not (head.startswith(b"\x00\x00\x01") or head == b"\x00\x00\x00\x01"):
-            return _check_prefixed(data, self.length_size)
-        return _check_annexb(data)
-
+        if not self.length_size:
+            return _check_annexb(data)
+        found = _check_prefixed(data, self.length_size)
+        if found is None:
+            return None
+        problem, framing = found
+        # some recorders write start codes into MP4 samples, which libavcodec reads as Annex B; only a packet
+        # whose length prefixes do not tile it is read that way (a prefix 00 00 01 xx is a 256-511 byte unit)
+        if framing and _starts_with_start_code(data) and _check_annexb(data) is None:
+            return None
+        return problem
 
     def referenced(self, data: bytes | memoryview) -> bool:
         """Whether later pictures may be predicted from this packet's: False only for an H.264 picture whose every
@@ -65,20 +70,29 @@ class PacketSyntax:
         that cannot be read (HEVC, a damaged header): the conservative answer."""
         if self.codec != "h264":
             return True
-        headers = _unit_headers(bytes(data), self.length_size)
+        raw = bytes(data)
+        headers = _unit_headers(raw, self.length_size) if self.length_size else None
+        if headers is None:
+            headers = _unit_headers(raw, 0) if _starts_with_start_code(raw) or not self.length_size else []
         slices = [h for h in headers if 1 <= h & 0x1F <= 5]
         return not slices or any(h & 0x60 for h in slices)
 
 
-def _unit_headers(data: bytes, size: int) -> list[int]:
-    """The first byte of each NAL unit in one packet ([] when the framing does not hold)."""
+def _starts_with_start_code(data: bytes | memoryview) -> bool:
+    head = bytes(data[:4])
+    return head.startswith(b"\x00\x00\x01") or head == b"\x00\x00\x00\x01"
+
+
+def _unit_headers(data: bytes, size: int) -> list[int] | None:
+    """The first byte of each NAL unit in one packet: by `size`-byte length prefixes (None when they do not
+    tile the packet), or by start codes when `size` is 0."""
     out: list[int] = []
-    if size and not data.startswith(b"\x00\x00\x01") and not data.startswith(b"\x00\x00\x00\x01"):
+    if size:
         pos = 0
-        while pos + size < len(data):
-            length = int.from_bytes(data[pos:pos + size], "big")
+        while pos < len(data):
+            length = int.from_bytes(data[pos:pos + size], "big") if pos + size <= len(data) else 0
             if length == 0 or pos + size + length > len(data):
-                return []
+                return None
             out.append(data[pos + size])
             pos += size + length
         return out
@@ -89,24 +103,25 @@ def _unit_headers(data: bytes, size: int) -> list[int]:
     return out
 
 
-def _check_prefixed(data: bytes | memoryview, size: int) -> str | None:
+def _check_prefixed(data: bytes | memoryview, size: int) -> tuple[str, bool] | None:
+    """(what is wrong, whether it is the framing: prefixes that do not tile the packet), or None."""
     n, pos, unit = len(data), 0, 0
     while pos < n:
         if pos + size > n:
-            return f"{n - pos} stray byte(s) after NAL unit {unit}, too few for a length prefix"
+            return f"{n - pos} stray byte(s) after NAL unit {unit}, too few for a length prefix", True
         length = int.from_bytes(data[pos:pos + size], "big")
         body = pos + size
         if length == 0:
-            return f"NAL unit {unit} at byte {pos} has length 0 (a zeroed length prefix)"
+            return f"NAL unit {unit} at byte {pos} has length 0 (a zeroed length prefix)", True
         if body + length > n:
             return (f"NAL unit {unit} at byte {pos} claims {length} bytes but the packet holds {n - body} "
-                    "after its prefix")
+                    "after its prefix"), True
         if data[body] & 0x80:
-            return f"NAL unit {unit} at byte {pos} has its forbidden_zero_bit set"
+            return f"NAL unit {unit} at byte {pos} has its forbidden_zero_bit set", False
         m = _FORBIDDEN.search(data, body, body + length)
         if m is not None:
             return (f"zero bytes inside NAL unit {unit} at byte {m.start()} (00 00 {data[m.start() + 2]:02x} cannot "
-                    "occur there)")
+                    "occur there)"), False
         pos = body + length
         unit += 1
     return None
