@@ -88,3 +88,12 @@ def test_a_damaged_picture_nothing_may_refer_to_keeps_its_damage_to_itself() -> 
                                (2, False, None, True), (6, True, None, True)]:
         t.packet(pts, key, bad, ref)
     assert t.affected == {1}
+
+
+def test_a_flood_of_damaged_packets_is_counted_not_kept() -> None:
+    from pipeline.frames.bitstream import NAMED
+
+    t = Taint()
+    for pts in range(NAMED + 500):
+        t.packet(pts, True, "zeros")
+    assert t.count == NAMED + 500 and len(t.damaged) == NAMED and len(t.affected) == NAMED + 500

@@ -62,8 +62,9 @@ class VideoInfo:
     skip_unreferenced: bool = False
     pix_fmt: str = ""  # the decoder's pixel format (e.g. yuv420p, yuv420p10le): stills are 8-bit RGB whatever it is
     # packets whose coded data breaks the codec's syntax (pts, what is wrong), and the pictures decoded from them
-    bitstream_damage: tuple[tuple[int | None, str], ...] = ()
+    bitstream_damage: tuple[tuple[int | None, str], ...] = ()  # the first bitstream.NAMED of them
     damaged_pts: frozenset[int] = frozenset()
+    damaged_packets: int = 0  # all of them
 
     @property
     def first_pts(self) -> int:
@@ -80,7 +81,7 @@ class VideoInfo:
                 "time_base": f"{self.time_base.numerator}/{self.time_base.denominator}",
                 "avg_fps": self.avg_fps, "stream_index": self.stream_index, "keyframes": int(len(self.key_pts)),
                 "first_pts": self.first_pts, "pix_fmt": self.pix_fmt,
-                "damaged_packets": len(self.bitstream_damage), "damaged_spans": self.damaged_spans()}
+                "damaged_packets": self.damaged_packets, "damaged_spans": self.damaged_spans()}
 
     def damaged_spans(self, limit: int = 500) -> list[dict]:
         """Runs of consecutive pictures decoded from damaged data, as offsets (s) from the first frame to the end
@@ -115,8 +116,8 @@ class VideoInfo:
             return []
         times = [f"{self.offset_of(p):.3f}s" for p, _ in self.bitstream_damage if p is not None]
         first = self.bitstream_damage[0][1]
-        shown = ", ".join(times[:8]) + (f" and {len(times) - 8} more" if len(times) > 8 else "")
-        return [f"the coded data of {len(self.bitstream_damage)} packet(s) is damaged (bytes zeroed, cut or missing, "
+        shown = ", ".join(times[:8]) + (f" and {self.damaged_packets - 8} more" if self.damaged_packets > 8 else "")
+        return [f"the coded data of {self.damaged_packets} packet(s) is damaged (bytes zeroed, cut or missing, "
                 f"as bad sectors and cut-off copies leave them) at {shown or 'untimed packets'} "
                 f"(first: {first}); {len(self.damaged_pts)} picture(s) are decoded from damaged data, up to the next "
                 "keyframe after each, and do not show what was recorded"]
@@ -183,7 +184,7 @@ def probe(source: Path) -> VideoInfo:
     return VideoInfo(**info, frame_pts=found.frame_pts, key_pts=found.key_pts,
                      warnings=tuple(dict.fromkeys(warnings)),
                      skip_unreferenced=info["codec"] == "h264" or found.hevc_skippable,
-                     bitstream_damage=found.damaged, damaged_pts=found.affected)
+                     bitstream_damage=found.damaged, damaged_pts=found.affected, damaged_packets=found.damaged_count)
 
 
 class _Listing(NamedTuple):
@@ -196,6 +197,7 @@ class _Listing(NamedTuple):
     untimed: int  # packets with neither pts nor dts (all of them in a raw elementary stream)
     damaged: tuple[tuple[int | None, str], ...] = ()  # bitstream.Taint: packets whose coded data is damaged
     affected: frozenset[int] = frozenset()  # pts of the pictures decoded from them
+    damaged_count: int = 0  # all damaged packets (`damaged` names the first bitstream.NAMED)
 
 
 def _list_on_quick_open(source: Path, stream_index: int | None) -> tuple[int, _Listing, list[str]]:
@@ -297,7 +299,7 @@ def _packets(container: av.container.InputContainer, stream: av.video.stream.Vid
         warnings.append(f"{len(pts) - len(frame_pts)} packets share a pts with another; kept one frame per pts")
     key_pts = _sorted_unique(keys)
     return _Listing(frame_pts, key_pts, warnings, layers is not None and layers.nonref_skippable, no_pts,
-                    tuple(taint.damaged), frozenset(taint.affected))
+                    tuple(taint.damaged), frozenset(taint.affected), taint.count)
 
 
 def _sorted_unique(values: list[int]) -> np.ndarray:

@@ -180,7 +180,7 @@ def index_document(path: Path, source: dict[str, Any], params: ActivityParams | 
             "warnings": info.damage_warnings() + warnings, "codec": info.codec, "width": info.width,
             "height": info.height,
             # the probe's finding of damaged coded data: the timeline shows it once the footage is prepared
-            "damaged_packets": len(info.bitstream_damage), "damaged_spans": info.damaged_spans()}
+            "damaged_packets": info.damaged_packets, "damaged_spans": info.damaged_spans()}
 
 
 def tools() -> dict[str, str]:
