@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.frames.bitstream import PacketSyntax, Taint
+from pipeline.frames.bitstream import PacketSyntax, Taint, spread
 
 AVCC = PacketSyntax(4)
 ANNEXB = PacketSyntax(0)
@@ -97,3 +97,10 @@ def test_a_flood_of_damaged_packets_is_counted_not_kept() -> None:
     for pts in range(NAMED + 500):
         t.packet(pts, True, "zeros")
     assert t.count == NAMED + 500 and len(t.damaged) == NAMED and len(t.affected) == NAMED + 500
+
+
+def test_a_patched_up_frame_passes_its_errors_on_to_the_frames_predicted_from_it() -> None:
+    order = [0, 3, 1, 2, 6, 4, 5, 9, 7, 8]  # I0 P3 B1 B2 | I6 B4 B5 P9 B7 B8 (decode order)
+    assert spread({3}, order, {0, 6}) == {1, 2, 3, 4, 5}  # open GOP: B4, B5 may refer back past I6
+    assert spread({9}, order, {0, 6}) == {7, 8, 9}
+    assert spread(set(), order, {0, 6}) == set()

@@ -297,12 +297,14 @@ def test_frames_the_decoder_patched_up_are_flagged_and_a_damaged_end_is_incomple
                                                                                   tmp_path: Path) -> None:
     """Zeroed bytes inside packets (bad sectors): every packet is there, so only the decoder's own corrupt
     flag tells that it concealed errors. The stills of those frames say so, the other damaged frame decoded on
-    the way is named, a damaged last frame makes the file incomplete, and the flags do not depend on workers."""
+    the way is named, a damaged last frame makes the file incomplete, a frame predicted from a patched-up one is
+    flagged too, and the flags do not depend on workers."""
     res = extract_frames(clips["damaged"], tmp_path / "o", ExtractParams(every_seconds=0.5), workers=2)
     again = extract_frames(clips["damaged"], tmp_path / "o2", ExtractParams(every_seconds=0.5), workers=1)
     assert res.stills == again.stills and res.warnings == again.warnings
     flagged = [round(s.offset, 2) for s in res.stills if s.decoder_concealed]
-    assert flagged == [1.48, 2.0], flagged
+    assert flagged == [1.48, 2.0, 2.48], flagged  # 2.48 is predicted from the patched-up keyframe at 2.0
+    assert any("still at 2.480s" in w and "predicted from a frame the decoder concealed" in w for w in res.warnings)
     assert sum("concealed errors in this frame" in w for w in res.warnings) == 2
     assert not res.complete and any("final GOP" in w and "concealed" in w for w in res.warnings)
     clean = extract_frames(clips["mp4_nob"], tmp_path / "c", ExtractParams(every_seconds=0.5), workers=2)
@@ -327,7 +329,7 @@ def test_zeroed_bytes_are_found_in_the_coded_data_and_mark_every_still_decoded_f
         assert res.probe["damaged_packets"] == 3 and not res.complete
         said = [w for w in res.warnings if "coded data of 3 packet(s) is damaged" in w]
         assert said and "1.000s, 2.520s, 3.800s" in said[0] and "42 picture(s)" in said[0], res.warnings
-        assert any("still at 1.480s" in w and "damaged coded data" in w for w in res.warnings)
+        assert any("still at 1.480s" in w and "damaged" in w for w in res.warnings)
         assert any("final GOP" in w and "damaged coded data" in w for w in res.warnings)
     # the P-frame at 2.52 s: the decoder says nothing of it, the syntax check does
     clean_gop = [s for s in res.stills if 2.0 <= s.offset < 2.5]

@@ -21,6 +21,7 @@ to the pictures predicted from it.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 CODECS = frozenset({"h264", "hevc"})
@@ -180,3 +181,14 @@ class Taint:
             return
         if self._on or (self._leading_below is not None and pts < self._leading_below):
             self.affected.add(pts)
+
+
+def spread(sources: set[int], decode_order: Sequence[int], key_pts: set[int]) -> set[int]:
+    """The pictures decoded from `sources` (pts of damaged pictures) by Taint's rule, walking the shown pictures
+    in decode order: used for frames the decoder concealed errors in, whose errors later pictures inherit."""
+    if not sources:
+        return set()
+    taint = Taint()
+    for p in decode_order:
+        taint.packet(p, p in key_pts, "concealed" if p in sources else None)
+    return taint.affected

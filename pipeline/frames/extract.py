@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.frames import plan as planmod
+from pipeline.frames.bitstream import spread
 from pipeline.frames.contact_sheet import build_contact_sheets
 from pipeline.frames.decode import (
     ChunkSpec,
@@ -57,7 +58,7 @@ from pipeline.frames.stills import StillOut, encode_slots, spill
 #    file incomplete when they are in the final GOP (CABAC streams log nothing for such damage)
 # 8: H.264/H.265 packets whose NAL syntax is broken (zeroed bytes the decoder takes silently) are found in the
 #    probe; stills decoded from them are marked `bitstream_damaged`, and such damage in the final GOP makes the
-#    file incomplete
+#    file incomplete; a frame predicted from one the decoder concealed errors in is `decoder_concealed` too
 ENGINE_VERSION = "8"
 TAIL_ID = -1
 #: called with each still once its PNG and thumbnail are written (from worker threads: must be thread-safe)
@@ -284,9 +285,11 @@ def extract_frames(source: Path, out_dir: Path, params: ExtractParams, *, worker
 
     stills: list[Still] = []
     tb = f"{info.time_base.numerator}/{info.time_base.denominator}"
+    # a frame the decoder patched up passes its errors on to the frames predicted from it, up to the next keyframe
+    own = set(tail.concealed).union(*(outs[c.id].concealed for c in chunks))
+    concealed = spread(own, info.decode_order, set(info.key_pts.tolist()))
     for c in chunks:
         o = outs[c.id]
-        concealed = set(o.concealed)
         warnings += [f"decoder: {p}" for p in o.problems[:3]]
         for p in o.missing:
             complete = False
@@ -301,8 +304,7 @@ def extract_frames(source: Path, out_dir: Path, params: ExtractParams, *, worker
                                 wallclock=wallclock_start + timedelta(seconds=off) if wallclock_start else None,
                                 decoder_concealed=s.pts in concealed, bitstream_damaged=s.pts in info.damaged_pts))
     stills.sort(key=lambda s: s.pts)
-    warnings += _concealed_warnings(stills, {p for c in chunks for p in outs[c.id].concealed} - set(tail.concealed),
-                                    info)
+    warnings += _concealed_warnings(stills, own, set(tail.concealed), info)
     sheets = build_contact_sheets(out_dir, params.name_prefix, [(out_dir / s.thumb, s.offset) for s in stills],
                                   columns=params.contact_sheet_columns, rows=params.contact_sheet_rows,
                                   png_level=params.png_compression, png_encoder=params.png_encoder
@@ -344,14 +346,17 @@ class _Handover:
             still.data = None
 
 
-def _concealed_warnings(stills: list[Still], concealed: set[int], info: VideoInfo) -> list[str]:
-    """Say which stills show frames the decoder had to patch up, and where else decoding met damage: a still
-    of a damaged frame is partly the decoder's guess, which an examiner must know before relying on it."""
+def _concealed_warnings(stills: list[Still], own: set[int], tail: set[int], info: VideoInfo) -> list[str]:
+    """Say which stills show frames the decoder had to patch up (or frames predicted from one), and where else
+    decoding met damage: such a still is partly the decoder's guess, which an examiner must know before relying
+    on it. `own`: the frames the decoder flagged; `tail`: those of the final GOP, warned about with the file's end."""
     out = [f"still at {s.offset:.3f}s ({s.png}): the decoder concealed errors in this frame (damaged data); "
-           "not every pixel is from the recording" for s in stills if s.decoder_concealed]
+           "not every pixel is from the recording" for s in stills if s.pts in own]
+    out += [f"still at {s.offset:.3f}s ({s.png}): predicted from a frame the decoder concealed errors in (damaged "
+            "data); not every pixel is from the recording" for s in stills if s.decoder_concealed and s.pts not in own]
     out += [f"still at {s.offset:.3f}s ({s.png}): decoded from damaged coded data (see the bitstream warning); it "
             "does not show what was recorded" for s in stills if s.bitstream_damaged and not s.decoder_concealed]
-    others = sorted(concealed - {s.pts for s in stills})
+    others = sorted(own - tail - {s.pts for s in stills})
     if others:
         out.append(f"the decoder concealed errors in {len(others)} other decoded frame(s), from "
                    f"{info.offset_of(others[0]):.3f}s to {info.offset_of(others[-1]):.3f}s: the footage is damaged "

@@ -65,6 +65,8 @@ class VideoInfo:
     bitstream_damage: tuple[tuple[int | None, str], ...] = ()  # the first bitstream.NAMED of them
     damaged_pts: frozenset[int] = frozenset()
     damaged_packets: int = 0  # all of them
+    # pts of the shown pictures in decode order (the packet listing's order): how damage reaches later pictures
+    decode_order: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
     @property
     def first_pts(self) -> int:
@@ -184,7 +186,8 @@ def probe(source: Path) -> VideoInfo:
     return VideoInfo(**info, frame_pts=found.frame_pts, key_pts=found.key_pts,
                      warnings=tuple(dict.fromkeys(warnings)),
                      skip_unreferenced=info["codec"] == "h264" or found.hevc_skippable,
-                     bitstream_damage=found.damaged, damaged_pts=found.affected, damaged_packets=found.damaged_count)
+                     bitstream_damage=found.damaged, damaged_pts=found.affected, damaged_packets=found.damaged_count,
+                     decode_order=found.decode_order)
 
 
 class _Listing(NamedTuple):
@@ -198,6 +201,7 @@ class _Listing(NamedTuple):
     damaged: tuple[tuple[int | None, str], ...] = ()  # bitstream.Taint: packets whose coded data is damaged
     affected: frozenset[int] = frozenset()  # pts of the pictures decoded from them
     damaged_count: int = 0  # all damaged packets (`damaged` names the first bitstream.NAMED)
+    decode_order: np.ndarray = np.zeros(0, np.int64)  # shown pictures' pts as demuxed
 
 
 def _list_on_quick_open(source: Path, stream_index: int | None) -> tuple[int, _Listing, list[str]]:
@@ -299,7 +303,7 @@ def _packets(container: av.container.InputContainer, stream: av.video.stream.Vid
         warnings.append(f"{len(pts) - len(frame_pts)} packets share a pts with another; kept one frame per pts")
     key_pts = _sorted_unique(keys)
     return _Listing(frame_pts, key_pts, warnings, layers is not None and layers.nonref_skippable, no_pts,
-                    tuple(taint.damaged), frozenset(taint.affected), taint.count)
+                    tuple(taint.damaged), frozenset(taint.affected), taint.count, np.asarray(pts, dtype=np.int64))
 
 
 def _sorted_unique(values: list[int]) -> np.ndarray:

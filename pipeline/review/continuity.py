@@ -22,7 +22,7 @@ from pipeline.review.timesource import parse_instant
 
 MAX_STILLS = 12
 MAX_SHEETS = 4
-DAMAGED = "DAMAGED FRAME: the decoder concealed errors in it"  # under a still whose frame was patched up
+DAMAGED = "DAMAGED FRAME: the decoder concealed errors (damaged data)"  # patched up, or predicted from one that was
 DAMAGED_DATA = "DAMAGED FRAME: decoded from damaged coded data"  # under one whose coded data breaks its syntax
 
 
