@@ -21,7 +21,7 @@ to the pictures predicted from it.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 CODECS = frozenset({"h264", "hevc"})
@@ -54,17 +54,19 @@ class PacketSyntax:
     def check(self, data: bytes | memoryview) -> str | None:
         """What is wrong with one packet's bytes (a memoryview of the packet is read in place), or None when its
         NAL syntax holds."""
-        if not self.length_size:
+        units = self._units(data)
+        if units is None:
             return _check_annexb(data)
-        found = _check_prefixed(data, self.length_size)
-        if found is None:
-            return None
-        problem, framing = found
-        # some recorders write start codes into MP4 samples, which libavcodec reads as Annex B; only a packet
-        # whose length prefixes do not tile it is read that way (a prefix 00 00 01 xx is a 256-511 byte unit)
-        if framing and _starts_with_start_code(data) and _check_annexb(data) is None:
-            return None
-        return problem
+        if isinstance(units, str):
+            return units
+        for unit, (body, end) in enumerate(units):
+            if data[body] & 0x80:
+                return f"NAL unit {unit} at byte {body - self.length_size} has its forbidden_zero_bit set"
+            m = _FORBIDDEN.search(data, body, end)
+            if m is not None:
+                return (f"zero bytes inside NAL unit {unit} at byte {m.start()} (00 00 {data[m.start() + 2]:02x} "
+                        "cannot occur there)")
+        return None
 
     def referenced(self, data: bytes | memoryview) -> bool:
         """Whether later pictures may be predicted from this packet's: False only for an H.264 picture whose every
@@ -72,12 +74,24 @@ class PacketSyntax:
         that cannot be read (HEVC, a damaged header): the conservative answer."""
         if self.codec != "h264":
             return True
-        raw = bytes(data)
-        headers = _unit_headers(raw, self.length_size) if self.length_size else None
-        if headers is None:
-            headers = _unit_headers(raw, 0) if _starts_with_start_code(raw) or not self.length_size else []
+        units = self._units(data)
+        if isinstance(units, str):
+            return True
+        headers = [data[body] for body, _ in units] if units is not None else _annexb_headers(bytes(data))
         slices = [h for h in headers if 1 <= h & 0x1F <= 5]
         return not slices or any(h & 0x60 for h in slices)
+
+    def _units(self, data: bytes | memoryview) -> list[tuple[int, int]] | str | None:
+        """The (body start, end) of each length-prefixed unit; what is wrong when the prefixes do not tile the
+        packet; None to read it as Annex B: the stream's framing, or a recorder that writes start codes into MP4
+        samples (libavcodec reads those as Annex B) when the prefixes do not tile it (`00 00 01 xx` is also the
+        prefix of a 256-511 byte unit)."""
+        if not self.length_size:
+            return None
+        units = _prefixed_units(data, self.length_size)
+        if isinstance(units, str) and _starts_with_start_code(data) and _check_annexb(data) is None:
+            return None
+        return units
 
 
 def _starts_with_start_code(data: bytes | memoryview) -> bool:
@@ -85,19 +99,9 @@ def _starts_with_start_code(data: bytes | memoryview) -> bool:
     return head.startswith(b"\x00\x00\x01") or head == b"\x00\x00\x00\x01"
 
 
-def _unit_headers(data: bytes, size: int) -> list[int] | None:
-    """The first byte of each NAL unit in one packet: by `size`-byte length prefixes (None when they do not
-    tile the packet), or by start codes when `size` is 0."""
+def _annexb_headers(data: bytes) -> list[int]:
+    """The first byte of each NAL unit after a start code."""
     out: list[int] = []
-    if size:
-        pos = 0
-        while pos < len(data):
-            length = int.from_bytes(data[pos:pos + size], "big") if pos + size <= len(data) else 0
-            if length == 0 or pos + size + length > len(data):
-                return None
-            out.append(data[pos + size])
-            pos += size + length
-        return out
     i = data.find(b"\x00\x00\x01")
     while i != -1 and i + 3 < len(data):
         out.append(data[i + 3])
@@ -105,28 +109,22 @@ def _unit_headers(data: bytes, size: int) -> list[int] | None:
     return out
 
 
-def _check_prefixed(data: bytes | memoryview, size: int) -> tuple[str, bool] | None:
-    """(what is wrong, whether it is the framing: prefixes that do not tile the packet), or None."""
-    n, pos, unit = len(data), 0, 0
+def _prefixed_units(data: bytes | memoryview, size: int) -> list[tuple[int, int]] | str:
+    """Each unit's (body start, end) by its `size`-byte length prefix, or what is wrong with the framing."""
+    n, pos, out = len(data), 0, []
     while pos < n:
         if pos + size > n:
-            return f"{n - pos} stray byte(s) after NAL unit {unit}, too few for a length prefix", True
+            return f"{n - pos} stray byte(s) after NAL unit {len(out)}, too few for a length prefix"
         length = int.from_bytes(data[pos:pos + size], "big")
         body = pos + size
         if length == 0:
-            return f"NAL unit {unit} at byte {pos} has length 0 (a zeroed length prefix)", True
+            return f"NAL unit {len(out)} at byte {pos} has length 0 (a zeroed length prefix)"
         if body + length > n:
-            return (f"NAL unit {unit} at byte {pos} claims {length} bytes but the packet holds {n - body} "
-                    "after its prefix"), True
-        if data[body] & 0x80:
-            return f"NAL unit {unit} at byte {pos} has its forbidden_zero_bit set", False
-        m = _FORBIDDEN.search(data, body, body + length)
-        if m is not None:
-            return (f"zero bytes inside NAL unit {unit} at byte {m.start()} (00 00 {data[m.start() + 2]:02x} cannot "
-                    "occur there)"), False
+            return (f"NAL unit {len(out)} at byte {pos} claims {length} bytes but the packet holds {n - body} "
+                    "after its prefix")
+        out.append((body, body + length))
         pos = body + length
-        unit += 1
-    return None
+    return out
 
 
 def _check_annexb(data: bytes | memoryview) -> str | None:
@@ -183,11 +181,12 @@ class Taint:
             self.affected.add(pts)
 
 
-def spread(sources: set[int], decode_order: Sequence[int], key_pts: set[int]) -> set[int]:
+def spread(sources: set[int], decode_order: Sequence[int], key_pts: Iterable[int]) -> set[int]:
     """The pictures decoded from `sources` (pts of damaged pictures) by Taint's rule, walking the shown pictures
     in decode order: used for frames the decoder concealed errors in, whose errors later pictures inherit."""
     if not sources:
         return set()
+    key_pts = {int(k) for k in key_pts}
     taint = Taint()
     for p in decode_order:
         taint.packet(p, p in key_pts, "concealed" if p in sources else None)

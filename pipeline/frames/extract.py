@@ -287,7 +287,7 @@ def extract_frames(source: Path, out_dir: Path, params: ExtractParams, *, worker
     tb = f"{info.time_base.numerator}/{info.time_base.denominator}"
     # a frame the decoder patched up passes its errors on to the frames predicted from it, up to the next keyframe
     own = set(tail.concealed).union(*(outs[c.id].concealed for c in chunks))
-    concealed = spread(own, info.decode_order, set(info.key_pts.tolist()))
+    concealed = spread(own, info.decode_order, info.key_pts)
     for c in chunks:
         o = outs[c.id]
         warnings += [f"decoder: {p}" for p in o.problems[:3]]

@@ -24,14 +24,14 @@ MAX_STILLS = 12
 MAX_SHEETS = 4
 DAMAGED = "DAMAGED FRAME: the decoder concealed errors (damaged data)"  # patched up, or predicted from one that was
 DAMAGED_DATA = "DAMAGED FRAME: decoded from damaged coded data"  # under one whose coded data breaks its syntax
+MAX_RESULT_WARNINGS = 4  # per process in the statement; the event holds them all
+PROCESS_ACTIONS = ("review_copy_made", "clip_exported", "activity_indexed", "frames_extracted",
+                   "contact_sheet_made", "metadata_extracted")
 
 
 def damage_label(still: dict) -> str | None:
     """The caption a damaged still carries wherever it is shown, or None for an undamaged one."""
     return DAMAGED if still.get("decoder_concealed") else DAMAGED_DATA if still.get("bitstream_damaged") else None
-MAX_RESULT_WARNINGS = 4  # per process in the statement; the event holds them all
-PROCESS_ACTIONS = ("review_copy_made", "clip_exported", "activity_indexed", "frames_extracted",
-                   "contact_sheet_made", "metadata_extracted")
 
 
 @dataclass
