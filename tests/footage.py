@@ -118,11 +118,12 @@ def open_gop_h264(path: Path, seconds: float = 5, *, size: str = "320x240", fps:
 
 
 def damaged_mp4(path: Path, at_s: list[float], seconds: float = 4, *, cabac: bool = False,
-                extra: list[str] | None = None) -> Path:
+                extra: list[str] | None = None, middle: bool = False) -> Path:
     """H.264 MP4 (no B-frames) whose video packets presented at `at_s` seconds have the second half of their
-    bytes zeroed, as bad sectors on a card leave them: the file opens and every packet is there, but the
-    decoder has to conceal errors in those frames. `cabac`: the entropy coding most cameras use, whose decoder
-    takes the zeros silently (no corrupt flag, no log line)."""
+    bytes zeroed (`middle`: the middle third), as bad sectors on a card leave them: the file opens and every
+    packet is there. A zeroed tail cuts the slice short, and the decoder conceals errors in that frame;
+    zeros in the middle, with coded data after them, `cabac` (the entropy coding most cameras use) decodes
+    into a wrong picture silently (no corrupt flag, no log line)."""
     import json
 
     h264(path, seconds, bframes=False, bitrate="400k" if cabac else None, extra=extra)
@@ -134,8 +135,9 @@ def damaged_mp4(path: Path, at_s: list[float], seconds: float = 4, *, cabac: boo
         for t in at_s:
             p = min(packets, key=lambda p: abs(float(p["pts_time"]) - t))
             size = int(p["size"])
-            f.seek(int(p["pos"]) + size // 2)
-            f.write(b"\x00" * (size - size // 2))
+            start, end = (size // 3, 2 * size // 3) if middle else (size // 2, size)
+            f.seek(int(p["pos"]) + start)
+            f.write(b"\x00" * (end - start))
     return path
 
 

@@ -34,8 +34,8 @@ def test_clean_units_pass_in_both_framings() -> None:
 
 
 @pytest.mark.parametrize(("data", "says"), [
-    (unit(SLICE[:6] + bytes(40) + SLICE[6:]), "zero bytes inside NAL unit 0"),
-    (unit(SLICE) + unit(SLICE[:5] + b"\x00\x00\x02" + SLICE[5:]), "inside NAL unit 1"),
+    (unit(SLICE[:6] + bytes(40) + SLICE[6:]), "NAL unit 0: 40 zero bytes"),
+    (unit(SLICE) + unit(SLICE[:5] + b"\x00\x00\x02" + SLICE[5:]), "NAL unit 1: 4 zero bytes"),
     (unit(SLICE) + bytes(4) + unit(SLICE), "length 0"),
     (unit(SLICE)[:-3], "claims 13 bytes but the packet holds 10"),
     (unit(SLICE) + b"\x00\x01", "stray byte"),
@@ -53,6 +53,23 @@ def test_length_prefixed_damage_is_named(data: bytes, says: str) -> None:
 def test_annexb_zeros_followed_by_data_are_damage(data: bytes, says: str) -> None:
     found = ANNEXB.check(data)
     assert found is not None and says in found, found
+
+
+def test_zeros_ending_a_unit_are_padding_a_remux_keeps_but_a_zeroed_unit_is_not() -> None:
+    hevc = PacketSyntax(4, "hevc")
+    # trailing_zero_8bits carried into MP4 by a remux of Annex B footage; fewer zeros than a prefix after the last
+    assert AVCC.check(unit(SLICE + bytes(5)) + unit(SLICE + bytes(31))) is None
+    assert AVCC.check(unit(SLICE) + b"\x00\x00") is None
+    assert hevc.check(unit(SLICE + bytes(31))) is None
+    # more is a zeroed tail, not padding
+    assert "NAL unit 0: 32 zero bytes at byte 17 to the end" in (hevc.check(unit(SLICE + bytes(32))) or "")
+    assert "NAL unit 1: 300 zero bytes" in (AVCC.check(unit(SLICE) + unit(SLICE + bytes(300))) or "")
+    assert "NAL unit 0: 40 zero bytes" in (AVCC.check(unit(bytes(40))) or "")  # nothing but zeros
+    assert "NAL unit 1: 9 zero bytes" in (AVCC.check(unit(SLICE) + unit(SLICE[:4] + bytes(8) + SLICE)) or "")
+    # a recorder's mixed framing: start codes inside a length-prefixed unit begin further units
+    sei = bytes([0x06, 0x05, 0x10, 0xAA, 0x80])
+    assert AVCC.check(unit(sei + b"\x00\x00\x00\x01" + SLICE + b"\x00\x00\x01" + SLICE)) is None
+    assert "stray byte" in (AVCC.check(unit(SLICE) + b"\x00\x07") or "")
 
 
 def test_framing_comes_from_the_stream_configuration() -> None:

@@ -320,7 +320,7 @@ def test_zeroed_bytes_are_found_in_the_coded_data_and_mark_every_still_decoded_f
     the NAL syntax says zeros cannot be there. The damaged keyframe's GOP and the final GOP carry it: stills
     there are marked, the damage is named with its times, a damaged final GOP makes the file incomplete, and
     the same holds after a remux to Matroska and for zeroed sectors of an MPEG-TS file (Annex B)."""
-    mp4 = footage.damaged_mp4(tmp_path / "z.mp4", [1.0, 2.52, 3.8], cabac=True)  # a keyframe, two P-frames
+    mp4 = footage.damaged_mp4(tmp_path / "z.mp4", [1.0, 2.52, 3.8], cabac=True, middle=True)  # a key, two P
     mkv = tmp_path / "z.mkv"
     subprocess.run(["ffmpeg", "-v", "error", "-i", str(mp4), "-c", "copy", str(mkv)], check=True)
     for src in (mp4, mkv):
@@ -350,6 +350,31 @@ def test_zeroed_bytes_are_found_in_the_coded_data_and_mark_every_still_decoded_f
         f.write(bytes(4096))
     res = extract_frames(sectors, tmp_path / "sectors", ExtractParams(keyframes=True), workers=1)
     assert res.probe["damaged_packets"] >= 1 and any("is damaged" in w for w in res.warnings), res.warnings
+
+
+def test_padding_a_remux_keeps_inside_units_is_no_damage_and_a_zeroed_slice_tail_is_still_found(tmp_path: Path
+                                                                                                ) -> None:
+    """Annex B footage may carry zero bytes after its units (trailing_zero_8bits); `ffmpeg -c copy` into MP4 keeps
+    them inside the length-prefixed units, where libavcodec drops them: the pictures are the recorded ones, so no
+    still may be called damaged. A slice whose tail was zeroed is found by both: the syntax (far more zeros than
+    padding) and the decoder."""
+    raw, padded, mp4 = tmp_path / "cam.h264", tmp_path / "padded.h264", tmp_path / "remux.mp4"
+    footage.h264(raw, 2, bframes=False, bitrate="400k")
+    padded.write_bytes(raw.read_bytes().replace(b"\x00\x00\x00\x01", b"\x00" * 6 + b"\x01"))
+    subprocess.run(["ffmpeg", "-v", "error", "-framerate", "25", "-i", str(padded), "-c", "copy", str(mp4)],
+                   check=True)
+    res = extract_frames(mp4, tmp_path / "o", ExtractParams(every_seconds=0.5), workers=2)
+    assert res.complete and res.probe["damaged_packets"] == 0, res.warnings
+    assert len(res.stills) == 4 and not any(s.bitstream_damaged or s.decoder_concealed for s in res.stills)
+    plain = tmp_path / "plain.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-framerate", "25", "-i", str(raw), "-c", "copy", str(plain)], check=True)
+    same = extract_frames(plain, tmp_path / "p", ExtractParams(every_seconds=0.5), workers=2)
+    assert [s.pixel_sha256 for s in res.stills] == [s.pixel_sha256 for s in same.stills]
+    assert mp4.stat().st_size > plain.stat().st_size  # the padding is there
+    tail = footage.damaged_mp4(tmp_path / "tail.mp4", [1.0], cabac=True)  # the second half of a keyframe zeroed
+    cut = extract_frames(tail, tmp_path / "t", ExtractParams(every_seconds=0.5), workers=2)
+    assert [round(s.offset, 2) for s in cut.stills if s.decoder_concealed] == [1.0, 1.48], cut.warnings
+    assert [round(s.offset, 2) for s in cut.stills if s.bitstream_damaged] == [1.0, 1.48]  # too long for padding
 
 
 def test_a_ten_bit_source_is_said_to_be_rounded_to_eight_bit_stills(tmp_path: Path) -> None:

@@ -8,10 +8,17 @@ prevention byte), so a run of zeros inside a unit is damage, never content. The 
 prefix that points past its packet or a unit whose forbidden_zero_bit is set. A clean stream can never
 trip these rules; a damaged one trips them whenever zeros land inside a unit.
 
-Not caught: zeros that run to the end of a unit in Annex B framing (MPEG-TS, raw streams), where the
-byte-stream format allows zero padding after any unit, so a unit whose tail was zeroed reads as a shorter
-unit plus padding. Zeroed sectors of a TS file also break its 188-byte packets, which the demuxer marks
-corrupt (the probe counts that too); bytes overwritten with other non-zero data are left to the decoder.
+Read as libavcodec reads it, so that what it decodes as the recording is never called damage:
+- Zeros that run to the end of a unit are padding. In Annex B framing (MPEG-TS, raw streams) the byte-stream
+  format allows them after any unit, and a remux of such footage into MP4 or Matroska keeps a few of them
+  inside the length-prefixed units, where libavcodec drops them; so there fewer than TAIL_PADDING are taken
+  for padding (and fewer zeros than a length prefix after the last unit). A unit whose tail was zeroed reads as
+  a shorter unit plus padding in Annex B, and in H.264 the decoder, which then runs out of slice data, flags
+  that picture corrupt instead (`decoder_concealed`); the H.265 decoder flags nothing.
+- A start code inside a length-prefixed unit begins another unit (a recorder's mixed framing, which
+  libavcodec decodes).
+Zeroed sectors of a TS file also break its 188-byte packets, which the demuxer marks corrupt (the probe counts
+that too); bytes overwritten with other non-zero data are left to the decoder.
 
 `PacketSyntax.check(data)` is pure and runs on every video packet during the probe's packet listing, at a
 few microseconds a packet (a compiled regex does the scanning). `Taint` follows the damage in decode order
@@ -28,6 +35,11 @@ CODECS = frozenset({"h264", "hevc"})
 # the three-byte sequences a NAL unit cannot hold; a regex scans ~1.7 GB/s here, `bytes.find` of 00 00 ~1 GB/s
 _FORBIDDEN = re.compile(rb"\x00\x00[\x00-\x02]")
 _ZEROS = re.compile(rb"\x00+")
+# Zeros at the end of a length-prefixed unit taken for padding (see `_check_annexb`): fewer than this many. A
+# remux keeps a start code's spare zero or a few trailing_zero_8bits; a zeroed sector leaves a run that short
+# only when it starts in a unit's last 32 bytes. The H.264 decoder flags a slice cut short by zeros anyway (40
+# of 40 measured, 64 bytes to a third of the packet, 360p to 1080p); the H.265 decoder flagged none of 30.
+TAIL_PADDING = 32
 NAMED = 1000  # damaged packets whose time and fault are kept; the rest are counted
 
 
@@ -62,10 +74,11 @@ class PacketSyntax:
         for unit, (body, end) in enumerate(units):
             if data[body] & 0x80:
                 return f"NAL unit {unit} at byte {body - self.length_size} has its forbidden_zero_bit set"
-            m = _FORBIDDEN.search(data, body, end)
-            if m is not None:
-                return (f"zero bytes inside NAL unit {unit} at byte {m.start()} (00 00 {data[m.start() + 2]:02x} "
-                        "cannot occur there)")
+            # read as libavcodec reads a unit: start codes inside it begin further units (a recorder's mixed
+            # framing), zeros before them and at its end are padding
+            problem = _check_annexb(data, body, end, in_unit=True)
+            if problem is not None:
+                return f"NAL unit {unit}: {problem}"
         return None
 
     def referenced(self, data: bytes | memoryview) -> bool:
@@ -114,6 +127,8 @@ def _prefixed_units(data: bytes | memoryview, size: int) -> list[tuple[int, int]
     n, pos, out = len(data), 0, []
     while pos < n:
         if pos + size > n:
+            if not any(data[pos:]):  # fewer zeros than a prefix: padding, which libavcodec passes over
+                break
             return f"{n - pos} stray byte(s) after NAL unit {len(out)}, too few for a length prefix"
         length = int.from_bytes(data[pos:pos + size], "big")
         body = pos + size
@@ -127,23 +142,35 @@ def _prefixed_units(data: bytes | memoryview, size: int) -> list[tuple[int, int]
     return out
 
 
-def _check_annexb(data: bytes | memoryview) -> str | None:
+def _check_annexb(data: bytes | memoryview, start: int = 0, end: int | None = None, *,
+                  in_unit: bool = False) -> str | None:
     """Start codes (00 00 01) separate units; zeros before a start code or at the end are padding. Any other
-    00 00 00/02, or a run of zeros followed by anything but 01, sits inside a unit."""
-    n = len(data)
-    m = _FORBIDDEN.search(data)
+    00 00 00/02, or a run of zeros followed by anything but 01, sits inside a unit.
+
+    Within one length-prefixed unit (`in_unit`: `start`, `end`), zeros at its end are padding only after its
+    first byte and when fewer than TAIL_PADDING. They break the NAL rule (a unit's last byte
+    is not 00), but a remux of Annex B footage that carries trailing_zero_8bits (`ffmpeg -c copy` from MPEG-TS
+    or a raw stream) leaves them inside the units, and libavcodec drops them: the pictures are the recorded
+    ones (measured: the same frame hashes)."""
+    end = len(data) if end is None else end
+    m = _FORBIDDEN.search(data, start, end)
     while m is not None:
         i = m.start()
         nxt = data[i + 2]
         if nxt == 1:  # a start code
-            m = _FORBIDDEN.search(data, i + 3)
+            m = _FORBIDDEN.search(data, i + 3, end)
             continue
         if nxt == 2:
             return f"00 00 02 at byte {i} (cannot occur in H.264/H.265 coded data)"
-        j = _ZEROS.match(data, i).end()  # a run of zeros: padding only when a start code or the packet's end follows
-        if j < n and data[j] != 1:
+        j = _ZEROS.match(data, i, end).end()  # a run of zeros: padding only when a start code or the end follows
+        if j < end and data[j] != 1:
             return f"{j - i} zero bytes at byte {i} inside a NAL unit (not followed by a start code)"
-        m = _FORBIDDEN.search(data, j)
+        if j < end and in_unit and j - i > 3:  # inside a unit a recorder writes start codes, not padding: a
+            # longer run that ends in 01 is a zeroed stretch that happened to meet a 01 byte
+            return f"{j - i} zero bytes at byte {i} inside a NAL unit (more than a start code's)"
+        if j == end and in_unit and (i == start or j - i >= TAIL_PADDING):
+            return f"{j - i} zero bytes at byte {i} to the end of the unit (more than padding)"
+        m = _FORBIDDEN.search(data, j, end)
     return None
 
 

@@ -59,7 +59,10 @@ from pipeline.frames.stills import StillOut, encode_slots, spill
 # 8: H.264/H.265 packets whose NAL syntax is broken (zeroed bytes the decoder takes silently) are found in the
 #    probe; stills decoded from them are marked `bitstream_damaged`, and such damage in the final GOP makes the
 #    file incomplete; a frame predicted from one the decoder concealed errors in is `decoder_concealed` too
-ENGINE_VERSION = "8"
+# 9: zeros ending a length-prefixed unit (fewer than 32: what a remux of Annex B footage leaves) and start codes
+#    inside one are read as libavcodec reads them, not taken for damage (engine 8 flagged every still of such a
+#    remux)
+ENGINE_VERSION = "9"
 TAIL_ID = -1
 #: called with each still once its PNG and thumbnail are written (from worker threads: must be thread-safe)
 OnStill = Callable[[StillOut], None]
