@@ -118,13 +118,15 @@ def open_gop_h264(path: Path, seconds: float = 5, *, size: str = "320x240", fps:
 
 
 def damaged_mp4(path: Path, at_s: list[float], seconds: float = 4, *, cabac: bool = False,
-                extra: list[str] | None = None, middle: bool = False) -> Path:
+                extra: list[str] | None = None, middle: bool = False, overwrite: bool = False) -> Path:
     """H.264 MP4 (no B-frames) whose video packets presented at `at_s` seconds have the second half of their
     bytes zeroed (`middle`: the middle third), as bad sectors on a card leave them: the file opens and every
     packet is there. A zeroed tail cuts the slice short, and the decoder conceals errors in that frame;
     zeros in the middle, with coded data after them, `cabac` (the entropy coding most cameras use) decodes
-    into a wrong picture silently (no corrupt flag, no log line)."""
+    into a wrong picture silently (no corrupt flag, no log line). `overwrite`: the middle third overwritten with
+    non-zero bytes (seeded) instead, which breaks no NAL rule: only the decoder can tell."""
     import json
+    import random
 
     h264(path, seconds, bframes=False, bitrate="400k" if cabac else None, extra=extra)
     out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
@@ -135,9 +137,10 @@ def damaged_mp4(path: Path, at_s: list[float], seconds: float = 4, *, cabac: boo
         for t in at_s:
             p = min(packets, key=lambda p: abs(float(p["pts_time"]) - t))
             size = int(p["size"])
-            start, end = (size // 3, 2 * size // 3) if middle else (size // 2, size)
+            start, end = (size // 3, 2 * size // 3) if middle or overwrite else (size // 2, size)
             f.seek(int(p["pos"]) + start)
-            f.write(b"\x00" * (end - start))
+            rnd = random.Random(t)
+            f.write(bytes(rnd.randrange(1, 256) for _ in range(end - start)) if overwrite else b"\x00" * (end - start))
     return path
 
 

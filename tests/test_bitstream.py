@@ -34,8 +34,8 @@ def test_clean_units_pass_in_both_framings() -> None:
 
 
 @pytest.mark.parametrize(("data", "says"), [
-    (unit(SLICE[:6] + bytes(40) + SLICE[6:]), "NAL unit 0: 40 zero bytes"),
-    (unit(SLICE) + unit(SLICE[:5] + b"\x00\x00\x02" + SLICE[5:]), "NAL unit 1: 4 zero bytes"),
+    (unit(SLICE[:6] + bytes(40) + SLICE[6:]), "40 zero bytes at byte 10 inside NAL unit 0"),
+    (unit(SLICE) + unit(SLICE[:5] + b"\x00\x00\x02" + SLICE[5:]), "zero bytes at byte 24 inside NAL unit 1"),
     (unit(SLICE) + bytes(4) + unit(SLICE), "length 0"),
     (unit(SLICE)[:-3], "claims 13 bytes but the packet holds 10"),
     (unit(SLICE) + b"\x00\x01", "stray byte"),
@@ -62,10 +62,12 @@ def test_zeros_ending_a_unit_are_padding_a_remux_keeps_but_a_zeroed_unit_is_not(
     assert AVCC.check(unit(SLICE) + b"\x00\x00") is None
     assert hevc.check(unit(SLICE + bytes(31))) is None
     # more is a zeroed tail, not padding
-    assert "NAL unit 0: 32 zero bytes at byte 17 to the end" in (hevc.check(unit(SLICE + bytes(32))) or "")
-    assert "NAL unit 1: 300 zero bytes" in (AVCC.check(unit(SLICE) + unit(SLICE + bytes(300))) or "")
-    assert "NAL unit 0: 40 zero bytes" in (AVCC.check(unit(bytes(40))) or "")  # nothing but zeros
-    assert "NAL unit 1: 9 zero bytes" in (AVCC.check(unit(SLICE) + unit(SLICE[:4] + bytes(8) + SLICE)) or "")
+    assert "32 zero bytes at byte 17 inside NAL unit 0, to its end" in (hevc.check(unit(SLICE + bytes(32))) or "")
+    tail = AVCC.check(unit(SLICE) + unit(SLICE + bytes(300))) or ""
+    assert "300 zero bytes at byte 34 inside NAL unit 1, to its end" in tail
+    assert "40 zero bytes at byte 4 inside NAL unit 0" in (AVCC.check(unit(bytes(40))) or "")  # nothing but zeros
+    inside = AVCC.check(unit(SLICE) + unit(SLICE[:4] + bytes(8) + SLICE)) or ""
+    assert "9 zero bytes at byte 24 inside NAL unit 1" in inside
     # a recorder's mixed framing: start codes inside a length-prefixed unit begin further units
     sei = bytes([0x06, 0x05, 0x10, 0xAA, 0x80])
     assert AVCC.check(unit(sei + b"\x00\x00\x00\x01" + SLICE + b"\x00\x00\x01" + SLICE)) is None

@@ -377,6 +377,17 @@ def test_padding_a_remux_keeps_inside_units_is_no_damage_and_a_zeroed_slice_tail
     assert [round(s.offset, 2) for s in cut.stills if s.bitstream_damaged] == [1.0, 1.48]  # too long for padding
 
 
+def test_damage_only_the_decoder_finds_is_a_damaged_span_of_the_extraction(tmp_path: Path) -> None:
+    """Bytes overwritten with other data break no NAL rule; the decoder's flag finds them. The extraction's
+    record then carries that run too (the timeline draws it), from the frame to the next keyframe."""
+    clip = footage.damaged_mp4(tmp_path / "o.mp4", [1.0], overwrite=True)
+    res = extract_frames(clip, tmp_path / "o", ExtractParams(every_seconds=0.5), workers=2)
+    assert res.probe["damaged_packets"] == 0
+    assert [round(s.offset, 2) for s in res.stills if s.decoder_concealed] == [1.0, 1.48]
+    (span,) = res.probe["damaged_spans"]
+    assert (span["start"], span["end"], span["pictures"]) == (1.0, 2.0, 25) and "concealed" in span["problem"]
+
+
 def test_a_ten_bit_source_is_said_to_be_rounded_to_eight_bit_stills(tmp_path: Path) -> None:
     src = tmp_path / "h10.mp4"
     subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-t", "1",

@@ -156,4 +156,4 @@ def test_extract_of_damaged_footage_says_so_on_the_terminal_and_in_the_record(cl
     tl = cli.json("review", "timeline", "DMG/2", "--case", case_ref)
     damaged = [(c["start"], c["end"], c["reason"]) for c in tl["coverage"] if c["state"] == "damaged"]
     assert [d[:2] for d in damaged] == expected, damaged
-    assert "25 picture(s)" in damaged[0][2] and "zero bytes inside NAL unit" in damaged[0][2]
+    assert "25 picture(s)" in damaged[0][2] and "zero bytes at byte" in damaged[0][2]

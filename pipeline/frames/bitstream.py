@@ -76,9 +76,9 @@ class PacketSyntax:
                 return f"NAL unit {unit} at byte {body - self.length_size} has its forbidden_zero_bit set"
             # read as libavcodec reads a unit: start codes inside it begin further units (a recorder's mixed
             # framing), zeros before them and at its end are padding
-            problem = _check_annexb(data, body, end, in_unit=True)
+            problem = _check_annexb(data, body, end, unit=unit)
             if problem is not None:
-                return f"NAL unit {unit}: {problem}"
+                return problem
         return None
 
     def referenced(self, data: bytes | memoryview) -> bool:
@@ -143,16 +143,18 @@ def _prefixed_units(data: bytes | memoryview, size: int) -> list[tuple[int, int]
 
 
 def _check_annexb(data: bytes | memoryview, start: int = 0, end: int | None = None, *,
-                  in_unit: bool = False) -> str | None:
+                  unit: int | None = None) -> str | None:
     """Start codes (00 00 01) separate units; zeros before a start code or at the end are padding. Any other
     00 00 00/02, or a run of zeros followed by anything but 01, sits inside a unit.
 
-    Within one length-prefixed unit (`in_unit`: `start`, `end`), zeros at its end are padding only after its
+    Within one length-prefixed unit (number `unit`, from `start` to `end`), zeros at its end are padding only after its
     first byte and when fewer than TAIL_PADDING. They break the NAL rule (a unit's last byte
     is not 00), but a remux of Annex B footage that carries trailing_zero_8bits (`ffmpeg -c copy` from MPEG-TS
     or a raw stream) leaves them inside the units, and libavcodec drops them: the pictures are the recorded
     ones (measured: the same frame hashes)."""
     end = len(data) if end is None else end
+    in_unit = unit is not None
+    where = f"inside NAL unit {unit}" if in_unit else "inside a NAL unit"
     m = _FORBIDDEN.search(data, start, end)
     while m is not None:
         i = m.start()
@@ -161,15 +163,15 @@ def _check_annexb(data: bytes | memoryview, start: int = 0, end: int | None = No
             m = _FORBIDDEN.search(data, i + 3, end)
             continue
         if nxt == 2:
-            return f"00 00 02 at byte {i} (cannot occur in H.264/H.265 coded data)"
+            return f"00 00 02 at byte {i} {where} (cannot occur in H.264/H.265 coded data)"
         j = _ZEROS.match(data, i, end).end()  # a run of zeros: padding only when a start code or the end follows
         if j < end and data[j] != 1:
-            return f"{j - i} zero bytes at byte {i} inside a NAL unit (not followed by a start code)"
+            return f"{j - i} zero bytes at byte {i} {where} (not followed by a start code)"
         if j < end and in_unit and j - i > 3:  # inside a unit a recorder writes start codes, not padding: a
             # longer run that ends in 01 is a zeroed stretch that happened to meet a 01 byte
-            return f"{j - i} zero bytes at byte {i} inside a NAL unit (more than a start code's)"
+            return f"{j - i} zero bytes at byte {i} {where} (more than a start code's)"
         if j == end and in_unit and (i == start or j - i >= TAIL_PADDING):
-            return f"{j - i} zero bytes at byte {i} to the end of the unit (more than padding)"
+            return f"{j - i} zero bytes at byte {i} {where}, to its end (more than padding)"
         m = _FORBIDDEN.search(data, j, end)
     return None
 

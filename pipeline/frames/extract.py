@@ -318,7 +318,9 @@ def extract_frames(source: Path, out_dir: Path, params: ExtractParams, *, worker
                             decode_stopped_at=info.offset_of(last_ok) if last_ok is not None else None,
                             warnings=_dedupe(warnings), chunks=len(chunks),
                             # rotation comes with each decoded frame; the probe does not decode one for it
-                            probe={**info.summary(), "rotation": stills[0].rotation if stills else None})
+                            probe={**info.summary(), "rotation": stills[0].rotation if stills else None,
+                                   # the damage decoding found too, for the timeline
+                                   "damaged_spans": info.damaged_spans(concealed=frozenset(concealed))})
 
 
 class _Handover:

@@ -39,6 +39,9 @@ def presentation_ts(item: av.Packet | av.VideoFrame) -> int | None:
     return item.pts if item.pts is not None else item.dts
 
 
+CONCEALED_SPAN = "the decoder concealed errors in them, or in a picture they are predicted from"
+
+
 @dataclass(frozen=True)
 class VideoInfo:
     """What the planner and decoders need to know about one video stream."""
@@ -85,13 +88,16 @@ class VideoInfo:
                 "first_pts": self.first_pts, "pix_fmt": self.pix_fmt,
                 "damaged_packets": self.damaged_packets, "damaged_spans": self.damaged_spans()}
 
-    def damaged_spans(self, limit: int = 500) -> list[dict]:
+    def damaged_spans(self, limit: int = 500, concealed: frozenset[int] = frozenset()) -> list[dict]:
         """Runs of consecutive pictures decoded from damaged data, as offsets (s) from the first frame to the end
         of the run's last picture: the time the footage shows something other than what was recorded. The
-        timeline puts them on the clock; `limit` keeps a badly damaged file's record small (the count stays)."""
-        if not self.damaged_pts or not len(self.frame_pts):
+        timeline puts them on the clock; `limit` keeps a badly damaged file's record small (the count stays).
+        `concealed`: pictures a decoding found damaged (the decoder concealed errors in them or in one they are
+        predicted from), which the coded data's syntax may not show."""
+        marked = self.damaged_pts | concealed
+        if not marked or not len(self.frame_pts):
             return []
-        pts = np.fromiter(sorted(self.damaged_pts), np.int64)
+        pts = np.fromiter(sorted(marked), np.int64)
         idx = np.searchsorted(self.frame_pts, pts)
         ok = idx < len(self.frame_pts)
         idx = idx[ok][self.frame_pts[idx[ok]] == pts[ok]]  # pictures someone sees (not dropped by an edit list)
@@ -105,8 +111,10 @@ class VideoInfo:
             first, last = int(self.frame_pts[a]), int(self.frame_pts[b])
             end = self.offset_of(int(self.frame_pts[b + 1])) if b + 1 < len(self.frame_pts) else \
                 self.offset_of(last) + frame
-            problem = next((why for p, why in self.bitstream_damage if p is not None and first <= p <= last),
-                           self.bitstream_damage[0][1] if self.bitstream_damage else "")
+            problem = next((why for p, why in self.bitstream_damage if p is not None and first <= p <= last), None)
+            if problem is None:
+                problem = CONCEALED_SPAN if any(first <= p <= last for p in concealed) else \
+                    self.bitstream_damage[0][1] if self.bitstream_damage else ""
             out.append({"start": round(self.offset_of(first), 6), "end": round(end, 6), "pictures": int(b - a + 1),
                         "problem": problem})
         return out
