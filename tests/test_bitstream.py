@@ -123,3 +123,18 @@ def test_a_patched_up_frame_passes_its_errors_on_to_the_frames_predicted_from_it
     assert spread({3}, order, {0, 6}) == {1, 2, 3, 4, 5}  # open GOP: B4, B5 may refer back past I6
     assert spread({9}, order, {0, 6}) == {7, 8, 9}
     assert spread(set(), order, {0, 6}) == set()
+
+
+def test_a_packet_of_a_great_many_tiny_units_costs_no_memory_per_unit() -> None:
+    """A crafted sample of 200,000 one-byte units (1 MB): the check keeps nothing per unit (a list of them took
+    ~20 bytes of memory per byte of packet)."""
+    import tracemalloc
+
+    packet = unit(bytes([0x09])) * 200_000  # access unit delimiters, each a valid unit
+    tracemalloc.start()
+    try:
+        assert AVCC.check(packet) is None and AVCC.referenced(packet) is True
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20, peak
