@@ -388,6 +388,19 @@ def test_damage_only_the_decoder_finds_is_a_damaged_span_of_the_extraction(tmp_p
     assert (span["start"], span["end"], span["pictures"]) == (1.0, 2.0, 25) and "concealed" in span["problem"]
 
 
+def test_interlaced_stills_are_said_to_be_two_woven_fields(tmp_path: Path) -> None:
+    """CCTV often records interlaced: a still is then two fields 1/50 s apart, kept as coded, and says so."""
+    src = tmp_path / "il.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-t", "2",
+                    "-c:v", "libx264", "-preset", "ultrafast", "-flags", "+ilme+ildct", "-x264-params", "tff=1",
+                    str(src)], check=True)
+    res = extract_frames(src, tmp_path / "o", ExtractParams(every_seconds=1), workers=1)
+    assert [s.interlaced for s in res.stills] == [True, True]
+    assert any("2 of 2 stills are interlaced" in w and "1/50 s apart" in w for w in res.warnings), res.warnings
+    clean = extract_frames(footage.h264(tmp_path / "p.mp4", 2), tmp_path / "p", ExtractParams(every_seconds=1))
+    assert not any(s.interlaced for s in clean.stills) and not any("interlaced" in w for w in clean.warnings)
+
+
 def test_a_ten_bit_source_is_said_to_be_rounded_to_eight_bit_stills(tmp_path: Path) -> None:
     src = tmp_path / "h10.mp4"
     subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-t", "1",

@@ -186,8 +186,9 @@ def _hand_over(frame: av.VideoFrame, pts: int, stem: str, task: DecodeTask, scal
     img = rotate_upright(scalers.full(frame), rotation)
     thumb = thumbnail(frame, img, rotation, task.thumb_width, scalers.thumb)
     out_dir, level, encoder, mem = Path(task.out_dir), task.png_level, task.png_encoder, task.in_memory
+    woven = bool(frame.interlaced_frame)
     return encode_pool().submit(sem, lambda: write_still(img, thumb, pts, stem, rotation, out_dir, level, encoder,
-                                                         mem))
+                                                         mem, woven))
 
 
 def _decode_chunk(inp: _Input, task: DecodeTask, spec: ChunkSpec, scalers: Scalers,

@@ -305,9 +305,16 @@ def extract_frames(source: Path, out_dir: Path, params: ExtractParams, *, worker
                                 height=s.height, rotation=s.rotation, pixel_sha256=s.pixel_sha256, png=s.png,
                                 png_sha256=s.png_sha256, png_size=s.png_size, thumb=s.thumb,
                                 wallclock=wallclock_start + timedelta(seconds=off) if wallclock_start else None,
-                                decoder_concealed=s.pts in concealed, bitstream_damaged=s.pts in info.damaged_pts))
+                                decoder_concealed=s.pts in concealed, bitstream_damaged=s.pts in info.damaged_pts,
+                                interlaced=s.interlaced))
     stills.sort(key=lambda s: s.pts)
     warnings += _concealed_warnings(stills, own, set(tail.concealed), info)
+    woven = sum(s.interlaced for s in stills)
+    if woven:
+        apart = f"1/{2 * info.avg_fps:g} s" if info.avg_fps > 0 else "half a frame"
+        warnings.append(f"{woven} of {len(stills)} stills are interlaced frames: two fields recorded {apart} apart, "
+                        "kept woven as coded (not deinterlaced, which would change pixels), so moving edges show "
+                        "combing")
     sheets = build_contact_sheets(out_dir, params.name_prefix, [(out_dir / s.thumb, s.offset) for s in stills],
                                   columns=params.contact_sheet_columns, rows=params.contact_sheet_rows,
                                   png_level=params.png_compression, png_encoder=params.png_encoder

@@ -94,6 +94,9 @@ class Still(BaseModel):
     decoder_concealed: bool = Field(default=False, description="the decoder flagged this frame, or one it is "
                                     "predicted from since the keyframe, corrupt: it concealed errors in damaged "
                                     "data, so not every pixel is from the recording")
+    interlaced: bool = Field(default=False, description="the decoder says the frame is interlaced: two fields "
+                             "recorded half a frame apart, woven as coded (not deinterlaced), so moving edges "
+                             "show combing")
     bitstream_damaged: bool = Field(default=False, description="decoded from coded data that breaks the codec's "
                                     "syntax (this frame's or an earlier one's since the keyframe): zeroed or cut "
                                     "bytes the decoder may take silently, so the picture is not what was recorded")

@@ -39,6 +39,7 @@ class StillOut:
     png: str
     thumb: str
     png_size: int = 0
+    interlaced: bool = False  # two fields woven, as coded (the decoder's frame flag)
     data: bytes | None = None  # the PNG itself when handed over in memory (no file written); else None
 
 
@@ -93,7 +94,7 @@ def encode_pool() -> EncodePool:
 
 
 def write_still(img: np.ndarray, thumb: np.ndarray, pts: int, stem: str, rotation: int, out_dir: Path,
-                png_level: int, png_encoder: str, in_memory: bool = False) -> StillOut:
+                png_level: int, png_encoder: str, in_memory: bool = False, interlaced: bool = False) -> StillOut:
     """Encode one upright still and its thumbnail, write both, and return what the record needs.
 
     `in_memory`: a PNG of up to IN_MEMORY_MAX bytes is not written but returned in `data`, for a caller
@@ -107,5 +108,5 @@ def write_still(img: np.ndarray, thumb: np.ndarray, pts: int, stem: str, rotatio
     write_file(out_dir / "thumbs" / f"{stem}.jpg", encode_jpeg(thumb))
     return StillOut(pts=pts, stem=stem, width=img.shape[1], height=img.shape[0], rotation=rotation,
                     pixel_sha256=pixel_sha256(img), png_sha256=png.sha256, png=f"{stem}.png",
-                    thumb=f"thumbs/{stem}.jpg", png_size=png.size, data=data)
+                    thumb=f"thumbs/{stem}.jpg", png_size=png.size, interlaced=interlaced, data=data)
 

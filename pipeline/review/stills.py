@@ -149,4 +149,4 @@ def still_at(ev: Evidence, case: Case, exhibit: Exhibit, *, actor: Actor, clock:
             "source_object_id": f["object_id"], "source_name": f["name"], "instant_given_as": given,
             "requested_offset": off, "event_seq": event["seq"], "width": info.get("width"),
             "height": info.get("height"), "decoder_concealed": bool(info.get("decoder_concealed")),
-            "bitstream_damaged": bool(info.get("bitstream_damaged"))}
+            "bitstream_damaged": bool(info.get("bitstream_damaged")), "interlaced": bool(info.get("interlaced"))}

@@ -242,7 +242,8 @@ def _still_entries(derived: dict[str, list[tuple[dict[str, Any], dict[str, Any]]
                     "name": o.get("original_name"), "event_seq": e.get("seq"),
                     "width": info.get("width"), "height": info.get("height"),
                     "decoder_concealed": bool(info.get("decoder_concealed")),
-                    "bitstream_damaged": bool(info.get("bitstream_damaged"))})
+                    "bitstream_damaged": bool(info.get("bitstream_damaged")),
+                    "interlaced": bool(info.get("interlaced"))})
     out.sort(key=lambda s: (s["wallclock"] is None, s["wallclock"] or "", s["source_name"] or "",
                             s["offset"] or 0.0))
     return out
