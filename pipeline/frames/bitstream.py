@@ -92,9 +92,13 @@ class PacketSyntax:
         if isinstance(units, str):
             return True
         headers = (data[body] for body, _ in units) if units is not None else _annexb_headers(data)
-        slices = (h for h in headers if 1 <= h & 0x1F <= 5)
-        first = next(slices, None)
-        return first is None or bool(first & 0x60) or any(h & 0x60 for h in slices)
+        no_slice = True
+        for h in headers:
+            if 1 <= h & 0x1F <= 5:  # a slice: referenced when its nal_ref_idc is not 0
+                if h & 0x60:
+                    return True
+                no_slice = False
+        return no_slice
 
     def _units(self, data: bytes | memoryview) -> Iterator[tuple[int, int]] | str | None:
         """The (body start, end) of each length-prefixed unit; what is wrong when the prefixes do not tile the
