@@ -17,7 +17,7 @@ from pipeline.review.continuity import Continuity
 
 STATES = {"recorded": "recorded", "gap": "gap (recorded reason)", "unexplained": "no footage, no record explains it",
           "not_scheduled": "not scheduled", "missed": "scheduled window missed",
-          "damaged": "recorded but damaged (pictures decoded from damaged coded data)"}
+          "damaged": "recorded but damaged (pictures decoded from damaged data)"}
 
 
 def summary_rows(c: Continuity) -> list[tuple[str, str]]:

@@ -179,9 +179,9 @@ PROBING_ACTIONS = ("frames_extracted", "activity_indexed")  # processes whose re
 
 
 def _damaged(events: list[dict[str, Any]], by_ref: dict[tuple[str, str, str | None], dict[str, Any]]) -> list[Span]:
-    """Time a file covers but shows wrongly: pictures decoded from damaged coded data, as the probe of a frame
-    extraction or an activity index found them (`damaged_spans`), on the clock of files whose time is known;
-    each span once however many processes found it."""
+    """Time a file covers but shows wrongly: pictures decoded from damaged data, as the probe of a frame
+    extraction or an activity index found them, or the decoder while extracting (`damaged_spans`), on the
+    clock of files whose time is known; each span once however many processes found it."""
     out: dict[tuple[Any, ...], Span] = {}
     for e in events:
         if e.get("action") not in PROBING_ACTIONS:
@@ -195,8 +195,8 @@ def _damaged(events: list[dict[str, Any]], by_ref: dict[tuple[str, str, str | No
             a, b = to_float(d.get("start")), to_float(d.get("end"))
             if a is None or b is None or (ref, a, b) in out:
                 continue
-            why = (f"{d.get('pictures')} picture(s) of {f['name']} at {a:.3f}–{b:.3f} s decoded from damaged coded "
-                   f"data ({d.get('problem')})")
+            why = (f"{d.get('pictures')} picture(s) of {f['name']} at {a:.3f}–{b:.3f} s decoded from damaged data "
+                   f"({d.get('problem')})")
             out[(ref, a, b)] = Span(t0 + timedelta(seconds=a), t0 + timedelta(seconds=b), "damaged", why,
                                     f"{e.get('action')} event {e.get('seq')}",
                                     extra={"file": f["name"], "offset_start": a, "offset_end": b})
