@@ -388,6 +388,31 @@ def test_damage_only_the_decoder_finds_is_a_damaged_span_of_the_extraction(tmp_p
     assert (span["start"], span["end"], span["pictures"]) == (1.0, 2.0, 25) and "concealed" in span["problem"]
 
 
+@pytest.mark.parametrize("make", [footage.h264, footage.h265])
+def test_a_seek_in_mpeg_ts_with_b_frames_lands_on_its_keyframe(tmp_path: Path, make: Any) -> None:
+    """MPEG-TS seeks by decode timestamps, so a seek to a keyframe's pts landed past it and every chunk fell back
+    to decoding from the start (6x slower on HEVC). Each seek now starts at the keyframe asked for, and the
+    stills are the MP4's, pixel for pixel."""
+    from pipeline.frames.decode import Source, _frames, _Input
+    from pipeline.frames.probe import probe
+
+    ts, mp4 = make(tmp_path / "b.ts", 4), tmp_path / "b.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(ts), "-c", "copy", str(mp4)], check=True)
+    info = probe(ts)
+    assert info.key_lead > 0 and len(info.key_pts) >= 3
+    inp = _Input(Source.of(info))
+    try:
+        for key in info.key_pts[1:]:
+            pkt, _ = next(_frames(inp, int(key), []))
+            assert pkt.pts == key and pkt.is_keyframe
+    finally:
+        inp.close()
+    params = ExtractParams(every_seconds=0.5, keyframes=True)
+    got = extract_frames(ts, tmp_path / "t", params, workers=2)
+    want = extract_frames(mp4, tmp_path / "m", params, workers=2)
+    assert got.complete and [s.pixel_sha256 for s in got.stills] == [s.pixel_sha256 for s in want.stills]
+
+
 def test_interlaced_stills_are_said_to_be_two_woven_fields(tmp_path: Path) -> None:
     """CCTV often records interlaced: a still is then two fields 1/50 s apart, kept as coded, and says so."""
     src = tmp_path / "il.mp4"

@@ -48,12 +48,14 @@ class Source:
     codec: str
     reorder_depth: int = 0  # from the probe's full stream analysis; a quick open must find the same
     skip_unreferenced: bool = False  # VideoInfo.skip_unreferenced: no frame refers to an unreferenced one
+    key_lead: int = 0  # VideoInfo.key_lead: how far below its pts a keyframe's dts may be
 
     @classmethod
     def of(cls, info: VideoInfo) -> Source:
         """What a decoder needs of the probe."""
         return cls(path=info.path, stream_index=info.stream_index, codec=info.codec,
-                   reorder_depth=info.reorder_depth, skip_unreferenced=info.skip_unreferenced)
+                   reorder_depth=info.reorder_depth, skip_unreferenced=info.skip_unreferenced,
+                   key_lead=info.key_lead)
 
 
 @dataclass(frozen=True)
@@ -143,12 +145,19 @@ class _Input:
 
 def _frames(inp: _Input, seek_pts: int | None, problems: list[str]) -> Iterator[tuple[av.Packet, av.CodecContext]]:
     """Packets from the keyframe at `seek_pts` on; never hands over a packet from before the first keyframe,
-    which would decode into garbage from missing references. Demux errors end the stream (truncation)."""
+    which would decode into garbage from missing references. Demux errors end the stream (truncation).
+
+    MPEG-TS and MPEG-PS seek by decode timestamps: with B-frames a keyframe's dts is below its pts, so a seek
+    to its pts lands on a later packet and the next keyframe is the next GOP's (measured: every seek of an
+    HEVC TS, which then fell back to decoding from the start, 6x slower than the same stream in MP4). When the
+    first keyframe after the seek is past `seek_pts`, the seek is made again `key_lead` earlier, which lands at
+    or before the keyframe: packets before it are passed over as ever."""
     container, stream = inp.stream(from_start=seek_pts is None)
     cc = stream.codec_context
+    inp.touched = True
+    retries = [seek_pts - inp.src.key_lead] if seek_pts is not None and inp.src.key_lead > 0 else []
     if seek_pts is not None:
         container.seek(seek_pts, stream=stream)
-    inp.touched = True
     cc.flush_buffers()
     started = False
     demux = container.demux(stream)
@@ -161,10 +170,16 @@ def _frames(inp: _Input, seek_pts: int | None, problems: list[str]) -> Iterator[
             problems.append(f"[demux] [error] {e}")
             return
         if not started:
+            key = pkt.size and pkt.is_keyframe
+            passed = pkt.size == 0 or (key and seek_pts is not None and (presentation_ts(pkt) or 0) > seek_pts)
+            if passed and retries:
+                container.seek(retries.pop(), stream=stream)
+                demux = container.demux(stream)
+                continue
             if pkt.size == 0:
                 yield pkt, cc
                 return
-            if not pkt.is_keyframe:
+            if not key:
                 continue
             started = True
         yield pkt, cc

@@ -70,6 +70,9 @@ class VideoInfo:
     damaged_packets: int = 0  # all of them
     # pts of the shown pictures in decode order (the packet listing's order): how damage reaches later pictures
     decode_order: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    # the most a keyframe's pts exceeds its dts (B-frames): MPEG-TS/PS seek by dts, so a seek to a keyframe's
+    # pts lands past it; decode.py seeks again this much earlier (see _frames)
+    key_lead: int = 0
 
     @property
     def first_pts(self) -> int:
@@ -195,7 +198,7 @@ def probe(source: Path) -> VideoInfo:
                      warnings=tuple(dict.fromkeys(warnings)),
                      skip_unreferenced=info["codec"] == "h264" or found.hevc_skippable,
                      bitstream_damage=found.damaged, damaged_pts=found.affected, damaged_packets=found.damaged_count,
-                     decode_order=found.decode_order)
+                     decode_order=found.decode_order, key_lead=found.key_lead)
 
 
 class _Listing(NamedTuple):
@@ -210,6 +213,7 @@ class _Listing(NamedTuple):
     affected: frozenset[int] = frozenset()  # pts of the pictures decoded from them
     damaged_count: int = 0  # all damaged packets (`damaged` names the first bitstream.NAMED)
     decode_order: np.ndarray = np.zeros(0, np.int64)  # shown pictures' pts as demuxed
+    key_lead: int = 0  # max (pts - dts) over keyframes
 
 
 def _list_on_quick_open(source: Path, stream_index: int | None) -> tuple[int, _Listing, list[str]]:
@@ -277,6 +281,7 @@ def _packets(container: av.container.InputContainer, stream: av.video.stream.Vid
     pts: list[int] = []
     keys: list[int] = []
     no_pts = 0
+    key_lead = 0
     warnings: list[str] = []
     cc = stream.codec_context
     layers = HevcLayers(cc.extradata) if cc.name == "hevc" else None
@@ -302,6 +307,8 @@ def _packets(container: av.container.InputContainer, stream: av.video.stream.Vid
             pts.append(v)
             if pkt.is_keyframe:
                 keys.append(v)
+                if pkt.dts is not None and pkt.pts is not None:
+                    key_lead = max(key_lead, pkt.pts - pkt.dts)
     except av.FFmpegError as e:
         warnings.append(f"demuxing stopped early: {e}")
     if no_pts:
@@ -311,7 +318,8 @@ def _packets(container: av.container.InputContainer, stream: av.video.stream.Vid
         warnings.append(f"{len(pts) - len(frame_pts)} packets share a pts with another; kept one frame per pts")
     key_pts = _sorted_unique(keys)
     return _Listing(frame_pts, key_pts, warnings, layers is not None and layers.nonref_skippable, no_pts,
-                    tuple(taint.damaged), frozenset(taint.affected), taint.count, np.asarray(pts, dtype=np.int64))
+                    tuple(taint.damaged), frozenset(taint.affected), taint.count, np.asarray(pts, dtype=np.int64),
+                    key_lead)
 
 
 def _sorted_unique(values: list[int]) -> np.ndarray:
