@@ -413,6 +413,20 @@ def test_a_seek_in_mpeg_ts_with_b_frames_lands_on_its_keyframe(tmp_path: Path, m
     assert got.complete and [s.pixel_sha256 for s in got.stills] == [s.pixel_sha256 for s in want.stills]
 
 
+def test_h264_with_b_frames_in_avi_gives_the_frames_of_its_times(tmp_path: Path) -> None:
+    """AVI stamps H.264 packets in decode order (its demuxer makes up monotonic pts) and its header counts ticks
+    of a half-frame time base: a still 1 s into a GOP showed the frame 80 ms later, and the clean file was said
+    to be truncated. The stills are now the MP4's, pixel for pixel and time for time, and the file complete."""
+    mp4, avi = footage.h264(tmp_path / "b.mp4", 4, gop_s=2.0), tmp_path / "b.avi"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(mp4), "-c", "copy", str(avi)], check=True)
+    for params in (ExtractParams(every_seconds=0.5), ExtractParams(keyframes=True), ExtractParams(scenes=True)):
+        got = extract_frames(avi, tmp_path / "a", params, workers=2)
+        want = extract_frames(mp4, tmp_path / "m", params, workers=2)
+        assert got.complete and not any("truncated" in w for w in got.warnings), got.warnings
+        assert [(round(s.offset, 3), s.pixel_sha256) for s in got.stills] == \
+            [(round(s.offset, 3), s.pixel_sha256) for s in want.stills]
+
+
 def test_interlaced_stills_are_said_to_be_two_woven_fields(tmp_path: Path) -> None:
     """CCTV often records interlaced: a still is then two fields 1/50 s apart, kept as coded, and says so."""
     src = tmp_path / "il.mp4"

@@ -21,6 +21,7 @@ Rotation is applied by us (never by the decoder), per frame from its display mat
 
 from __future__ import annotations
 
+import heapq
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
@@ -49,13 +50,37 @@ class Source:
     reorder_depth: int = 0  # from the probe's full stream analysis; a quick open must find the same
     skip_unreferenced: bool = False  # VideoInfo.skip_unreferenced: no frame refers to an unreferenced one
     key_lead: int = 0  # VideoInfo.key_lead: how far below its pts a keyframe's dts may be
+    stamps_in_decode_order: bool = False  # VideoInfo.stamps_in_decode_order (see _Stamps)
 
     @classmethod
     def of(cls, info: VideoInfo) -> Source:
-        """What a decoder needs of the probe."""
+        """What a decoder needs of the probe. Frames are stamped in output order (_Stamps) only when every sent
+        packet gives a frame, so no unreferenced frame is skipped then."""
         return cls(path=info.path, stream_index=info.stream_index, codec=info.codec,
-                   reorder_depth=info.reorder_depth, skip_unreferenced=info.skip_unreferenced,
-                   key_lead=info.key_lead)
+                   reorder_depth=info.reorder_depth,
+                   skip_unreferenced=info.skip_unreferenced and not info.stamps_in_decode_order,
+                   key_lead=info.key_lead, stamps_in_decode_order=info.stamps_in_decode_order)
+
+
+class _Stamps:
+    """The presentation time of each decoded frame. Normally its own pts. When the container stamps packets in
+    decode order though the codec reorders (H.264 with B-frames in AVI, whose demuxer makes up monotonic pts),
+    a frame carries the stamp of its packet in decode order, so a still 1 s into a GOP showed the frame 80 ms
+    later (measured); the decoder outputs frames in presentation order, so each takes the smallest stamp of
+    the packets sent since the seek instead."""
+
+    def __init__(self, src: Source) -> None:
+        self.reorder = src.stamps_in_decode_order
+        self.sent: list[int] = []
+
+    def sent_packet(self, pkt: av.Packet) -> None:
+        if self.reorder and pkt.size and (ts := presentation_ts(pkt)) is not None:
+            heapq.heappush(self.sent, ts)
+
+    def of(self, frame: av.VideoFrame) -> int | None:
+        if not self.reorder:
+            return presentation_ts(frame)
+        return heapq.heappop(self.sent) if self.sent else None
 
 
 @dataclass(frozen=True)
@@ -217,11 +242,12 @@ def _decode_chunk(inp: _Input, task: DecodeTask, spec: ChunkSpec, scalers: Scale
     skip_nonref = task.source.skip_unreferenced
     problems: list[str] = []
     noise: set[int] = set()  # log lines the seek caused (see decode_log.seek_noise)
+    stamps = _Stamps(task.source)
 
     def take(frames: list[av.VideoFrame]) -> bool:
         """Keep wanted frames; True once nothing more is needed from this chunk."""
         for fr in frames:
-            p = presentation_ts(fr)
+            p = stamps.of(fr)
             if p is None:
                 continue
             out.last_pts = p if out.last_pts is None else max(out.last_pts, p)
@@ -265,13 +291,16 @@ def _decode_chunk(inp: _Input, task: DecodeTask, spec: ChunkSpec, scalers: Scale
                 cc.skip_frame = "DEFAULT" if full else "NONREF"
             n_pkt += 1
             logged = len(logs)
+            stamps.sent_packet(pkt)
             taken = take(_decode(cc, pkt, problems))
             noise.update(decode_log.seek_noise(logs, logged, spec.seek_pts, k))
             if taken:
                 done = True
                 break
             unsent.discard(k)
-            if not unsent and not spec.to_eof:  # every kept frame is in the decoder: drain, decode no further
+            # every kept frame is in the decoder: drain, decode no further (packet stamps in decode order do not
+            # say which frame is which, so then decoding goes on until `take` has them all)
+            if not unsent and not spec.to_eof and not stamps.reorder:
                 break
         if cc is not None:
             cc.skip_frame = "DEFAULT"
@@ -343,11 +372,12 @@ def scene_chunk(task: SceneTask) -> SceneOut:
     noise: set[int] = set()  # log lines the seek caused (see decode_log.seek_noise)
     inp = _Input(task.source)
     small = Scaler("gray", "AREA")
+    stamps = _Stamps(task.source)
 
     def take(frames: list[av.VideoFrame]) -> bool:
         nonlocal prev, first
         for fr in frames:
-            p = presentation_ts(fr)
+            p = stamps.of(fr)
             if p is None or (task.lo is not None and p < task.lo):
                 continue
             if task.hi is not None and p >= task.hi:
@@ -364,6 +394,7 @@ def scene_chunk(task: SceneTask) -> SceneOut:
         with av.logging.Capture(local=True) as logs:
             for pkt, cc in _frames(inp, task.seek_pts, problems):
                 logged = len(logs)
+                stamps.sent_packet(pkt)
                 stop = take(_decode(cc, pkt if pkt.size else None, problems))
                 noise.update(decode_log.seek_noise(logs, logged, task.seek_pts, presentation_ts(pkt)))
                 if stop:

@@ -73,6 +73,9 @@ class VideoInfo:
     # the most a keyframe's pts exceeds its dts (B-frames): MPEG-TS/PS seek by dts, so a seek to a keyframe's
     # pts lands past it; decode.py seeks again this much earlier (see _frames)
     key_lead: int = 0
+    # the container stamps packets in decode order although the codec reorders frames (H.264 with B-frames in
+    # AVI): a decoded frame's own stamp is then not its presentation time (decode.py's _Stamps)
+    stamps_in_decode_order: bool = False
 
     @property
     def first_pts(self) -> int:
@@ -194,11 +197,19 @@ def probe(source: Path) -> VideoInfo:
                 "on a copy, and ingest the result as a derived exhibit that names this one")
         raise NotVideoError(f"{source}: the video stream has no readable frames")
     info["frames_in_index"] = info["frames_in_index"] or len(found.frame_pts)
+    order = found.decode_order
+    in_decode_order = bool(info["reorder_depth"] > 0 and len(order) > 1 and np.all(np.diff(order) > 0))
+    if info["container"] == "avi" and len(found.frame_pts) > 1:
+        # AVI's stream length counts ticks of its time base, which ffmpeg's muxer makes a half frame with B-frames
+        step = int(np.median(np.diff(found.frame_pts)))
+        if step > 1 and info["frames_in_index"] > len(found.frame_pts):
+            info["frames_in_index"] = -(-info["frames_in_index"] // step)
     return VideoInfo(**info, frame_pts=found.frame_pts, key_pts=found.key_pts,
                      warnings=tuple(dict.fromkeys(warnings)),
                      skip_unreferenced=info["codec"] == "h264" or found.hevc_skippable,
                      bitstream_damage=found.damaged, damaged_pts=found.affected, damaged_packets=found.damaged_count,
-                     decode_order=found.decode_order, key_lead=found.key_lead)
+                     decode_order=found.decode_order, key_lead=found.key_lead,
+                     stamps_in_decode_order=in_decode_order)
 
 
 class _Listing(NamedTuple):
