@@ -413,6 +413,21 @@ def test_a_seek_in_mpeg_ts_with_b_frames_lands_on_its_keyframe(tmp_path: Path, m
     assert got.complete and [s.pixel_sha256 for s in got.stills] == [s.pixel_sha256 for s in want.stills]
 
 
+def test_mpeg_ps_after_a_seek_gives_the_frames_of_its_times(tmp_path: Path) -> None:
+    """MPEG-PS seeks by dts too, but after the earlier seek flagged a P-frame as a keyframe and the keyframe as
+    none: starting there gave the still at 0.72 s the picture of 0.60 s. Such a seek is not kept, and every still
+    is the TS copy's, pixel for pixel."""
+    ps, ts = tmp_path / "p.mpg", tmp_path / "p.ts"
+    subprocess.run(["ffmpeg", "-v", "error", *footage._src(8, "320x240", 25), "-c:v", "mpeg2video", "-g", "15",
+                    "-bf", "2", str(ps)], check=True)
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(ps), "-c", "copy", str(ts)], check=True)
+    for params in (ExtractParams(every_seconds=0.37), ExtractParams(keyframes=True)):
+        got = extract_frames(ps, tmp_path / "p", params, workers=2)
+        want = extract_frames(ts, tmp_path / "t", params, workers=2)
+        assert got.complete and [(round(s.offset, 3), s.pixel_sha256) for s in got.stills] == \
+            [(round(s.offset, 3), s.pixel_sha256) for s in want.stills]
+
+
 def test_h264_with_b_frames_in_avi_gives_the_frames_of_its_times(tmp_path: Path) -> None:
     """AVI stamps H.264 packets in decode order (its demuxer makes up monotonic pts) and its header counts ticks
     of a half-frame time base: a still 1 s into a GOP showed the frame 80 ms later, and the clean file was said

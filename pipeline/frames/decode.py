@@ -22,6 +22,7 @@ Rotation is applied by us (never by the decoder), per frame from its display mat
 from __future__ import annotations
 
 import heapq
+import itertools
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
@@ -170,22 +171,13 @@ class _Input:
 
 def _frames(inp: _Input, seek_pts: int | None, problems: list[str]) -> Iterator[tuple[av.Packet, av.CodecContext]]:
     """Packets from the keyframe at `seek_pts` on; never hands over a packet from before the first keyframe,
-    which would decode into garbage from missing references. Demux errors end the stream (truncation).
-
-    MPEG-TS and MPEG-PS seek by decode timestamps: with B-frames a keyframe's dts is below its pts, so a seek
-    to its pts lands on a later packet and the next keyframe is the next GOP's (measured: every seek of an
-    HEVC TS, which then fell back to decoding from the start, 6x slower than the same stream in MP4). When the
-    first keyframe after the seek is past `seek_pts`, the seek is made again `key_lead` earlier, which lands at
-    or before the keyframe: packets before it are passed over as ever."""
+    which would decode into garbage from missing references. Demux errors end the stream (truncation)."""
     container, stream = inp.stream(from_start=seek_pts is None)
     cc = stream.codec_context
     inp.touched = True
-    retries = [seek_pts - inp.src.key_lead] if seek_pts is not None and inp.src.key_lead > 0 else []
-    if seek_pts is not None:
-        container.seek(seek_pts, stream=stream)
+    demux = _demux_from(container, stream, seek_pts, inp.src.key_lead)
     cc.flush_buffers()
     started = False
-    demux = container.demux(stream)
     while True:
         try:
             pkt = next(demux)
@@ -195,19 +187,55 @@ def _frames(inp: _Input, seek_pts: int | None, problems: list[str]) -> Iterator[
             problems.append(f"[demux] [error] {e}")
             return
         if not started:
-            key = pkt.size and pkt.is_keyframe
-            passed = pkt.size == 0 or (key and seek_pts is not None and (presentation_ts(pkt) or 0) > seek_pts)
-            if passed and retries:
-                container.seek(retries.pop(), stream=stream)
-                demux = container.demux(stream)
-                continue
             if pkt.size == 0:
                 yield pkt, cc
                 return
-            if not key:
+            if not pkt.is_keyframe:
                 continue
             started = True
         yield pkt, cc
+
+
+def _demux_from(container: av.container.InputContainer, stream: av.video.stream.VideoStream, seek_pts: int | None,
+                key_lead: int) -> Iterator[av.Packet]:
+    """The stream's packets from a seek to the keyframe at `seek_pts` (None: from the start).
+
+    MPEG-TS seeks by decode timestamps: with B-frames a keyframe's dts is below its pts, so a seek to its pts
+    lands on a later packet and the first keyframe is the next GOP's (measured: every seek of an HEVC TS, each
+    chunk then decoded again from the start, 6x slower than the same stream in MP4). So when the first keyframe
+    is past `seek_pts`, the seek is made again `key_lead` earlier; that is kept only when its first keyframe is
+    the one asked for. Otherwise it is as before (MPEG-PS, which after such a seek flagged a P-frame as a
+    keyframe and the keyframe as none: starting there gave a wrong frame under a right time)."""
+    if seek_pts is None:
+        return container.demux(stream)
+    container.seek(seek_pts, stream=stream)
+    if key_lead <= 0:
+        return container.demux(stream)
+    demux = container.demux(stream)
+    key = _first_keyframe(demux)
+    if key is not None and (presentation_ts(key) or 0) <= seek_pts:
+        return itertools.chain([key], demux)
+    container.seek(seek_pts - key_lead, stream=stream)
+    demux = container.demux(stream)
+    key = _first_keyframe(demux)
+    if key is not None and presentation_ts(key) == seek_pts:
+        return itertools.chain([key], demux)
+    container.seek(seek_pts, stream=stream)
+    return container.demux(stream)
+
+
+def _first_keyframe(demux: Iterator[av.Packet]) -> av.Packet | None:
+    """Read on to the first packet flagged a keyframe; None at the end or a demux error (the caller seeks again,
+    and the packet loop meets the error itself if it stays)."""
+    try:
+        for pkt in demux:
+            if not pkt.size:
+                return None
+            if pkt.is_keyframe:
+                return pkt
+    except av.FFmpegError:
+        return None
+    return None
 
 
 def _decode(cc: av.CodecContext, pkt: av.Packet | None, problems: list[str]) -> list[av.VideoFrame]:
