@@ -393,17 +393,17 @@ def test_a_seek_in_mpeg_ts_with_b_frames_lands_on_its_keyframe(tmp_path: Path, m
     """MPEG-TS seeks by decode timestamps, so a seek to a keyframe's pts landed past it and every chunk fell back
     to decoding from the start (6x slower on HEVC). Each seek now starts at the keyframe asked for, and the
     stills are the MP4's, pixel for pixel."""
-    from pipeline.frames.decode import Source, _frames, _Input
+    from pipeline.frames.demux import Input, Source, frames_from
     from pipeline.frames.probe import probe
 
     ts, mp4 = make(tmp_path / "b.ts", 4), tmp_path / "b.mp4"
     subprocess.run(["ffmpeg", "-v", "error", "-i", str(ts), "-c", "copy", str(mp4)], check=True)
     info = probe(ts)
     assert info.key_lead > 0 and len(info.key_pts) >= 3
-    inp = _Input(Source.of(info))
+    inp = Input(Source.of(info))
     try:
         for key in info.key_pts[1:]:
-            pkt, _ = next(_frames(inp, int(key), []))
+            pkt, _ = next(frames_from(inp, int(key), []))
             assert pkt.pts == key and pkt.is_keyframe
     finally:
         inp.close()

@@ -17,14 +17,13 @@ Decoding no more than the kept frames need:
 - Colour conversion (swscale to bgr24, which gives the same bytes as the ffmpeg CLI's `-pix_fmt bgr24`)
   runs only for kept frames.
 Rotation is applied by us (never by the decoder), per frame from its display matrix, and recorded per still.
+Opening, seeking and the times of decoded frames are in demux.py.
 """
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -35,53 +34,13 @@ import numpy as np
 
 from pipeline.frames import decode_log
 from pipeline.frames.allocator import keep_frame_buffers_in_heap
+from pipeline.frames.demux import Input, Source, Stamps, frames_from
 from pipeline.frames.pixels import Scaler, Scalers, rotation_cw, thumbnail
 from pipeline.frames.png import rotate_upright
-from pipeline.frames.probe import VideoInfo, presentation_ts
+from pipeline.frames.probe import presentation_ts
 from pipeline.frames.stills import StillOut, encode_pool, write_still
 
 EOF_WINDOW = 24  # > H.264's maximum reorder depth (16), so the frame shown last is always decoded
-
-
-@dataclass(frozen=True)
-class Source:
-    path: str
-    stream_index: int
-    codec: str
-    reorder_depth: int = 0  # from the probe's full stream analysis; a quick open must find the same
-    skip_unreferenced: bool = False  # VideoInfo.skip_unreferenced: no frame refers to an unreferenced one
-    key_lead: int = 0  # VideoInfo.key_lead: how far below its pts a keyframe's dts may be
-    stamps_in_decode_order: bool = False  # VideoInfo.stamps_in_decode_order (see _Stamps)
-
-    @classmethod
-    def of(cls, info: VideoInfo) -> Source:
-        """What a decoder needs of the probe. Frames are stamped in output order (_Stamps) only when every sent
-        packet gives a frame, so no unreferenced frame is skipped then."""
-        return cls(path=info.path, stream_index=info.stream_index, codec=info.codec,
-                   reorder_depth=info.reorder_depth,
-                   skip_unreferenced=info.skip_unreferenced and not info.stamps_in_decode_order,
-                   key_lead=info.key_lead, stamps_in_decode_order=info.stamps_in_decode_order)
-
-
-class _Stamps:
-    """The presentation time of each decoded frame. Normally its own pts. When the container stamps packets in
-    decode order though the codec reorders (H.264 with B-frames in AVI, whose demuxer makes up monotonic pts),
-    a frame carries the stamp of its packet in decode order, so a still 1 s into a GOP showed the frame 80 ms
-    later (measured); the decoder outputs frames in presentation order, so each takes the smallest stamp of
-    the packets sent since the seek instead."""
-
-    def __init__(self, src: Source) -> None:
-        self.reorder = src.stamps_in_decode_order
-        self.sent: list[int] = []
-
-    def sent_packet(self, pkt: av.Packet) -> None:
-        if self.reorder and pkt.size and (ts := presentation_ts(pkt)) is not None:
-            heapq.heappush(self.sent, ts)
-
-    def of(self, frame: av.VideoFrame) -> int | None:
-        if not self.reorder:
-            return presentation_ts(frame)
-        return heapq.heappop(self.sent) if self.sent else None
 
 
 @dataclass(frozen=True)
@@ -128,116 +87,6 @@ class DecodeOut:
     # frame of a still among them: its `decoder_concealed`)
 
 
-class _Input:
-    """One opened container; reopened when a chunk must decode from the very start."""
-
-    def __init__(self, src: Source, liveness_only: bool = False) -> None:
-        self.src = src
-        self.liveness_only = liveness_only
-        self.container: av.container.InputContainer | None = None
-        self.touched = False
-
-    def stream(self, from_start: bool) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
-        if self.container is None or (from_start and self.touched):
-            self.close()
-            self.container = self._open()
-            self.touched = False
-        return self.container, self.container.streams[self.src.stream_index]
-
-    def _open(self) -> av.container.InputContainer:
-        """Open without stream analysis decoding frames (~13 ms for 1080p MP4, ~30 ms for MPEG-TS) when that
-        loses nothing: the probe already analysed the stream, and the one fact our decoder takes from the
-        analysis, its reordering depth, must come out the same; otherwise open with the full analysis.
-        The opens' log lines are the probe's again (already reported), plus 'could not find codec
-        parameters' for the skipped analysis, so they are not the chunk's problems."""
-        with av.logging.Capture(local=True):
-            quick = av.open(self.src.path, options={"skip_frame": "all"})  # applies to the analysis decoder only
-            if quick.streams[self.src.stream_index].codec_context.reorder_depth == self.src.reorder_depth:
-                container = quick
-            else:
-                quick.close()
-                container = av.open(self.src.path)
-        cc = container.streams[self.src.stream_index].codec_context
-        cc.thread_count = 1  # parallelism comes from chunks side by side, and logs stay with their chunk
-        if self.liveness_only:
-            cc.options = {"skip_loop_filter": "all"}
-        return container
-
-    def close(self) -> None:
-        if self.container is not None:
-            self.container.close()
-            self.container = None
-
-
-def _frames(inp: _Input, seek_pts: int | None, problems: list[str]) -> Iterator[tuple[av.Packet, av.CodecContext]]:
-    """Packets from the keyframe at `seek_pts` on; never hands over a packet from before the first keyframe,
-    which would decode into garbage from missing references. Demux errors end the stream (truncation)."""
-    container, stream = inp.stream(from_start=seek_pts is None)
-    cc = stream.codec_context
-    inp.touched = True
-    demux = _demux_from(container, stream, seek_pts, inp.src.key_lead)
-    cc.flush_buffers()
-    started = False
-    while True:
-        try:
-            pkt = next(demux)
-        except StopIteration:
-            return
-        except av.FFmpegError as e:
-            problems.append(f"[demux] [error] {e}")
-            return
-        if not started:
-            if pkt.size == 0:
-                yield pkt, cc
-                return
-            if not pkt.is_keyframe:
-                continue
-            started = True
-        yield pkt, cc
-
-
-def _demux_from(container: av.container.InputContainer, stream: av.video.stream.VideoStream, seek_pts: int | None,
-                key_lead: int) -> Iterator[av.Packet]:
-    """The stream's packets from a seek to the keyframe at `seek_pts` (None: from the start).
-
-    MPEG-TS seeks by decode timestamps: with B-frames a keyframe's dts is below its pts, so a seek to its pts
-    lands on a later packet and the first keyframe is the next GOP's (measured: every seek of an HEVC TS, each
-    chunk then decoded again from the start, 6x slower than the same stream in MP4). So when the first keyframe
-    is past `seek_pts`, the seek is made again `key_lead` earlier; that is kept only when its first keyframe is
-    the one asked for. Otherwise it is as before (MPEG-PS, which after such a seek flagged a P-frame as a
-    keyframe and the keyframe as none: starting there gave a wrong frame under a right time)."""
-    if seek_pts is None:
-        return container.demux(stream)
-    container.seek(seek_pts, stream=stream)
-    if key_lead <= 0:
-        return container.demux(stream)
-    demux = container.demux(stream)
-    key = _first_keyframe(demux)
-    if key is not None and (presentation_ts(key) or 0) <= seek_pts:
-        return itertools.chain([key], demux)
-    container.seek(seek_pts - key_lead, stream=stream)
-    demux = container.demux(stream)
-    key = _first_keyframe(demux)
-    if key is not None and presentation_ts(key) == seek_pts:
-        return itertools.chain([key], demux)
-    container.seek(seek_pts, stream=stream)
-    return container.demux(stream)
-
-
-def _first_keyframe(demux: Iterator[av.Packet]) -> av.Packet | None:
-    """Read on to the first packet flagged a keyframe; None at the end or a demux error (the caller seeks again,
-    and the packet loop meets the error itself if it stays)."""
-    try:
-        for pkt in demux:
-            if not pkt.size:
-                return None
-            if pkt.is_keyframe:
-                return pkt
-    except av.FFmpegError:
-        return None
-    return None
-
-
 def _decode(cc: av.CodecContext, pkt: av.Packet | None, problems: list[str]) -> list[av.VideoFrame]:
     try:
         return list(cc.decode(pkt))
@@ -259,7 +108,7 @@ def _hand_over(frame: av.VideoFrame, pts: int, stem: str, task: DecodeTask, scal
                                                          mem, woven))
 
 
-def _decode_chunk(inp: _Input, task: DecodeTask, spec: ChunkSpec, scalers: Scalers,
+def _decode_chunk(inp: Input, task: DecodeTask, spec: ChunkSpec, scalers: Scalers,
                   sem: threading.Semaphore) -> DecodeOut:
     out = DecodeOut(chunk_id=spec.chunk_id)
     pending: list[Future[StillOut]] = []
@@ -270,7 +119,7 @@ def _decode_chunk(inp: _Input, task: DecodeTask, spec: ChunkSpec, scalers: Scale
     skip_nonref = task.source.skip_unreferenced
     problems: list[str] = []
     noise: set[int] = set()  # log lines the seek caused (see decode_log.seek_noise)
-    stamps = _Stamps(task.source)
+    stamps = Stamps(task.source)
 
     def take(frames: list[av.VideoFrame]) -> bool:
         """Keep wanted frames; True once nothing more is needed from this chunk."""
@@ -295,7 +144,7 @@ def _decode_chunk(inp: _Input, task: DecodeTask, spec: ChunkSpec, scalers: Scale
         done = flushed = False
         n_pkt = 0
         cc: av.CodecContext | None = None
-        for pkt, cc in _frames(inp, spec.seek_pts, problems):
+        for pkt, cc in frames_from(inp, spec.seek_pts, problems):
             k = presentation_ts(pkt)
             if not pkt.size:  # end of file: drain what the decoder holds back
                 cc.skip_frame = "DEFAULT"
@@ -351,7 +200,7 @@ def decode_batch(task: DecodeTask, on_chunk: OnChunk | None = None) -> list[Deco
 
     cv2.setNumThreads(1)
     keep_frame_buffers_in_heap()
-    inp = _Input(task.source, task.liveness_only)
+    inp = Input(task.source, task.liveness_only)
     scalers = Scalers()
     sem = threading.Semaphore(max(1, task.encode_slots))
     outs: list[DecodeOut] = []
@@ -398,9 +247,9 @@ def scene_chunk(task: SceneTask) -> SceneOut:
     first: np.ndarray | None = None
     problems: list[str] = []
     noise: set[int] = set()  # log lines the seek caused (see decode_log.seek_noise)
-    inp = _Input(task.source)
+    inp = Input(task.source)
     small = Scaler("gray", "AREA")
-    stamps = _Stamps(task.source)
+    stamps = Stamps(task.source)
 
     def take(frames: list[av.VideoFrame]) -> bool:
         nonlocal prev, first
@@ -420,7 +269,7 @@ def scene_chunk(task: SceneTask) -> SceneOut:
 
     try:
         with av.logging.Capture(local=True) as logs:
-            for pkt, cc in _frames(inp, task.seek_pts, problems):
+            for pkt, cc in frames_from(inp, task.seek_pts, problems):
                 logged = len(logs)
                 stamps.sent_packet(pkt)
                 stop = take(_decode(cc, pkt if pkt.size else None, problems))

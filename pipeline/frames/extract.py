@@ -27,12 +27,12 @@ from pipeline.frames.decode import (
     DecodeTask,
     SceneOut,
     SceneTask,
-    Source,
     decode_batch,
     run_task,
     scene_chunk,
     stitch_scenes,
 )
+from pipeline.frames.demux import Source
 from pipeline.frames.errors import BadParamsError
 from pipeline.frames.executor import (
     BASE_MB,

@@ -71,10 +71,10 @@ class VideoInfo:
     # pts of the shown pictures in decode order (the packet listing's order): how damage reaches later pictures
     decode_order: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     # the most a keyframe's pts exceeds its dts (B-frames): MPEG-TS/PS seek by dts, so a seek to a keyframe's
-    # pts lands past it; decode.py seeks again this much earlier (see _frames)
+    # pts lands past it; a seek is made again this much earlier (demux._demux_from)
     key_lead: int = 0
     # the container stamps packets in decode order although the codec reorders frames (H.264 with B-frames in
-    # AVI): a decoded frame's own stamp is then not its presentation time (decode.py's _Stamps)
+    # AVI): a decoded frame's own stamp is then not its presentation time (demux.Stamps)
     stamps_in_decode_order: bool = False
 
     @property

@@ -121,7 +121,8 @@ def coded_scores(path: Path, info: Any, params: ActivityParams) -> tuple[np.ndar
 
 def decoded_scores(path: Path, workers: int | None = None) -> tuple[np.ndarray, np.ndarray, Any, list[str]]:
     """(pts, scores, probe info, warnings) from every frame decoded; scores[0] is 0 (nothing before it)."""
-    from pipeline.frames.decode import SceneTask, Source, scene_chunk, stitch_scenes
+    from pipeline.frames.decode import SceneTask, scene_chunk, stitch_scenes
+    from pipeline.frames.demux import Source
     from pipeline.frames.plan import plan_scene_ranges
     from pipeline.frames.probe import probe
 
