@@ -107,9 +107,9 @@ class PacketSyntax:
         prefix of a 256-511 byte unit)."""
         if not self.length_size:
             return None
-        problem = _framing_problem(data, self.length_size)
-        if problem is None:
-            return _prefixed_units(data, self.length_size)
+        problem = next((u for u in _prefixed_units(data, self.length_size) if isinstance(u, str)), None)
+        if problem is None:  # walked again, lazily: the prefixes tile the packet
+            return (u for u in _prefixed_units(data, self.length_size) if not isinstance(u, str))
         if _starts_with_start_code(data) and _check_annexb(data) is None:
             return None
         return problem
@@ -127,33 +127,27 @@ def _annexb_headers(data: bytes | memoryview) -> Iterator[int]:
             yield data[m.end()]
 
 
-def _framing_problem(data: bytes | memoryview, size: int) -> str | None:
-    """What is wrong with the `size`-byte length prefixes of a packet, or None when they tile it. Nothing is
-    kept per unit: a crafted packet of millions of tiny units costs time in proportion, never memory."""
+def _prefixed_units(data: bytes | memoryview, size: int) -> Iterator[tuple[int, int] | str]:
+    """Each unit's (body start, end) by its `size`-byte length prefix, one at a time, then what is wrong when the
+    prefixes do not tile the packet. Nothing is kept per unit: a crafted packet of millions of tiny units costs
+    time in proportion, never memory."""
     n, pos, unit = len(data), 0, 0
     while pos < n:
         if pos + size > n:
-            if not any(data[pos:]):  # fewer zeros than a prefix: padding, which libavcodec passes over
-                return None
-            return f"{n - pos} stray byte(s) after NAL unit {unit}, too few for a length prefix"
+            if any(data[pos:]):  # fewer zeros than a prefix are padding, which libavcodec passes over
+                yield f"{n - pos} stray byte(s) after NAL unit {unit}, too few for a length prefix"
+            return
         length = int.from_bytes(data[pos:pos + size], "big")
         body = pos + size
         if length == 0:
-            return f"NAL unit {unit} at byte {pos} has length 0 (a zeroed length prefix)"
+            yield f"NAL unit {unit} at byte {pos} has length 0 (a zeroed length prefix)"
+            return
         if body + length > n:
-            return (f"NAL unit {unit} at byte {pos} claims {length} bytes but the packet holds {n - body} "
-                    "after its prefix")
+            yield (f"NAL unit {unit} at byte {pos} claims {length} bytes but the packet holds {n - body} "
+                   "after its prefix")
+            return
+        yield body, body + length
         pos, unit = body + length, unit + 1
-    return None
-
-
-def _prefixed_units(data: bytes | memoryview, size: int) -> Iterator[tuple[int, int]]:
-    """Each unit's (body start, end), one at a time, of a packet whose prefixes tile it (`_framing_problem`)."""
-    n, pos = len(data), 0
-    while pos + size <= n:
-        body = pos + size
-        pos = body + int.from_bytes(data[pos:body], "big")
-        yield body, pos
 
 
 def _check_annexb(data: bytes | memoryview, start: int = 0, end: int | None = None, *,

@@ -33,10 +33,10 @@ class Source:
     def of(cls, info: VideoInfo) -> Source:
         """What a decoder needs of the probe. Frames are stamped in output order (Stamps) only when every sent
         packet gives a frame, so no unreferenced frame is skipped then."""
+        in_decode_order = info.stamps_in_decode_order
         return cls(path=info.path, stream_index=info.stream_index, codec=info.codec,
-                   reorder_depth=info.reorder_depth,
-                   skip_unreferenced=info.skip_unreferenced and not info.stamps_in_decode_order,
-                   key_lead=info.key_lead, stamps_in_decode_order=info.stamps_in_decode_order)
+                   reorder_depth=info.reorder_depth, skip_unreferenced=info.skip_unreferenced and not in_decode_order,
+                   key_lead=info.key_lead, stamps_in_decode_order=in_decode_order)
 
 
 class Stamps:

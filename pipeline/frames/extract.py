@@ -324,10 +324,10 @@ def extract_frames(source: Path, out_dir: Path, params: ExtractParams, *, worker
                             frames_readable=len(info.frame_pts), duration=duration, complete=complete,
                             decode_stopped_at=info.offset_of(last_ok) if last_ok is not None else None,
                             warnings=_dedupe(warnings), chunks=len(chunks),
-                            # rotation comes with each decoded frame; the probe does not decode one for it
-                            probe={**info.summary(), "rotation": stills[0].rotation if stills else None,
-                                   # the damage decoding found too, for the timeline
-                                   "damaged_spans": info.damaged_spans(concealed=frozenset(concealed))})
+                            # with the damage decoding found too (for the timeline), and the rotation, which comes
+                            # with each decoded frame (the probe does not decode one for it)
+                            probe={**info.summary(frozenset(concealed)),
+                                   "rotation": stills[0].rotation if stills else None})
 
 
 class _Handover:

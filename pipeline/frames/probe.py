@@ -73,9 +73,13 @@ class VideoInfo:
     # the most a keyframe's pts exceeds its dts (B-frames): MPEG-TS/PS seek by dts, so a seek to a keyframe's
     # pts lands past it; a seek is made again this much earlier (demux._demux_from)
     key_lead: int = 0
-    # the container stamps packets in decode order although the codec reorders frames (H.264 with B-frames in
-    # AVI): a decoded frame's own stamp is then not its presentation time (demux.Stamps)
-    stamps_in_decode_order: bool = False
+
+    @property
+    def stamps_in_decode_order(self) -> bool:
+        """The container stamps packets in decode order although the codec reorders frames (H.264 with B-frames in
+        AVI): a decoded frame's own stamp is then not its presentation time (demux.Stamps)."""
+        order = self.decode_order
+        return bool(self.reorder_depth > 0 and len(order) > 1 and np.all(np.diff(order) > 0))
 
     @property
     def first_pts(self) -> int:
@@ -87,12 +91,13 @@ class VideoInfo:
     def pts_time(self, pts: int) -> float:
         return float(pts * self.time_base)
 
-    def summary(self) -> dict:
+    def summary(self, concealed: frozenset[int] = frozenset()) -> dict:
+        """The record of the probe; `concealed` as for `damaged_spans`."""
         return {"codec": self.codec, "container": self.container, "width": self.width, "height": self.height,
                 "time_base": f"{self.time_base.numerator}/{self.time_base.denominator}",
                 "avg_fps": self.avg_fps, "stream_index": self.stream_index, "keyframes": int(len(self.key_pts)),
                 "first_pts": self.first_pts, "pix_fmt": self.pix_fmt,
-                "damaged_packets": self.damaged_packets, "damaged_spans": self.damaged_spans()}
+                "damaged_packets": self.damaged_packets, "damaged_spans": self.damaged_spans(concealed=concealed)}
 
     def damaged_spans(self, limit: int = 500, concealed: frozenset[int] = frozenset()) -> list[dict]:
         """Runs of consecutive pictures decoded from damaged data, as offsets (s) from the first frame to the end
@@ -197,8 +202,6 @@ def probe(source: Path) -> VideoInfo:
                 "on a copy, and ingest the result as a derived exhibit that names this one")
         raise NotVideoError(f"{source}: the video stream has no readable frames")
     info["frames_in_index"] = info["frames_in_index"] or len(found.frame_pts)
-    order = found.decode_order
-    in_decode_order = bool(info["reorder_depth"] > 0 and len(order) > 1 and np.all(np.diff(order) > 0))
     if info["container"] == "avi" and len(found.frame_pts) > 1:
         # AVI's stream length counts ticks of its time base, which ffmpeg's muxer makes a half frame with B-frames
         step = int(np.median(np.diff(found.frame_pts)))
@@ -208,8 +211,7 @@ def probe(source: Path) -> VideoInfo:
                      warnings=tuple(dict.fromkeys(warnings)),
                      skip_unreferenced=info["codec"] == "h264" or found.hevc_skippable,
                      bitstream_damage=found.damaged, damaged_pts=found.affected, damaged_packets=found.damaged_count,
-                     decode_order=found.decode_order, key_lead=found.key_lead,
-                     stamps_in_decode_order=in_decode_order)
+                     decode_order=found.decode_order, key_lead=found.key_lead)
 
 
 class _Listing(NamedTuple):

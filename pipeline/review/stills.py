@@ -23,7 +23,7 @@ from pipeline.custody.catalog import Case, Exhibit
 from pipeline.errors import NotFoundError, UsageError
 from pipeline.evidence import Evidence, ExhibitObject
 from pipeline.review.objects import checked_chain, find_object, object_id
-from pipeline.review.timeline import build_timeline, locate
+from pipeline.review.timeline import build_timeline, locate, still_flags
 from pipeline.review.timesource import epoch_us, iso_utc, parse_instant
 
 
@@ -148,5 +148,4 @@ def still_at(ev: Evidence, case: Case, exhibit: Exhibit, *, actor: Actor, clock:
             "frame_index": index, "frame_offset": exact, "wallclock": iso_utc(wall), "wallclock_us": epoch_us(wall),
             "source_object_id": f["object_id"], "source_name": f["name"], "instant_given_as": given,
             "requested_offset": off, "event_seq": event["seq"], "width": info.get("width"),
-            "height": info.get("height"), "decoder_concealed": bool(info.get("decoder_concealed")),
-            "bitstream_damaged": bool(info.get("bitstream_damaged")), "interlaced": bool(info.get("interlaced"))}
+            "height": info.get("height"), **still_flags(info)}

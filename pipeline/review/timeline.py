@@ -175,6 +175,14 @@ def _new_facts(records: list[Span], gaps: list[Span]) -> list[Span]:
     return out
 
 
+STILL_FLAGS = ("decoder_concealed", "bitstream_damaged", "interlaced")  # what a reader must know of a still's frame
+
+
+def still_flags(info: dict[str, Any]) -> dict[str, bool]:
+    """A still's flags from its record, for every view that shows it (timeline, still lookup, portal)."""
+    return {k: bool(info.get(k)) for k in STILL_FLAGS}
+
+
 PROBING_ACTIONS = ("frames_extracted", "activity_indexed")  # processes whose record carries the probe's damage
 
 
@@ -240,10 +248,7 @@ def _still_entries(derived: dict[str, list[tuple[dict[str, Any], dict[str, Any]]
                     "time_how": how if wall else "no wall-clock time known",
                     "pixel_sha256": info.get("pixel_sha256"), "reasons": info.get("reasons") or [],
                     "name": o.get("original_name"), "event_seq": e.get("seq"),
-                    "width": info.get("width"), "height": info.get("height"),
-                    "decoder_concealed": bool(info.get("decoder_concealed")),
-                    "bitstream_damaged": bool(info.get("bitstream_damaged")),
-                    "interlaced": bool(info.get("interlaced"))})
+                    "width": info.get("width"), "height": info.get("height"), **still_flags(info)})
     out.sort(key=lambda s: (s["wallclock"] is None, s["wallclock"] or "", s["source_name"] or "",
                             s["offset"] or 0.0))
     return out
