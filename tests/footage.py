@@ -117,6 +117,14 @@ def open_gop_h264(path: Path, seconds: float = 5, *, size: str = "320x240", fps:
     return path
 
 
+def intra_refresh_h264(path: Path, seconds: float = 5, *, size: str = "320x240", fps: float = 25) -> Path:
+    """H.264 with periodic intra refresh, as low-latency cameras send: one IDR, then each second a P picture with
+    a recovery point that the container flags as a keyframe, the picture refreshed a column at a time."""
+    _run([*_src(seconds, size, fps), "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-bf", "0",
+          "-x264-params", f"intra-refresh=1:keyint={round(fps)}", str(path)])
+    return path
+
+
 def damaged_mp4(path: Path, at_s: list[float], seconds: float = 4, *, cabac: bool = False,
                 extra: list[str] | None = None, middle: bool = False, overwrite: bool = False) -> Path:
     """H.264 MP4 (no B-frames) whose video packets presented at `at_s` seconds have the second half of their

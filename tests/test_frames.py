@@ -56,6 +56,7 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "cut_mp4": footage.truncated_mp4_faststart(d / "cut.mp4"),
         "cut_ts": footage.truncated_ts(d / "cut.ts"),
         "open_gop": footage.open_gop_h264(d / "og.mp4"),
+        "intra_refresh": footage.intra_refresh_h264(d / "ir.mp4"),
         "damaged": footage.damaged_mp4(d / "dmg.mp4", [1.48, 2.0, 3.96]),  # mid-GOP, a keyframe, the last frame
         "scenes": footage.two_scenes_mp4(d / "s.mp4"),
         "audio": footage.audio_only(d / "a.m4a"),
@@ -159,7 +160,7 @@ def test_a_held_back_chunk_writes_its_in_memory_stills_and_is_handed_over_once(t
 
 
 @pytest.mark.parametrize("name", ["mp4_b", "mp4_nob", "ts_b", "ts_nob", "h265", "h265_ts", "h265_layers",
-                                  "h265_layers_cra", "mjpeg", "open_gop"])
+                                  "h265_layers_cra", "mjpeg", "open_gop", "intra_refresh"])
 def test_formats_extract_the_exact_frames(clips: dict[str, Path], tmp_path: Path, name: str) -> None:
     src = clips[name]
     res = extract_frames(src, tmp_path / "out", ExtractParams(every_seconds=0.7, timestamps=[0.33, 1.9]), workers=1)
@@ -255,12 +256,49 @@ def test_unreferenced_frames_are_skipped_where_the_stream_allows(clips: dict[str
 
 
 def test_keyframes_are_exactly_ffprobes(clips: dict[str, Path], tmp_path: Path) -> None:
-    for name in ("mp4_b", "ts_b", "h265", "open_gop"):  # open GOP: non-IDR keyframes need their GOP decoded
+    # open GOP: non-IDR keyframes need their GOP decoded; intra refresh: the GOP before too
+    for name in ("mp4_b", "ts_b", "h265", "open_gop", "intra_refresh"):
         res = extract_frames(clips[name], tmp_path / name, ExtractParams(keyframes=True), workers=2)
         assert res.complete, res.warnings
         assert {s.pts for s in res.stills} == probe_keyframes(clips[name])
         ref = reference(clips[name])
         assert all(ref[s.pts] == s.pixel_sha256 and s.reasons == ["keyframe"] for s in res.stills)
+
+
+def test_intra_refresh_keyframes_are_decoded_from_a_refresh_that_is_complete(
+        clips: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A refresh "keyframe" is a P picture: a decoder started there shows nothing for a GOP. Seeking one keyframe
+    earlier gets every frame first time; before, each chunk missed its frames and was decoded again, serially."""
+    import pipeline.frames.extract as extract_mod
+    from pipeline.frames.probe import probe
+
+    info = probe(clips["intra_refresh"])
+    keys = [int(k) for k in info.key_pts]
+    n = info.refresh_points[0][1]  # the recovery point's recovery_frame_cnt (x264: the picture's MB columns)
+    assert 0 < n < 25 and [(k, m) for k, m, _ in info.refresh_points] == [(k, n) for k in keys[1:]]
+    assert probe(clips["open_gop"]).refresh_points == () and probe(clips["mp4_b"]).refresh_points == ()
+    frames = [int(p) for p in info.frame_pts]
+    assert info.seek_key(frames[25 + n - 1]) == keys[0]  # the refresh from the keyframe at frame 25 ends at 25+n
+    assert info.seek_key(frames[25 + n]) == keys[1] and info.seek_key(frames[-1]) == keys[-1]
+    again = []
+    real = extract_mod.decode_batch
+    monkeypatch.setattr(extract_mod, "decode_batch", lambda task: again.append(task) or real(task))
+    res = extract_frames(clips["intra_refresh"], tmp_path / "o", ExtractParams(every_seconds=0.5), workers=2)
+    assert res.complete and res.warnings == [] and len(res.stills) == 10
+    assert again == []  # no chunk had to be decoded a second time
+
+
+def test_damage_spreads_past_a_refresh_keyframe_until_its_refresh_completes() -> None:
+    from pipeline.frames.bitstream import Taint
+
+    taint = Taint()
+    for i in range(12):  # a refresh keyframe at 4 taking 3 pictures (clean from 7); damage at 2 and at 9
+        taint.packet(i, i in (0, 4), "zeros" if i in (2, 9) else None, refresh=3 if i == 4 else None)
+    assert taint.affected == {2, 3, 4, 5, 6, 9, 10, 11}
+    plain = Taint()
+    for i in range(8):
+        plain.packet(i, i in (0, 4), "zeros" if i == 2 else None)
+    assert plain.affected == {2, 3}  # an intra keyframe stops it at once
 
 
 def test_rotation_is_applied_and_recorded(clips: dict[str, Path], tmp_path: Path) -> None:

@@ -115,6 +115,20 @@ class PacketSyntax:
         return problem
 
 
+def nal_units(data: bytes | memoryview, length_size: int) -> Iterator[tuple[int, int]]:
+    """(body start, end) of each NAL unit of a packet, read as `PacketSyntax.check` reads it; nothing when its
+    length prefixes are broken (damage, which the check reports)."""
+    units = PacketSyntax(length_size)._units(data)
+    if isinstance(units, str):
+        return
+    if units is not None:
+        yield from units
+        return
+    starts = [m.end() for m in _START_CODE.finditer(data)]
+    for a, b in zip(starts, starts[1:] + [len(data) + 3], strict=True):
+        yield a, b - 3
+
+
 def _starts_with_start_code(data: bytes | memoryview) -> bool:
     head = bytes(data[:4])
     return head.startswith(b"\x00\x00\x01") or head == b"\x00\x00\x00\x01"
@@ -196,10 +210,31 @@ class Taint:
         self.affected: set[int] = set()
         self._on = False
         self._leading_below: int | None = None  # pts of the keyframe whose leading pictures inherit the taint
+        self._n = 0  # packets seen
+        self._bad = -1  # the last damaged packet's number
+        self._refresh: list[tuple[int, int]] = []  # (packet number its refresh completes at, keyframe's number)
+        self._unknown: int | None = None  # a refresh keyframe's number whose refresh ends at the next keyframe
 
-    def packet(self, pts: int | None, keyframe: bool, problem: str | None, referenced: bool = True) -> None:
+    def packet(self, pts: int | None, keyframe: bool, problem: str | None, referenced: bool = True,
+               refresh: int | None = None) -> None:
         """One packet in decode order; `referenced` False (PacketSyntax.referenced) keeps a damaged picture's
-        damage to itself."""
+        damage to itself. `refresh`: this keyframe is a gradual refresh point whose refresh takes that many
+        pictures (refresh.UNKNOWN: until the next keyframe); damage before it spreads until the refresh completes,
+        damage after it on to a later clean point."""
+        n, self._n = self._n, self._n + 1
+        done = [k for at, k in self._refresh if at <= n]
+        self._refresh = [(at, k) for at, k in self._refresh if at > n]
+        if keyframe and self._unknown is not None:
+            done.append(self._unknown)
+            self._unknown = None
+        if done and self._bad < max(done):
+            self._on = False
+        if keyframe and refresh is not None:
+            if refresh < 0:
+                self._unknown = n
+            else:
+                self._refresh.append((n + refresh, n))
+            keyframe = False
         if keyframe:
             self._leading_below = pts if self._on else None
             self._on = False
@@ -212,19 +247,23 @@ class Taint:
                     self.affected.add(pts)
                 return
             self._on = True
+            self._bad = n
         if pts is None:
             return
         if self._on or (self._leading_below is not None and pts < self._leading_below):
             self.affected.add(pts)
 
 
-def spread(sources: set[int], decode_order: Sequence[int], key_pts: Iterable[int]) -> set[int]:
+def spread(sources: set[int], decode_order: Sequence[int], key_pts: Iterable[int],
+           refresh: dict[int, int] | None = None) -> set[int]:
     """The pictures decoded from `sources` (pts of damaged pictures) by Taint's rule, walking the shown pictures
-    in decode order: used for frames the decoder concealed errors in, whose errors later pictures inherit."""
+    in decode order: used for frames the decoder concealed errors in, whose errors later pictures inherit.
+    `refresh`: gradual refresh keyframes' pts -> the pictures their refresh takes (refresh.py)."""
     if not sources:
         return set()
     key_pts = {int(k) for k in key_pts}
+    refresh = refresh or {}
     taint = Taint()
     for p in decode_order:
-        taint.packet(p, p in key_pts, "concealed" if p in sources else None)
+        taint.packet(p, p in key_pts, "concealed" if p in sources else None, refresh=refresh.get(int(p)))
     return taint.affected

@@ -62,7 +62,7 @@ from pipeline.frames.stills import StillOut, encode_slots, spill
 # 9: zeros ending a length-prefixed unit (fewer than 32: what a remux of Annex B footage leaves) and start codes
 #    inside one are read as libavcodec reads them, not taken for damage (engine 8 flagged every still of such a
 #    remux)
-ENGINE_VERSION = "9"
+ENGINE_VERSION = "10"
 TAIL_ID = -1
 #: called with each still once its PNG and thumbnail are written (from worker threads: must be thread-safe)
 OnStill = Callable[[StillOut], None]
@@ -96,7 +96,9 @@ def engine_params(params: ExtractParams, info: VideoInfo | None = None,
                       "scaler": "swscale area, from the decoded frame"},
             "decode": {"library": "libavcodec via PyAV", "decoder_threads": 1, "pix_fmt": "bgr24 (swscale, 1 thread)",
                        "autorotate": False, "rotation": "per frame, from its display matrix",
-                       "frame_select": "exact pts", "seek": "keyframe, then decoder flush",
+                       "frame_select": "exact pts",
+                       "seek": "keyframe, then decoder flush; H.264 intra refresh: a keyframe whose refresh (recovery "
+                               "point) is complete before the first frame kept",
                        "skip_unreferenced": "h264 (nal_ref_idc 0); hevc sub-layer non-reference pictures when "
                                             "every one is in the top temporal sub-layer; not kept frames only",
                        **({"skip_unreferenced_applied": info.skip_unreferenced} if info is not None else {}),
@@ -107,8 +109,7 @@ def engine_params(params: ExtractParams, info: VideoInfo | None = None,
 
 def _tail_spec(info: VideoInfo, seek_from_start: bool = False) -> ChunkSpec:
     """Decode the last GOP to learn the last pts that really decodes (where a truncated file stops)."""
-    g = planmod.gop_of(info.key_pts, int(info.frame_pts[-1]))
-    seek = int(info.key_pts[g]) if g >= 0 and not seek_from_start else None
+    seek = None if seek_from_start else info.seek_key(int(info.frame_pts[-1]))
     return ChunkSpec(chunk_id=TAIL_ID, seek_pts=seek, wanted=(), keys_only=False, to_eof=True,
                      packets_to_eof=_packets_from(info, seek))
 
@@ -197,7 +198,7 @@ def extract_frames(source: Path, out_dir: Path, params: ExtractParams, *, worker
                                          params=params)
         warnings += pw
         stems = _stems(wanted, info, params.name_prefix, wallclock_start)
-        chunks = planmod.plan_chunks(list(wanted), info.frame_pts, info.key_pts)
+        chunks = planmod.plan_chunks(list(wanted), info.frame_pts, info.key_pts, refresh=bool(info.refresh_points))
 
         # threads in this process hand each PNG to `on_still` in memory rather than through a work file
         in_memory = on_still is not None and dask is None and not processes
@@ -211,11 +212,13 @@ def extract_frames(source: Path, out_dir: Path, params: ExtractParams, *, worker
         last_gop = planmod.gop_of(info.key_pts, int(info.frame_pts[-1]))
         specs = [ChunkSpec(chunk_id=c.id, seek_pts=c.seek_pts, wanted=tuple((p, stems[p]) for p in c.wanted),
                            keys_only=c.keys_only) for c in chunks]
+        if info.refresh_points:  # gradual refresh: decode from a keyframe whose refresh is complete (refresh.py)
+            specs = [dataclasses.replace(s, seek_pts=info.seek_key(s.wanted[0][0]), keys_only=False) for s in specs]
         # The chunk that already decodes into the last GOP doubles as the truncation check; otherwise a
         # separate run decodes the last GOP.
         if chunks and not chunks[-1].keys_only and planmod.gop_of(info.key_pts, chunks[-1].wanted[-1]) == last_gop:
             specs[-1] = dataclasses.replace(specs[-1], to_eof=True,
-                                            packets_to_eof=_packets_from(info, chunks[-1].seek_pts))
+                                            packets_to_eof=_packets_from(info, specs[-1].seek_pts))
             tail_id = chunks[-1].id
             tail_batch: list[DecodeTask] = []
         else:
@@ -271,9 +274,9 @@ def extract_frames(source: Path, out_dir: Path, params: ExtractParams, *, worker
     for c, spec in zip(chunks, specs, strict=True):
         o = outs[c.id]
         should = [p for p in o.missing if last_ok is not None and p <= last_ok]
-        if not should or c.seek_pts is None:
+        if not should or spec.seek_pts is None:
             continue
-        g = planmod.gop_of(info.key_pts, c.seek_pts)
+        g = planmod.gop_of(info.key_pts, spec.seek_pts)
         for seek in ([int(info.key_pts[g - 1])] if g >= 1 else []) + [None]:
             # decoding every frame, not only keyframes: a non-IDR keyframe after a gap in frame numbers (open
             # GOP) may not come out of a decoder that saw only keyframes
@@ -290,7 +293,7 @@ def extract_frames(source: Path, out_dir: Path, params: ExtractParams, *, worker
     tb = f"{info.time_base.numerator}/{info.time_base.denominator}"
     # a frame the decoder patched up passes its errors on to the frames predicted from it, up to the next keyframe
     own = set(tail.concealed).union(*(outs[c.id].concealed for c in chunks))
-    concealed = spread(own, info.decode_order, info.key_pts)
+    concealed = spread(own, info.decode_order, info.key_pts, {k: n for k, n, _ in info.refresh_points})
     for c in chunks:
         o = outs[c.id]
         warnings += [f"decoder: {p}" for p in o.problems[:3]]

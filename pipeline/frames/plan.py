@@ -22,6 +22,9 @@ MAX_WANTED_PER_CHUNK = 48
 MAX_KEYS_PER_CHUNK = 4
 KEY_MERGE_GAP = 3  # keyframe-only chunks demux (never decode) up to this many unwanted keyframes between wanted ones
 SCENE_CHUNK_FRAMES = 300
+# gradual refresh footage (refresh.py): every chunk decodes a GOP before its first to let the refresh complete,
+# so consecutive GOPs share a chunk, up to this many
+REFRESH_GOPS_PER_CHUNK = 4
 BATCH_SHARE = 2
 MAX_CHUNKS_PER_BATCH = 64
 
@@ -86,8 +89,10 @@ def gop_of(key_pts: np.ndarray, pts: int) -> int:
     return int(np.searchsorted(key_pts, pts, side="right")) - 1
 
 
-def plan_chunks(wanted_pts: list[int], frame_pts: np.ndarray, key_pts: np.ndarray) -> list[Chunk]:
-    """Group wanted frames into GOP-aligned decoder runs; keyframe-only runs can skip non-key decoding."""
+def plan_chunks(wanted_pts: list[int], frame_pts: np.ndarray, key_pts: np.ndarray,
+                refresh: bool = False) -> list[Chunk]:
+    """Group wanted frames into GOP-aligned decoder runs; keyframe-only runs can skip non-key decoding.
+    `refresh`: the keyframes are gradual refresh points, and a run's start costs a GOP: consecutive GOPs merge."""
     key_set = set(int(k) for k in key_pts)
     groups: list[tuple[int, list[int]]] = []
     for p in sorted(wanted_pts):
@@ -114,6 +119,8 @@ def plan_chunks(wanted_pts: list[int], frame_pts: np.ndarray, key_pts: np.ndarra
         if cur:
             if keys_only and cur_keys:
                 ok = g - cur_last_g <= KEY_MERGE_GAP + 1 and len(cur) + len(pts) <= MAX_KEYS_PER_CHUNK
+            elif refresh and g == cur_last_g + 1 and g - cur_first_g < REFRESH_GOPS_PER_CHUNK:
+                ok = len(cur) + len(pts) <= MAX_WANTED_PER_CHUNK
             elif not keys_only and not cur_keys and g == cur_last_g + 1 and g >= 0:
                 between = int(np.searchsorted(frame_pts, key_pts[g])) - int(np.searchsorted(frame_pts, cur[-1])) - 1
                 ok = between <= MERGE_GAP_FRAMES and len(cur) + len(pts) <= MAX_WANTED_PER_CHUNK

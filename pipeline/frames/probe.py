@@ -22,6 +22,7 @@ import numpy as np
 from pipeline.frames.bitstream import PacketSyntax, Taint
 from pipeline.frames.errors import ExtractionError, NotVideoError
 from pipeline.frames.nal import HevcLayers
+from pipeline.frames.refresh import UNKNOWN, refresh_frames
 
 _TRUNCATION_HINTS = ("moov atom not found",)
 _ADDR = re.compile(r" @ 0x[0-9a-f]+")
@@ -73,6 +74,19 @@ class VideoInfo:
     # the most a keyframe's pts exceeds its dts (B-frames): MPEG-TS/PS seek by dts, so a seek to a keyframe's
     # pts lands past it; a seek is made again this much earlier (demux._demux_from)
     key_lead: int = 0
+    # keyframes that are gradual refresh points (refresh.py): (pts, pictures the refresh takes or refresh.UNKNOWN,
+    # clean point: the first pts a decode from it gets right, None: not before the end)
+    refresh_points: tuple[tuple[int, int, int | None], ...] = ()
+
+    def seek_key(self, pts: int) -> int | None:
+        """The keyframe to decode from to get the frame at `pts` right (None: from the start): the last one at or
+        before it, or for refresh points the last whose refresh is complete by then."""
+        clean = {k: c for k, _, c in self.refresh_points}
+        for k in self.key_pts[:int(np.searchsorted(self.key_pts, pts, side="right"))][::-1]:
+            c = clean.get(int(k), int(k))
+            if c is not None and c <= pts:
+                return int(k)
+        return None
 
     @property
     def stamps_in_decode_order(self) -> bool:
@@ -97,7 +111,8 @@ class VideoInfo:
                 "time_base": f"{self.time_base.numerator}/{self.time_base.denominator}",
                 "avg_fps": self.avg_fps, "stream_index": self.stream_index, "keyframes": int(len(self.key_pts)),
                 "first_pts": self.first_pts, "pix_fmt": self.pix_fmt,
-                "damaged_packets": self.damaged_packets, "damaged_spans": self.damaged_spans(concealed=concealed)}
+                "damaged_packets": self.damaged_packets, "damaged_spans": self.damaged_spans(concealed=concealed),
+                **({"refresh_keyframes": len(self.refresh_points)} if self.refresh_points else {})}
 
     def damaged_spans(self, limit: int = 500, concealed: frozenset[int] = frozenset()) -> list[dict]:
         """Runs of consecutive pictures decoded from damaged data, as offsets (s) from the first frame to the end
@@ -211,7 +226,7 @@ def probe(source: Path) -> VideoInfo:
                      warnings=tuple(dict.fromkeys(warnings)),
                      skip_unreferenced=info["codec"] == "h264" or found.hevc_skippable,
                      bitstream_damage=found.damaged, damaged_pts=found.affected, damaged_packets=found.damaged_count,
-                     decode_order=found.decode_order, key_lead=found.key_lead)
+                     decode_order=found.decode_order, key_lead=found.key_lead, refresh_points=found.refresh_points)
 
 
 class _Listing(NamedTuple):
@@ -227,6 +242,7 @@ class _Listing(NamedTuple):
     damaged_count: int = 0  # all damaged packets (`damaged` names the first bitstream.NAMED)
     decode_order: np.ndarray = np.zeros(0, np.int64)  # shown pictures' pts as demuxed
     key_lead: int = 0  # max (pts - dts) over keyframes
+    refresh_points: tuple[tuple[int, int, int | None], ...] = ()  # VideoInfo.refresh_points
 
 
 def _list_on_quick_open(source: Path, stream_index: int | None) -> tuple[int, _Listing, list[str]]:
@@ -300,8 +316,10 @@ def _packets(container: av.container.InputContainer, stream: av.video.stream.Vid
     layers = HevcLayers(cc.extradata) if cc.name == "hevc" else None
     syntax = PacketSyntax.for_stream(cc.name, cc.extradata)
     taint = Taint()
+    refresh = _Refresh() if cc.name == "h264" and syntax is not None else None
     try:
         for pkt in container.demux(stream):
+            gdr = None
             if pkt.size:
                 data = memoryview(pkt)
                 if layers is not None:
@@ -310,13 +328,17 @@ def _packets(container: av.container.InputContainer, stream: av.video.stream.Vid
                 if pkt.is_corrupt:  # e.g. MPEG-TS continuity errors: container data missing
                     problem = problem or "the demuxer marked it corrupt (data missing from the container)"
                 referenced = problem is None or syntax is None or syntax.referenced(data)
-                taint.packet(presentation_ts(pkt), pkt.is_keyframe, problem, referenced)
+                if refresh is not None and pkt.is_keyframe and problem is None and syntax is not None:
+                    gdr = refresh_frames(data, syntax.length_size)
+                taint.packet(presentation_ts(pkt), pkt.is_keyframe, problem, referenced, refresh=gdr)
             if not _shown(pkt):
                 continue
             v = presentation_ts(pkt)
             if v is None:
                 no_pts += 1
                 continue
+            if refresh is not None:
+                refresh.shown(v, pkt.is_keyframe, gdr, len(pts))
             pts.append(v)
             if pkt.is_keyframe:
                 keys.append(v)
@@ -332,7 +354,30 @@ def _packets(container: av.container.InputContainer, stream: av.video.stream.Vid
     key_pts = _sorted_unique(keys)
     return _Listing(frame_pts, key_pts, warnings, layers is not None and layers.nonref_skippable, no_pts,
                     tuple(taint.damaged), frozenset(taint.affected), taint.count, np.asarray(pts, dtype=np.int64),
-                    key_lead)
+                    key_lead, refresh.clean_points(pts) if refresh is not None else ())
+
+
+class _Refresh:
+    """Gradual refresh keyframes met in the packet listing (refresh.py), for where each one's refresh completes."""
+
+    def __init__(self) -> None:
+        self.points: list[tuple[int, int, int]] = []  # (keyframe pts, its index among shown packets, frames)
+
+    def shown(self, pts: int, keyframe: bool, gdr: int | None, index: int) -> None:
+        if keyframe and gdr is not None:
+            self.points.append((pts, index, gdr))
+
+    def clean_points(self, pts: list[int]) -> tuple[tuple[int, int, int | None], ...]:
+        keys = sorted(p for p, _, _ in self.points)
+        out = []
+        for p, i, frames in self.points:
+            if frames == UNKNOWN:  # what x264 writes: the refresh takes a GOP
+                later = [k for k in keys if k > p]
+                clean = later[0] if later else None
+            else:
+                clean = max(pts[i:i + frames + 1]) if i + frames < len(pts) else None
+            out.append((p, frames, clean))
+        return tuple(out)
 
 
 def _sorted_unique(values: list[int]) -> np.ndarray:
