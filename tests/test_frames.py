@@ -274,7 +274,7 @@ def test_intra_refresh_keyframes_are_decoded_from_a_refresh_that_is_complete(
 
     info = probe(clips["intra_refresh"])
     keys = [int(k) for k in info.key_pts]
-    n = info.refresh_points[0][1]  # the recovery point's recovery_frame_cnt (x264: the picture's MB columns)
+    n = info.refresh_points[0][1]  # the recovery point's recovery_frame_cnt (x264: within one GOP)
     assert 0 < n < 25 and [(k, m) for k, m, _ in info.refresh_points] == [(k, n) for k in keys[1:]]
     assert probe(clips["open_gop"]).refresh_points == () and probe(clips["mp4_b"]).refresh_points == ()
     frames = [int(p) for p in info.frame_pts]

@@ -316,7 +316,8 @@ def _packets(container: av.container.InputContainer, stream: av.video.stream.Vid
     layers = HevcLayers(cc.extradata) if cc.name == "hevc" else None
     syntax = PacketSyntax.for_stream(cc.name, cc.extradata)
     taint = Taint()
-    refresh = _Refresh() if cc.name == "h264" and syntax is not None else None
+    gdr_syntax = syntax if cc.name == "h264" else None  # refresh.py reads H.264 keyframes only
+    refresh_points: list[tuple[int, int, int]] = []  # (pts, index among shown packets, pictures the refresh takes)
     try:
         for pkt in container.demux(stream):
             gdr = None
@@ -328,8 +329,8 @@ def _packets(container: av.container.InputContainer, stream: av.video.stream.Vid
                 if pkt.is_corrupt:  # e.g. MPEG-TS continuity errors: container data missing
                     problem = problem or "the demuxer marked it corrupt (data missing from the container)"
                 referenced = problem is None or syntax is None or syntax.referenced(data)
-                if refresh is not None and pkt.is_keyframe and problem is None and syntax is not None:
-                    gdr = refresh_frames(data, syntax.length_size)
+                if gdr_syntax is not None and pkt.is_keyframe and problem is None:
+                    gdr = refresh_frames(data, gdr_syntax.length_size)
                 taint.packet(presentation_ts(pkt), pkt.is_keyframe, problem, referenced, refresh=gdr)
             if not _shown(pkt):
                 continue
@@ -337,8 +338,8 @@ def _packets(container: av.container.InputContainer, stream: av.video.stream.Vid
             if v is None:
                 no_pts += 1
                 continue
-            if refresh is not None:
-                refresh.shown(v, pkt.is_keyframe, gdr, len(pts))
+            if pkt.is_keyframe and gdr is not None:
+                refresh_points.append((v, len(pts), gdr))
             pts.append(v)
             if pkt.is_keyframe:
                 keys.append(v)
@@ -354,30 +355,22 @@ def _packets(container: av.container.InputContainer, stream: av.video.stream.Vid
     key_pts = _sorted_unique(keys)
     return _Listing(frame_pts, key_pts, warnings, layers is not None and layers.nonref_skippable, no_pts,
                     tuple(taint.damaged), frozenset(taint.affected), taint.count, np.asarray(pts, dtype=np.int64),
-                    key_lead, refresh.clean_points(pts) if refresh is not None else ())
+                    key_lead, _clean_points(refresh_points, pts))
 
 
-class _Refresh:
-    """Gradual refresh keyframes met in the packet listing (refresh.py), for where each one's refresh completes."""
-
-    def __init__(self) -> None:
-        self.points: list[tuple[int, int, int]] = []  # (keyframe pts, its index among shown packets, frames)
-
-    def shown(self, pts: int, keyframe: bool, gdr: int | None, index: int) -> None:
-        if keyframe and gdr is not None:
-            self.points.append((pts, index, gdr))
-
-    def clean_points(self, pts: list[int]) -> tuple[tuple[int, int, int | None], ...]:
-        keys = sorted(p for p, _, _ in self.points)
-        out = []
-        for p, i, frames in self.points:
-            if frames == UNKNOWN:  # what x264 writes: the refresh takes a GOP
-                later = [k for k in keys if k > p]
-                clean = later[0] if later else None
-            else:
-                clean = max(pts[i:i + frames + 1]) if i + frames < len(pts) else None
-            out.append((p, frames, clean))
-        return tuple(out)
+def _clean_points(points: list[tuple[int, int, int]], pts: list[int]) -> tuple[tuple[int, int, int | None], ...]:
+    """VideoInfo.refresh_points from (refresh keyframe pts, its index among shown packets, pictures the refresh
+    takes): the clean point is the last pts of those pictures, or the next keyframe when the count is unknown."""
+    keys = sorted(p for p, _, _ in points)
+    out = []
+    for p, i, frames in points:
+        if frames == UNKNOWN:
+            later = [k for k in keys if k > p]
+            clean = later[0] if later else None
+        else:
+            clean = max(pts[i:i + frames + 1]) if i + frames < len(pts) else None
+        out.append((p, frames, clean))
+    return tuple(out)
 
 
 def _sorted_unique(values: list[int]) -> np.ndarray:

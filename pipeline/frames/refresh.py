@@ -8,7 +8,8 @@ the pictures in between may still be predicted from whatever came before the key
 
 So each keyframe gets a clean point: the first picture, in decode order, that decoding from that keyframe
 gets exactly right: the keyframe itself for an IDR or I picture, `recovery_frame_cnt` pictures later for a
-refresh point (the next keyframe when its SEI cannot be read: what x264 writes). Seeks start from a keyframe
+refresh point (x264 writes it, within one GOP: measured 18 at 320x240, 49 at 720p with keyint 50; the next
+keyframe when the SEI cannot be read). Seeks start from a keyframe
 whose clean point comes before the frames wanted, and damage stops spreading at clean points, not at
 refresh keyframes. Pure: reads one packet's bytes.
 """
