@@ -576,6 +576,25 @@ def test_plan_is_pure_and_gop_aligned() -> None:
     assert planmod.frame_at(fp, Fraction(299, 10)) == 29
 
 
+def test_an_interval_shorter_than_a_frame_takes_every_frame_once_without_walking_every_request() -> None:
+    from pipeline.frames.modes import REQUESTS_LISTED
+
+    fp = np.arange(0, 1500 * 512, 512, dtype=np.int64)  # a minute at 25 fps, time base 1/12800
+    kp = fp[::25]
+    # 6e11 requests: engine 10 never finished planning this; the work now follows the 1500 frames
+    wanted, warn = planmod.plan_wanted(fp, kp, Fraction(1, 12800), every_seconds=1e-10)
+    assert sorted(wanted) == fp.tolist()
+    assert all(len(w.requested) == REQUESTS_LISTED for p, w in wanted.items() if p != fp[-1])
+    assert wanted[0].requested[:3] == [0.0, 1e-10, 2e-10]
+    assert warn and f"first {REQUESTS_LISTED}" in warn[0]
+    # an ordinary interval over a frame on screen for a long time (a 3 s gap in VFR footage) lists each request
+    gap = np.array([0, 10, 20, 50, 60], dtype=np.int64)  # tb 1/10: frame 20 is on screen from 2 s to 5 s
+    wanted, warn = planmod.plan_wanted(gap, gap[:1], Fraction(1, 10), every_seconds=1.0)
+    assert {p: w.requested for p, w in wanted.items()} == {0: [0.0], 10: [1.0], 20: [2.0, 3.0, 4.0], 50: [5.0],
+                                                           60: [6.0]}
+    assert not warn
+
+
 def test_probe_lists_again_when_its_side_open_sees_another_stream(clips: dict[str, Path]) -> None:
     from concurrent.futures import Future
 

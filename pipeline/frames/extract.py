@@ -62,7 +62,12 @@ from pipeline.frames.stills import StillOut, encode_slots, spill
 # 9: zeros ending a length-prefixed unit (fewer than 32: what a remux of Annex B footage leaves) and start codes
 #    inside one are read as libavcodec reads them, not taken for damage (engine 8 flagged every still of such a
 #    remux)
-ENGINE_VERSION = "10"
+# 10: H.264 intra refresh: a keyframe that is a P picture with a recovery point is decoded from a keyframe whose
+#     refresh is complete, and damage before it spreads until its refresh completes (refresh.py)
+# 11: a still lists at most REQUESTS_LISTED requested times (modes.py): an interval shorter than a frame no
+#     longer walks every request (engine 10 took 9.5 s to plan `--every 0.0001s` on a minute, and never ended on
+#     `--every 0.0000000001s`)
+ENGINE_VERSION = "11"
 TAIL_ID = -1
 #: called with each still once its PNG and thumbnail are written (from worker threads: must be thread-safe)
 OnStill = Callable[[StillOut], None]

@@ -92,13 +92,31 @@ def typical_frame_duration(frame_pts: np.ndarray) -> int:
     return max(1, int(np.median(np.diff(frame_pts))))
 
 
-def _interval(f: Footage, every: float, _w: list[str]) -> Iterable[tuple[int, float | None]]:
+#: requested times listed on one still when more fall on its frame (an interval shorter than a frame, or a frame
+#: on screen through a long gap); the rest are skipped, not walked, so a tiny interval cannot stall the planner
+REQUESTS_LISTED = 16
+
+
+def _interval(f: Footage, every: float, warnings: list[str]) -> Iterable[tuple[int, float | None]]:
+    """Every `every` seconds from the first frame: the frame on screen then. Work is bounded by the frames, not
+    by the number of requests (`--every 1e-10s` on an hour would otherwise be 3.6e13 steps)."""
     step = exact(every)
-    k = 0
+    n = len(f.frame_pts)
+    k, capped = 0, 0
     while k * step <= f.last_offset:
-        t = k * step
-        yield f.index_at(t), float(t)
-        k += 1
+        i = f.index_at(k * step)
+        # frame i is on screen until the next frame's offset: the first request at or after it is k_next
+        if i + 1 < n:
+            k_next = max(k + 1, -(-(Fraction(int(f.frame_pts[i + 1]) - f.first) * f.time_base) // step))
+        else:
+            k_next = int(f.last_offset // step) + 1
+        for j in range(k, min(k_next, k + REQUESTS_LISTED)):
+            yield i, float(j * step)
+        capped += k_next - k > REQUESTS_LISTED
+        k = k_next
+    if capped:
+        warnings.append(f"more than {REQUESTS_LISTED} requested times (every {every:g}s) fell on each of {capped} "
+                        f"frame(s); each such still lists the first {REQUESTS_LISTED}")
 
 
 def _timestamps(f: Footage, times: tuple[float, ...], warnings: list[str]) -> Iterable[tuple[int, float | None]]:
