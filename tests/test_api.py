@@ -295,6 +295,11 @@ def test_errors_are_json_4xx_never_tracebacks(world: World) -> None:
             adm.post(f"{_ex(world)}/clock", json={"camera_time": "yesterday", "reference_time": "now"}),
             adm.post(f"{_ex(world)}/uploads", params={"name": "x"}, content=b"",
                      headers={"X-Content-SHA256": "zz"}),
+            # accepted before and crashed the extraction later (an infinite interval), or recorded NaN times
+            adm.post(f"{_ex(world)}/frames", content=b'{"every_seconds": Infinity}',
+                     headers={"Content-Type": "application/json"}),
+            adm.post(f"{_ex(world)}/frames", content=b'{"timestamps": [1, NaN]}',
+                     headers={"Content-Type": "application/json"}),
         ]
     for r in cases:
         assert 400 <= r.status_code < 500, (r.request.url, r.status_code, r.text)

@@ -595,6 +595,23 @@ def test_an_interval_shorter_than_a_frame_takes_every_frame_once_without_walking
     assert not warn
 
 
+def test_frame_requests_refuse_infinite_times_and_too_many_chosen_times() -> None:
+    """An infinite interval was accepted by the API and crashed the planner later; NaN times were recorded."""
+    from pydantic import ValidationError
+
+    from pipeline.cli.extract import _option_errors
+    from pipeline.frames.models import MAX_TIMESTAMPS
+
+    for bad, option in (({"every_seconds": float("inf")}, "--every"), ({"timestamps": [1.0, float("nan")]}, "--at"),
+                        ({"keyframe_min_interval": float("inf")}, "--keyframe-min-interval"),
+                        ({"timestamps": list(range(MAX_TIMESTAMPS + 1))}, "--at"),
+                        ({"scene_threshold": 300.0}, "--scene-threshold")):
+        with pytest.raises(ValidationError) as caught:
+            ExtractParams(**bad)
+        assert _option_errors(caught.value).startswith(f"{option}: "), bad
+    assert len(ExtractParams(timestamps=list(range(MAX_TIMESTAMPS))).timestamps) == MAX_TIMESTAMPS
+
+
 def test_probe_lists_again_when_its_side_open_sees_another_stream(clips: dict[str, Path]) -> None:
     from concurrent.futures import Future
 

@@ -19,6 +19,7 @@ import uuid
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -138,6 +139,17 @@ def _error_response(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=code, headers=headers)
 
 
+def _invalid_response(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """422 naming each bad field and what is wrong, without echoing the input: FastAPI's own handler echoes it
+    and fails to render an infinite or NaN number (`{"every_seconds": Infinity}` reset the connection)."""
+    from pipeline.api.deps import note
+
+    errors = [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+              for e in exc.errors()]
+    note(request, reason="; ".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in errors)[:500])
+    return JSONResponse({"detail": errors}, status_code=422)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; S3 is contacted on the first request, not here."""
     install_log_redaction()
@@ -160,6 +172,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(CustodyError)
     async def custody_error(request: Request, exc: CustodyError) -> JSONResponse:
         return _error_response(request, exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return _invalid_response(request, exc)
 
     @app.exception_handler(Exception)
     async def unhandled(request: Request, exc: Exception) -> JSONResponse:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import click
 import typer
@@ -37,6 +37,7 @@ def extract(exhibit: Annotated[str, typer.Argument(help="Exhibit reference, e.g.
                 help="Workers (default: one per core, as many as fit in CUSTODY_FRAMES_MEMORY_MB).")] = None,
             json_out: JsonOpt = False) -> None:
     """Extract lossless stills and record them as derived evidence."""
+    from pydantic import ValidationError
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from pipeline.frames import ExtractParams
@@ -51,11 +52,14 @@ def extract(exhibit: Annotated[str, typer.Argument(help="Exhibit reference, e.g.
     gap = None
     if keyframe_min_interval is not None:
         gap = 0.0 if keyframe_min_interval.strip() in ("0", "0s") else parse_duration(keyframe_min_interval)
-    params = ExtractParams(every_seconds=parse_duration(every) if every else None, keyframes=keyframes,
-                           keyframe_min_interval=gap, scenes=scenes, scene_threshold=scene_threshold,
-                           timestamps=tuple(times), name_prefix=e.ref,
-                           **({"png_compression": png_level} if png_level is not None else {}),
-                           **({"png_encoder": png_encoder} if png_encoder is not None else {}))
+    try:
+        params = ExtractParams(every_seconds=parse_duration(every) if every else None, keyframes=keyframes,
+                               keyframe_min_interval=gap, scenes=scenes, scene_threshold=scene_threshold,
+                               timestamps=tuple(times), name_prefix=e.ref,
+                               **({"png_compression": png_level} if png_level is not None else {}),
+                               **({"png_encoder": png_encoder} if png_encoder is not None else {}))
+    except ValidationError as exc:
+        raise UsageError(_option_errors(exc)) from None
     if not params.wants_anything():
         raise UsageError("choose at least one of --every, --keyframes, --scenes, --at")
     objs, events = footage_objects(ev, e)
@@ -80,6 +84,20 @@ def extract(exhibit: Annotated[str, typer.Argument(help="Exhibit reference, e.g.
         for d in done:
             say(f"{d['source']}: {d.get('stills', 0)} stills (event #{d['event_seq']} {d['action']})")
             _tell_damage(d)
+
+
+def _option_errors(exc: Any) -> str:
+    """What is wrong, named by the option the user typed, not by the model's field."""
+    parts = []
+    for e in exc.errors():
+        field = str(e["loc"][0]) if e["loc"] else ""
+        parts.append(f"{OPTION_OF.get(field, field)}: {e['msg']}")
+    return "; ".join(parts)
+
+
+OPTION_OF = {"every_seconds": "--every", "keyframe_min_interval": "--keyframe-min-interval",
+             "scene_threshold": "--scene-threshold", "timestamps": "--at", "png_compression": "--png-level",
+             "png_encoder": "--png-encoder"}
 
 
 def _tell_damage(d: dict) -> None:

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 DEFAULT_PNG_LEVEL = 2  # libdeflate level (pipeline.frames.png; its docstring says why)
 DEFAULT_PNG_ENCODER = "fpng"  # fpng, with libdeflate for flat pictures; or "libdeflate" alone
 PngEncoder = Literal["fpng", "libdeflate"]
+MAX_TIMESTAMPS = 10_000  # chosen times in one request: each is recorded in the custody event that asks for them
 
 
 def sanitise_prefix(label: str) -> str:
@@ -28,7 +29,8 @@ class Selection(BaseModel):
     not container pts, so that 0.0 is always the first picture whatever the container's start offset.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    # infinities and NaN are no times (an infinite interval crashed the planner after the request was accepted)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     every_seconds: float | None = Field(default=None, gt=0)
     keyframes: bool = False
@@ -37,7 +39,7 @@ class Selection(BaseModel):
     keyframe_min_interval: float | None = Field(default=None, ge=0)
     scenes: bool = False
     scene_threshold: float = Field(default=30.0, gt=0, le=255)
-    timestamps: tuple[float, ...] = ()
+    timestamps: tuple[float, ...] = Field(default=(), max_length=MAX_TIMESTAMPS)
 
     @field_validator("timestamps", mode="before")
     @classmethod
