@@ -247,6 +247,28 @@ def test_upload_hash_mismatch_rejected_and_nothing_stored(world: World) -> None:
         assert ok.status_code == 201 and ok.json()["sha256"] == hashlib.sha256(data).hexdigest()
 
 
+def test_request_bodies_are_bounded_but_uploads_stream(world: World) -> None:
+    """FastAPI reads a body whole before authentication: past MAX_BODY it is refused unread, declared or chunked,
+    signed in or not; footage to /uploads is not bounded by it."""
+    from pipeline.api.body_limit import MAX_BODY
+
+    big = b'{"note": "' + b"a" * (MAX_BODY + 1) + b'"}'
+
+    def chunked() -> Iterator[bytes]:  # no Content-Length: counted as it arrives
+        for i in range(0, len(big), 65536):
+            yield big[i:i + 65536]
+
+    with world.client("officer") as off, world.client("nobody") as anon:
+        for r in (off.post(f"{_ex(world)}/frames", content=big, headers={"Content-Type": "application/json"}),
+                  off.post(f"{_ex(world)}/frames", content=chunked(), headers={"Content-Type": "application/json"}),
+                  anon.post("/api/cases", content=big, headers={"Content-Type": "text/plain"})):
+            assert r.status_code == 413 and "footage goes to /uploads" in r.json()["detail"], r.text
+        data = os.urandom(MAX_BODY + 4096)
+        ok = off.post(f"{_ex(world)}/uploads", params={"name": "bigger-than-a-document.bin"}, content=data,
+                      headers={"X-Content-SHA256": hashlib.sha256(data).hexdigest()})
+        assert ok.status_code == 201 and ok.json()["size"] == len(data), ok.text
+
+
 def test_duplicate_with_declared_hash_is_linked_not_stored(world: World, raw_client: Any) -> None:
     data = os.urandom(3000)
     sha = hashlib.sha256(data).hexdigest()

@@ -27,6 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from pipeline import __version__
 from pipeline.access.redact import install_log_redaction, redact_headers, redact_query, redact_text
 from pipeline.api import admin, cameras, cases, media, recover, review
+from pipeline.api.body_limit import BodyLimit
 from pipeline.api.statuses import outcome, status_for
 from pipeline.errors import (
     CustodyError,
@@ -181,5 +182,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def unhandled(request: Request, exc: Exception) -> JSONResponse:
         return _error_response(request, exc)
 
+    app.add_middleware(BodyLimit)  # inside the audit: a refused body is audited too
     app.add_middleware(AuditMiddleware)
     return app
