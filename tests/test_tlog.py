@@ -311,3 +311,57 @@ def test_hidden_newest_batch_is_named_and_not_sequenced_over(cli, stack_status, 
     finally:
         unhide(raw_client, key)
     cli.run("log", "sync")
+
+
+# ---- a quiet process's last events are time-stamped without waiting for another append --------------------------
+def _stamped_at_least(ev, size: int) -> bool:  # type: ignore[no-untyped-def]
+    keys = ev.store.list_keys(ev.store.buckets["custody"], "tlog/tokens/")
+    return any(int(k.rsplit("/", 1)[1].split(".")[0]) >= size for k in keys)
+
+
+def _head_size(ev) -> int:  # type: ignore[no-untyped-def]
+    from pipeline.custody.tlogview import LogView
+
+    got = LogView(ev.store, ev.log.trusted_keys()).latest(wait_s=0.0)
+    return got.head.size if got is not None else 0
+
+
+def test_a_quiet_process_time_stamps_its_last_events_without_another_append(settings_env, case_ref):  # type: ignore[no-untyped-def]
+    """A round asks the TSA at most once per `tsa_interval_s`. The events a server recorded just after a stamp were
+    stamped only when some later append came, and verify then called them backdated (a restarted API server:
+    events stamped 10 minutes late). Now the timer asks once the interval allows, and a process that stops asks
+    for its newest head on the way out."""
+    from pipeline.custody.actor import Actor
+    from pipeline.evidence import Evidence
+    from pipeline.settings import load_settings
+
+    ev = Evidence(load_settings(tsa_interval_s=5))
+    case, ex = ev.ensure_exhibit(case_ref, "QT/1", "DC Test", Actor("pytest"))
+    before = _head_size(ev)
+    ev.record(case, ex, "note", actor=Actor("pytest"))
+    _wait(lambda: _head_size(ev) > before, 30, "the first round")
+    first = _head_size(ev)
+    _wait(lambda: _stamped_at_least(ev, first), 30, "the first round's stamp")
+    ev.record(case, ex, "note", actor=Actor("pytest"))  # within the interval: its round does not ask the TSA
+    _wait(lambda: _head_size(ev) > first, 30, "a round that logs the second event")
+    last = _head_size(ev)
+    _wait(lambda: _stamped_at_least(ev, last), 30, "a time-stamp on the quiet process's last head")
+
+    slow = Evidence(load_settings(tsa_interval_s=3600))  # a server that stops before the interval comes round
+    slow.record(case, ex, "note", actor=Actor("pytest"))
+    _wait(lambda: _stamped_at_least(slow, _head_size(slow)) and _head_size(slow) > last, 30, "its first stamp")
+    stamped = _head_size(slow)
+    slow.record(case, ex, "note", actor=Actor("pytest"))
+    _wait(lambda: _head_size(slow) > stamped, 30, "its last round")
+    last = _head_size(slow)
+    assert not _stamped_at_least(slow, last)  # the interval holds the TSA back
+    slow.log.tlog.close()  # what atexit does when `custody serve` stops
+    assert _stamped_at_least(slow, last)
+
+
+def _wait(cond, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    end = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)

@@ -79,6 +79,9 @@ class TransparencyLog(RoundTimer):
         self.trusted = trusted
         self._state: LogState | None = None
         self._last_stamp = 0.0
+        self._published = 0  # size of the newest head this process published
+        self._stamped = 0  # size of the newest head it saw time-stamped (or could not: no TSA configured)
+        self._asked = 0  # size of the newest head it asked the TSA for (answered or not)
         self.last_batch: tuple[int, list[dict[str, Any]]] = (0, [])  # (first index, leaves) of our last batch
 
     # ---- objects -----------------------------------------------------------
@@ -221,6 +224,7 @@ class TransparencyLog(RoundTimer):
                 if new is None:
                     return None
                 st = new
+                self._published = max(self._published, st.size)
             if markers:
                 self.store.delete_keys(self.bucket, markers)
             with self._mlock:
@@ -269,17 +273,23 @@ class TransparencyLog(RoundTimer):
         from pipeline.custody.timestamps import tsa_roots, tsa_urls
         from pipeline.custody.tsa import request_timestamp
 
-        if st.head is None or self._exists(token_key(st.size)):
+        if st.head is None:
+            return
+        if self._exists(token_key(st.size)):
+            self._stamped = max(self._stamped, st.size)
             return
         urls = tsa_urls(self.settings)
         if not urls:
             self._warn("no time-stamp authority configured (tsa_urls) and no local TSA running: tree heads are "
                        "not time-stamped, so verify cannot anchor event times")
+            self._stamped = max(self._stamped, st.size)  # nothing to wait for
             return
+        self._asked = max(self._asked, st.size)
         try:
             ts = request_timestamp(st.head.sha256, urls, tsa_roots(self.settings), timeout=10.0)
         except CustodyError as exc:
             self._warn(f"time-stamping tree head {st.size} failed: {exc}")
+            self._last_stamp = time.monotonic()  # asked: try again after the interval, not on every tick
             return
         try:
             self.store.put_bytes(self.bucket, token_key(st.size), ts.token, content_type="application/timestamp-reply",
@@ -287,6 +297,15 @@ class TransparencyLog(RoundTimer):
         except ChainConflict:
             pass  # another appender stamped the same head at the same moment: one token is enough
         self._last_stamp = time.monotonic()
+        self._stamped = max(self._stamped, st.size)
+
+    def stamp_pending(self) -> bool:
+        return self._published > self._stamped
+
+    def stamp_due(self, at_exit: bool = False) -> bool:
+        if at_exit:  # not asked for yet (a command's flush that already failed is not repeated at its exit)
+            return self._published > max(self._stamped, self._asked)
+        return self.stamp_pending() and time.monotonic() - self._last_stamp >= self.settings.tsa_interval_s
 
     def log_exactly(self, leaves: Sequence[dict[str, Any]], attempts: int = 20
                     ) -> tuple[LogState, dict[tuple[str, int], int]]:

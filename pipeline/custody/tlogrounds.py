@@ -60,6 +60,14 @@ class RoundTimer:
                   stamp: bool = False) -> Any:
         raise NotImplementedError
 
+    def stamp_pending(self) -> bool:
+        """A head this process published is not yet time-stamped (the TSA is asked at most once an interval)."""
+        return False
+
+    def stamp_due(self, at_exit: bool = False) -> bool:
+        """Time to ask the TSA again (`at_exit`: this process never asked for its newest head)."""
+        return False
+
     def _warn(self, msg: str) -> None:
         if msg not in self._warned:
             self._warned.add(msg)
@@ -113,9 +121,11 @@ class RoundTimer:
         due = self.settings.tlog_interval_s * (1 + random.random() / 2)  # noqa: S311 - jitter, not crypto
         if self._dirty and time.monotonic() - self._last_round >= due:
             self._safely(lambda: self.integrate())
+        elif self.stamp_due():  # the last events of a quiet process: stamped once the interval allows, not
+            self._safely(lambda: self.integrate(force=True, stamp=True))  # when the next append comes
         with self._mlock:
             self._timer = None
-            again = self._dirty or bool(self._unmarked)
+            again = self._dirty or bool(self._unmarked) or self.stamp_pending()
         if again:
             self._schedule()
 
@@ -154,3 +164,5 @@ class RoundTimer:
                 self._timer.cancel()
         if self._lock.acquire(timeout=timeout):
             self._lock.release()
+            if self.stamp_due(at_exit=True):  # a server stopping: its last events get their time-stamp now
+                self._safely(lambda: self.integrate(force=True, stamp=True))
