@@ -12,8 +12,9 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -112,3 +113,12 @@ def raw_client(stack_status: dict):  # type: ignore[no-untyped-def]
 
     ep = stack_status["endpoint"].removeprefix("http://")
     return Minio(ep, stack_status["access_key"], stack_status["secret_key"], secure=False)
+
+
+def wait_for(cond: Callable[[], object], timeout: float, what: str, interval: float = 0.05) -> None:
+    """Poll `cond` until it is true; fail naming `what` after `timeout` seconds (no sleeps as synchronisation)."""
+    end = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(interval)

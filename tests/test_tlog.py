@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from pipeline.custody.merkle import MerkleTree, leaf_hash
 from pipeline.custody.tiles import TiledTree, TileWriter, last_tiles, right_edge, tile_name
+from tests.conftest import wait_for
 from tests.homes import examiner, failures, verify_json
 
 
@@ -339,29 +340,22 @@ def test_a_quiet_process_time_stamps_its_last_events_without_another_append(sett
     case, ex = ev.ensure_exhibit(case_ref, "QT/1", "DC Test", Actor("pytest"))
     before = _head_size(ev)
     ev.record(case, ex, "note", actor=Actor("pytest"))
-    _wait(lambda: _head_size(ev) > before, 30, "the first round")
+    wait_for(lambda: _head_size(ev) > before, 30, "the first round")
     first = _head_size(ev)
-    _wait(lambda: _stamped_at_least(ev, first), 30, "the first round's stamp")
+    wait_for(lambda: _stamped_at_least(ev, first), 30, "the first round's stamp")
     ev.record(case, ex, "note", actor=Actor("pytest"))  # within the interval: its round does not ask the TSA
-    _wait(lambda: _head_size(ev) > first, 30, "a round that logs the second event")
+    wait_for(lambda: _head_size(ev) > first, 30, "a round that logs the second event")
     last = _head_size(ev)
-    _wait(lambda: _stamped_at_least(ev, last), 30, "a time-stamp on the quiet process's last head")
+    wait_for(lambda: _stamped_at_least(ev, last), 30, "a time-stamp on the quiet process's last head")
 
     slow = Evidence(load_settings(tsa_interval_s=3600))  # a server that stops before the interval comes round
     slow.record(case, ex, "note", actor=Actor("pytest"))
-    _wait(lambda: _stamped_at_least(slow, _head_size(slow)) and _head_size(slow) > last, 30, "its first stamp")
+    wait_for(lambda: _stamped_at_least(slow, _head_size(slow)) and _head_size(slow) > last, 30, "its first stamp")
     stamped = _head_size(slow)
     slow.record(case, ex, "note", actor=Actor("pytest"))
-    _wait(lambda: _head_size(slow) > stamped, 30, "its last round")
+    wait_for(lambda: _head_size(slow) > stamped, 30, "its last round")
     last = _head_size(slow)
     assert not _stamped_at_least(slow, last)  # the interval holds the TSA back
     slow.log.tlog.close()  # what atexit does when `custody serve` stops
     assert _stamped_at_least(slow, last)
 
-
-def _wait(cond, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    end = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)

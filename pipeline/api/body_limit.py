@@ -52,8 +52,12 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
+        from starlette.requests import Request
+
+        from pipeline.api.deps import note
+
         detail = f"request body over {self.limit // 1024} KiB: the API takes JSON documents; footage goes to /uploads"
-        scope.setdefault("state", {}).setdefault("audit", {})["reason"] = detail  # what `deps.note` would record
+        note(Request(scope), reason=detail)  # the audit entry's reason (Request.state is the scope's state)
 
         async def no_body() -> Message:
             return {"type": "http.disconnect"}

@@ -30,9 +30,13 @@ class Footage:
     def first(self) -> int:
         return int(self.frame_pts[0])
 
+    def offset_of(self, i: int) -> Fraction:
+        """Seconds from the first frame to frame `i`."""
+        return Fraction(int(self.frame_pts[i]) - self.first) * self.time_base
+
     @property
     def last_offset(self) -> Fraction:
-        return Fraction(int(self.frame_pts[-1]) - self.first) * self.time_base
+        return self.offset_of(-1)
 
     @property
     def end_offset(self) -> Fraction:
@@ -107,7 +111,7 @@ def _interval(f: Footage, every: float, warnings: list[str]) -> Iterable[tuple[i
         i = f.index_at(k * step)
         # frame i is on screen until the next frame's offset: the first request at or after it is k_next
         if i + 1 < n:
-            k_next = max(k + 1, -(-(Fraction(int(f.frame_pts[i + 1]) - f.first) * f.time_base) // step))
+            k_next = max(k + 1, -(-f.offset_of(i + 1) // step))
         else:
             k_next = int(f.last_offset // step) + 1
         for j in range(k, min(k_next, k + REQUESTS_LISTED)):
