@@ -7,6 +7,7 @@ re-signed by someone else), and each must fail validation while the untouched fi
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import hashlib
 import os
@@ -217,6 +218,74 @@ def test_a_run_checks_its_signer_on_the_first_file_and_every_file_validates(cred
         e.embed(Path(res.out_dir) / still.png, tmp_path / f"s{i}.png", SOURCE, ACTIONS["still"], {})
         v = validate(tmp_path / f"s{i}.png", creds.trust_anchors_pem)
         assert v.ok and v.state == "Trusted", (i, v)
+
+
+def _hash_assertion(signed: bytes) -> dict:
+    """The active manifest's `c2pa.hash.data` as c2pa itself reports it."""
+    import io
+    import json
+
+    import c2pa
+
+    with c2pa.Reader("image/png", io.BytesIO(signed)) as r:
+        store = json.loads(r.detailed_json())
+    return store["manifests"][store["active_manifest"]]["assertion_store"]["c2pa.hash.data"]
+
+
+def test_pngs_signed_from_their_encoders_hash_are_what_c2pa_signs_and_still_catch_a_changed_pixel(  # type: ignore[no-untyped-def]
+        creds, extracted, tmp_path: Path) -> None:
+    """After a run's first file (signed and checked by c2pa the ordinary way), a PNG whose SHA-256 is known is
+    signed from that hash without c2pa reading it: the same chunk after IHDR, the same data-hash binding
+    over the unchanged PNG, validated by c2pa; one changed pixel still fails, and the event says how."""
+    _clip, res = extracted
+    e = Embedder(creds)
+    pngs = [(Path(res.out_dir) / s.png).read_bytes() for s in res.stills[:3]]
+    signed = [e.embed_bytes(d, SOURCE, ACTIONS["still"], {}, data_sha256=hashlib.sha256(d).hexdigest())[0]
+              for d in pngs]
+    assert e.describe()["png_binding"].startswith("2 PNG(s) signed from")  # the first: the ordinary way
+    ordinary, fast = _hash_assertion(signed[0]), _hash_assertion(signed[1])
+    for d, out in zip(pngs, signed, strict=True):
+        v = validate(out, creds.trust_anchors_pem)
+        assert v.ok and v.state == "Trusted", v
+        assert unsigned_png_sha256(out) == hashlib.sha256(d).hexdigest()
+        (kind, start, end), = [c for c in _chunks(out) if c[0] == b"caBX"]
+        assert start - 8 == 33 and out[:33] == d[:33] and out[end + 4:] == d[33:]  # spliced in after IHDR
+    assert [x["start"] for x in ordinary["exclusions"]] == [x["start"] for x in fast["exclusions"]] == [33]
+    assert fast["alg"] == ordinary["alg"] == "sha256"
+    for assertion, d in ((ordinary, pngs[0]), (fast, pngs[1])):  # both bind the PNG as the encoder wrote it
+        assert base64.b64decode(assertion["hash"]) == hashlib.sha256(d).digest()
+    assert fast["exclusions"][0]["length"] == len(signed[1]) - len(pngs[1])  # exactly the manifest chunk
+    forged = _change_one_pixel(signed[1], row=100, col=200)
+    v = validate(forged, creds.trust_anchors_pem)
+    assert not v.ok and "assertion.dataHash.mismatch" in v.failures, v
+
+
+def test_a_wrong_hash_or_an_unchecked_c2pa_falls_back_to_ordinary_signing(  # type: ignore[no-untyped-def]
+        creds, extracted, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The data-hashed path is trusted only once a run's first file signed that way validates in full: a hash
+    that is not the file's makes that check fail, and the run signs every file the ordinary way (valid); a
+    c2pa library the path was not checked with is never used for it."""
+    from pipeline.provenance import c2pa_prehashed
+
+    _clip, res = extracted
+    pngs = [(Path(res.out_dir) / s.png).read_bytes() for s in res.stills[:3]]
+    e = Embedder(creds)
+    wrong = hashlib.sha256(b"not this file").hexdigest()
+    for d in pngs:
+        out, _info = e.embed_bytes(d, SOURCE, ACTIONS["still"], {}, data_sha256=wrong)
+        assert validate(out, creds.trust_anchors_pem).ok
+    assert "png_binding" not in e.describe()
+    c2pa_prehashed._lib.cache_clear()
+    monkeypatch.setattr(c2pa_prehashed, "SDK_VERSIONS", frozenset({"0.0.0"}))
+    try:
+        assert not c2pa_prehashed.available()
+        e = Embedder(creds)
+        for d in pngs:
+            out, _info = e.embed_bytes(d, SOURCE, ACTIONS["still"], {}, data_sha256=hashlib.sha256(d).hexdigest())
+            assert validate(out, creds.trust_anchors_pem).ok
+        assert "png_binding" not in e.describe()
+    finally:
+        c2pa_prehashed._lib.cache_clear()
 
 
 def test_contact_sheet_and_clip_carry_credentials_too(creds, extracted, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

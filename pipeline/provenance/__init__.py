@@ -6,7 +6,8 @@ source original and custody record inside the file, signed by the project's (or 
     read(out)["source"]                              # exhibit id, event seq, source SHA-256... from the file alone
     validate(out, creds.trust_anchors_pem).ok        # signature, content binding and trusted signer
 
-Modules: credentials (CA and signer), c2pa_manifest (embed/read/validate), measure (cost per still).
+Modules: credentials (CA and signer), c2pa_manifest (embed/read/validate), c2pa_prehashed (PNGs signed from
+the hash their encoder computed), measure (cost per still).
 """
 
 from pipeline.provenance.c2pa_manifest import (

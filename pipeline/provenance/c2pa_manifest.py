@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import re
 import threading
 import time
@@ -47,6 +48,7 @@ ACTIONS: dict[str, tuple[str, ...]] = {
     "redacted": ("c2pa.redacted",),
 }
 IN_MEMORY_MAX = 64 << 20
+log = logging.getLogger(__name__)
 _OFFLINE = {"remote_manifest_fetch": False, "ocsp_fetch": False}
 _LABEL = re.compile(rb"urn:c2pa:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
@@ -181,11 +183,21 @@ class Embedder:
         self._checked_context, self._context = context(True), context(False)
         self._lock = threading.Lock()
         self._self_checked = False  # set once a file signed with verify_after_sign has passed
+        # PNGs whose hash is known: None until a file signed from its hash has been validated in full,
+        # then True; False once that failed or is unavailable (c2pa_prehashed): every file the ordinary way
+        self._prehashed: bool | None = None
+        self._prehashed_files = 0
         self._describe = {**credentials.describe(), "verify_after_sign": "first file of each run"}
 
     def describe(self) -> dict[str, Any]:
         """The signer and how files are signed, for a procedure's custody event."""
-        return dict(self._describe)
+        with self._lock:
+            n = self._prehashed_files
+        if not n:
+            return dict(self._describe)
+        return {**self._describe, "png_binding": f"{n} PNG(s) signed from the encoder's SHA-256 (c2pa.hash.data "
+                                                 "excluding the manifest chunk after IHDR, the layout c2pa's own "
+                                                 "signing writes); the run's first such file validated in full"}
 
     def embed(self, path_in: Path, path_out: Path, source_ref: SourceRef | dict[str, Any],
               actions: Sequence[str | dict[str, Any]], params: dict[str, Any], **kw: Any) -> ManifestInfo:
@@ -220,19 +232,60 @@ class Embedder:
 
     def embed_bytes(self, data: bytes, source_ref: SourceRef | dict[str, Any],
                     actions: Sequence[str | dict[str, Any]], params: dict[str, Any], *, hash_output: bool = True,
-                    **kw: Any) -> tuple[bytes, ManifestInfo]:
+                    data_sha256: str | None = None, **kw: Any) -> tuple[bytes, ManifestInfo]:
         """The same on bytes in memory (a still just encoded): returns the credentialed file's bytes.
 
         `hash_output=False` leaves `ManifestInfo.sha256` empty, for a caller that stores the bytes and so
-        hashes them in the pass that sends them."""
+        hashes them in the pass that sends them. `data_sha256`: the SHA-256 of `data`, when its maker
+        computed it: a PNG is then signed from it without c2pa reading the file (c2pa_prehashed)."""
         t0 = time.perf_counter()
         fmt = sniff_format(bytes(data[:16]))
         definition = self._definition(source_ref, actions, params, fmt, {"title": "still.png", **kw})
-        out = io.BytesIO()
-        manifest = self._sign(definition, fmt, io.BytesIO(data), out)
-        signed = out.getvalue()
+        fast = self._sign_prehashed(definition, data, data_sha256) if fmt == "image/png" and data_sha256 else None
+        if fast is None:
+            out = io.BytesIO()
+            manifest = self._sign(definition, fmt, io.BytesIO(data), out)
+            signed = out.getvalue()
+        else:
+            signed, manifest = fast
         return signed, self._info(definition, manifest, fmt, len(data), len(signed),
                                   hashlib.sha256(signed).hexdigest() if hash_output else "", t0)
+
+    def _sign_prehashed(self, definition: dict[str, Any], data: bytes, sha256: str) -> tuple[bytes, bytes] | None:
+        """(signed file, manifest store) from the known hash, or None to sign the ordinary way: before the
+        run's first ordinary file has passed c2pa's own check, and for good once a file signed like this
+        fails to validate in full."""
+        import c2pa
+
+        from pipeline.provenance import c2pa_prehashed
+
+        with self._lock:
+            state, checked = self._prehashed, self._self_checked
+        if state is False or not checked:
+            return None
+        if state is None and not c2pa_prehashed.available():
+            with self._lock:
+                self._prehashed = False
+            return None
+        try:
+            signed, manifest = c2pa_prehashed.sign_png(c2pa.Builder(definition, context=self._context),
+                                                       self._signer, data, bytes.fromhex(sha256))
+        except c2pa_prehashed.PrehashedUnavailable:
+            return None
+        except (c2pa.C2paError, RuntimeError) as exc:
+            raise ProvenanceError(f"could not sign a C2PA manifest ({definition['title']}): {exc}") from None
+        if state is None:  # until one passes, every file signed this way is validated in full
+            result = validate(signed, self.credentials.trust_anchors_pem)
+            if not result.ok or unsigned_png_sha256(signed) != sha256:
+                log.warning("signing PNGs from their hash failed validation (%s); signing them the ordinary way",
+                            ", ".join(result.failures) or "the chunk is not where it should be")
+                with self._lock:
+                    self._prehashed = False
+                return None
+        with self._lock:
+            self._prehashed = True
+            self._prehashed_files += 1
+        return signed, manifest
 
     @staticmethod
     def _definition(source_ref: SourceRef | dict[str, Any], actions: Sequence[str | dict[str, Any]],

@@ -57,7 +57,8 @@ class Stamper:
         unsigned = data_sha256 or hashlib.sha256(data).hexdigest()
         signed, info = self._embedder.embed_bytes(data, self._source, ACTIONS[preset], params, title=path.name,
                                                   pixel_sha256=pixel_sha256, procedure=self.procedure,
-                                                  run_id=self.run_id, tools=self.tools, hash_output=False)
+                                                  run_id=self.run_id, tools=self.tools, hash_output=False,
+                                                  data_sha256=unsigned)
         return signed, {"unsigned_sha256": unsigned, "label": info.label, "added_bytes": info.added_bytes,
                         "run_id": self.run_id, "certificate_sha256": self.credentials.fingerprint}
 
