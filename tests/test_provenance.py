@@ -264,7 +264,8 @@ def test_a_wrong_hash_or_an_unchecked_c2pa_falls_back_to_ordinary_signing(  # ty
         creds, extracted, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The data-hashed path is trusted only once a run's first file signed that way validates in full: a hash
     that is not the file's makes that check fail, and the run signs every file the ordinary way (valid); a
-    c2pa library the path was not checked with is never used for it."""
+    PNG that carries a manifest already, or a c2pa library the path was not checked with, is never signed
+    that way."""
     from pipeline.provenance import c2pa_prehashed
 
     _clip, res = extracted
@@ -275,6 +276,11 @@ def test_a_wrong_hash_or_an_unchecked_c2pa_falls_back_to_ordinary_signing(  # ty
         out, _info = e.embed_bytes(d, SOURCE, ACTIONS["still"], {}, data_sha256=wrong)
         assert validate(out, creds.trust_anchors_pem).ok
     assert "png_binding" not in e.describe()
+    e = Embedder(creds)  # a PNG that carries a manifest already is signed the ordinary way
+    first = e.embed_bytes(pngs[0], SOURCE, ACTIONS["still"], {}, data_sha256=hashlib.sha256(pngs[0]).hexdigest())[0]
+    again = e.embed_bytes(first, SOURCE, ACTIONS["still"], {}, data_sha256=hashlib.sha256(first).hexdigest())[0]
+    assert validate(again, creds.trust_anchors_pem).ok and "png_binding" not in e.describe()
+    assert len([c for c in _chunks(again) if c[0] == b"caBX"]) == 1
     c2pa_prehashed._lib.cache_clear()
     monkeypatch.setattr(c2pa_prehashed, "SDK_VERSIONS", frozenset({"0.0.0"}))
     try:

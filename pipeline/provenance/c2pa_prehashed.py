@@ -74,6 +74,16 @@ def _take(lib: Any, n: int, ptr: Any, what: str) -> bytes:
         lib.c2pa_free(ptr)
 
 
+def _has_manifest(png: bytes) -> bool:
+    """Whether any chunk is a C2PA manifest (`caBX`); walks the chunk headers only."""
+    view, pos = memoryview(png), 8
+    while pos + 8 <= len(png):
+        if view[pos + 4:pos + 8] == b"caBX":
+            return True
+        pos += 12 + int.from_bytes(view[pos:pos + 4], "big")
+    return False
+
+
 def sign_png(builder: Any, signer: Any, png: bytes, sha256: bytes) -> tuple[bytes, bytes]:
     """(`png` with a signed manifest chunk after IHDR, the manifest store in it); `sha256` must be the
     digest of `png` as given.
@@ -81,6 +91,8 @@ def sign_png(builder: Any, signer: Any, png: bytes, sha256: bytes) -> tuple[byte
     `builder` (a c2pa.Builder) is used up; `signer` (a c2pa.Signer) may sign other files at the same time."""
     if not png.startswith(PNG_SIGNATURE) or png[12:16] != b"IHDR" or int.from_bytes(png[8:12], "big") != 13:
         raise PrehashedUnavailable("not a PNG that starts with a 13-byte IHDR chunk")
+    if _has_manifest(png):  # c2pa's own signing adds to the store already there; a second chunk would not
+        raise PrehashedUnavailable("the PNG already carries a C2PA manifest")
     lib = _lib()
     reserve = signer.reserve_size()
     with builder, builder._exclusive_native_call(), signer._native_call():
