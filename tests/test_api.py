@@ -315,6 +315,8 @@ def test_errors_are_json_4xx_never_tracebacks(world: World) -> None:
             adm.get("/api/cases/../../etc/passwd"),
             adm.post("/api/cases", json={"ref": "../../bad ref!"}),
             adm.post(f"{_ex(world)}/clock", json={"camera_time": "yesterday", "reference_time": "now"}),
+            adm.post(f"{_ex(world)}/clock", json={"camera_time": "2026-01-01T00:00:00Z",
+                                                  "reference_time": "9999-01-01T00:00:00Z"}),
             adm.post(f"{_ex(world)}/uploads", params={"name": "x"}, content=b"",
                      headers={"X-Content-SHA256": "zz"}),
             # accepted before and crashed the extraction later (an infinite interval), or recorded NaN times

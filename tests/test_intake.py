@@ -157,3 +157,26 @@ def test_extract_of_damaged_footage_says_so_on_the_terminal_and_in_the_record(cl
     damaged = [(c["start"], c["end"], c["reason"]) for c in tl["coverage"] if c["state"] == "damaged"]
     assert [d[:2] for d in damaged] == expected, damaged
     assert "25 picture(s)" in damaged[0][2] and "zero bytes at byte" in damaged[0][2]
+
+
+def test_a_clock_check_refuses_readings_no_clock_could_give() -> None:
+    """A reference reading in the future (a mistyped year) or a camera reading at year 1 would move every
+    displayed time of the exhibit by centuries: refused with the reading named; a reset camera clock is not."""
+    from datetime import UTC, datetime
+
+    import pytest
+
+    from pipeline.errors import UsageError
+    from pipeline.intake.clock import clock_parameters, corrected_time
+
+    now = datetime(2026, 12, 8, 12, 0, tzinfo=UTC)
+    with pytest.raises(UsageError, match="reference time '9999-01-01T00:00:00Z' is in the future"):
+        clock_parameters("2026-12-08T12:00:00Z", "9999-01-01T00:00:00Z", now=now)
+    with pytest.raises(UsageError, match="reference time .* is in the future"):
+        clock_parameters("2026-12-08T12:00:00Z", "2026-12-08T12:10:00Z", now=now)
+    with pytest.raises(UsageError, match="camera time '0001-01-01T00:00:00' is outside 1970-2100"):
+        clock_parameters("0001-01-01T00:00:00", "2026-12-08T11:00:00Z", now=now)
+    reset = clock_parameters("1970-01-01T00:05:00Z", "2026-12-08T11:59:00Z", now=now)  # a camera reset to 1970
+    assert reset["offset_ms"] < 0
+    assert clock_parameters("2026-12-08T12:00:30Z", "2026-12-08T12:02:00Z", now=now)["offset_ms"] == -90000
+    assert corrected_time("0001-01-01T00:00:00", 10**12) is None  # moved off the calendar: shown uncorrected

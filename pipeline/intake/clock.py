@@ -27,12 +27,28 @@ def parse_time(value: str, what: str) -> datetime:
 
 
 CLOCK_ACTION = "clock_offset_recorded"
+#: a camera clock reads between these (reset clocks start at 1970, 2000 or the firmware's year; none at year 1)
+CAMERA_CLOCK_RANGE = (datetime(1970, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
+#: how far ahead of this machine's clock a reference reading may be (the reading was taken, so it is not later)
+REFERENCE_AHEAD = timedelta(minutes=5)
 
 
-def clock_parameters(camera_time: str, reference_time: str, note: str = "") -> dict[str, Any]:
-    """The custody-event parameters of a clock check: both readings and the offset in ms (camera - reference)."""
+def clock_parameters(camera_time: str, reference_time: str, note: str = "",
+                     now: datetime | None = None) -> dict[str, Any]:
+    """The custody-event parameters of a clock check: both readings and the offset in ms (camera - reference).
+
+    A reference reading later than now (a mistyped year) or before 1970, or a camera reading outside
+    CAMERA_CLOCK_RANGE, is refused: the offset would move every displayed time of the exhibit by it."""
     cam = parse_time(camera_time, "camera time")
     ref = parse_time(reference_time, "reference time")
+    now = now or datetime.now(UTC)
+    lo, hi = CAMERA_CLOCK_RANGE
+    if not lo <= cam < hi:
+        raise UsageError(f"camera time {camera_time!r} is outside {lo:%Y}-{hi:%Y}: check the reading")
+    if ref > now + REFERENCE_AHEAD or ref < lo:
+        raise UsageError(f"reference time {reference_time!r} is "
+                         + ("in the future" if ref > now else "before 1970")
+                         + f" (now {now:%Y-%m-%dT%H:%M:%SZ}): give the reference clock as it read when compared")
     offset_ms = int(round((cam - ref).total_seconds() * 1000))
     return {"camera_time": cam.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "reference_time": ref.astimezone(UTC).strftime(
         "%Y-%m-%dT%H:%M:%S.%fZ"), "offset_ms": offset_ms, "note": clean_human_text(note, "note", 500)}
@@ -55,9 +71,9 @@ def corrected_time(camera_value: str | None, offset_ms: int | None) -> str | Non
         return None
     try:
         t = parse_time(camera_value, "time")
-    except Exception:  # noqa: BLE001 - an unparseable camera time is shown as is, uncorrected
+        return (t - timedelta(milliseconds=offset_ms)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    except Exception:  # noqa: BLE001 - an unparseable camera time (or one the offset moves off the calendar) is shown as is, uncorrected
         return None
-    return (t - timedelta(milliseconds=offset_ms)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def with_corrected_times(metadata: dict[str, Any], offset_ms: int | None) -> dict[str, Any]:
