@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import logging
 import re
 import threading
 import time
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import CustodyError, UsageError
+from pipeline.provenance.c2pa_prehashed import PrehashedPath
 from pipeline.provenance.credentials import Credentials
 
 SOURCE_LABEL, PROCESS_LABEL = "custody.source", "custody.process"
@@ -48,7 +48,6 @@ ACTIONS: dict[str, tuple[str, ...]] = {
     "redacted": ("c2pa.redacted",),
 }
 IN_MEMORY_MAX = 64 << 20
-log = logging.getLogger(__name__)
 _OFFLINE = {"remote_manifest_fetch": False, "ocsp_fetch": False}
 _LABEL = re.compile(rb"urn:c2pa:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
@@ -183,16 +182,12 @@ class Embedder:
         self._checked_context, self._context = context(True), context(False)
         self._lock = threading.Lock()
         self._self_checked = False  # set once a file signed with verify_after_sign has passed
-        # PNGs whose hash is known: None until a file signed from its hash has been validated in full,
-        # then True; False once that failed or is unavailable (c2pa_prehashed): every file the ordinary way
-        self._prehashed: bool | None = None
-        self._prehashed_files = 0
+        self._prehashed = PrehashedPath(self._validated)  # PNGs whose hash is known
         self._describe = {**credentials.describe(), "verify_after_sign": "first file of each run"}
 
     def describe(self) -> dict[str, Any]:
         """The signer and how files are signed, for a procedure's custody event."""
-        with self._lock:
-            n = self._prehashed_files
+        n = self._prehashed.files
         if not n:
             return dict(self._describe)
         return {**self._describe, "png_binding": f"{n} PNG(s) signed from the encoder's SHA-256 (c2pa.hash.data "
@@ -251,41 +246,27 @@ class Embedder:
         return signed, self._info(definition, manifest, fmt, len(data), len(signed),
                                   hashlib.sha256(signed).hexdigest() if hash_output else "", t0)
 
+    def _validated(self, signed: bytes, unsigned_sha256: str) -> str | None:
+        """None if `signed` validates in full and is the PNG of `unsigned_sha256` plus its manifest."""
+        result = validate(signed, self.credentials.trust_anchors_pem)
+        if not result.ok:
+            return ", ".join(result.failures) or result.state
+        return None if unsigned_png_sha256(signed) == unsigned_sha256 else "the PNG around the manifest differs"
+
     def _sign_prehashed(self, definition: dict[str, Any], data: bytes, sha256: str) -> tuple[bytes, bytes] | None:
-        """(signed file, manifest store) from the known hash, or None to sign the ordinary way: before the
-        run's first ordinary file has passed c2pa's own check, and for good once a file signed like this
-        fails to validate in full."""
+        """(signed file, manifest store) from the known hash, or None to sign the ordinary way (always before
+        the run's first ordinary file has passed c2pa's own check)."""
         import c2pa
 
-        from pipeline.provenance import c2pa_prehashed
-
         with self._lock:
-            state, checked = self._prehashed, self._self_checked
-        if state is False or not checked:
-            return None
-        if state is None and not c2pa_prehashed.available():
-            with self._lock:
-                self._prehashed = False
+            checked = self._self_checked
+        if not checked:
             return None
         try:
-            signed, manifest = c2pa_prehashed.sign_png(c2pa.Builder(definition, context=self._context),
-                                                       self._signer, data, bytes.fromhex(sha256))
-        except c2pa_prehashed.PrehashedUnavailable:
-            return None
+            return self._prehashed.sign(lambda: c2pa.Builder(definition, context=self._context), self._signer, data,
+                                        sha256)
         except (c2pa.C2paError, RuntimeError) as exc:
             raise ProvenanceError(f"could not sign a C2PA manifest ({definition['title']}): {exc}") from None
-        if state is None:  # until one passes, every file signed this way is validated in full
-            result = validate(signed, self.credentials.trust_anchors_pem)
-            if not result.ok or unsigned_png_sha256(signed) != sha256:
-                log.warning("signing PNGs from their hash failed validation (%s); signing them the ordinary way",
-                            ", ".join(result.failures) or "the chunk is not where it should be")
-                with self._lock:
-                    self._prehashed = False
-                return None
-        with self._lock:
-            self._prehashed = True
-            self._prehashed_files += 1
-        return signed, manifest
 
     @staticmethod
     def _definition(source_ref: SourceRef | dict[str, Any], actions: Sequence[str | dict[str, Any]],

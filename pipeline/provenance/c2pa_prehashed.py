@@ -18,6 +18,9 @@ from __future__ import annotations
 import ctypes
 import functools
 import json
+import logging
+import threading
+from collections.abc import Callable
 from typing import Any
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -25,6 +28,7 @@ AFTER_IHDR = 8 + 4 + 4 + 13 + 4  # signature, then IHDR's length, type, 13 bytes
 #: c2pa C library versions whose data-hashed functions were checked to give what `sign` gives
 SDK_VERSIONS = frozenset({"0.91.3"})
 _Bytes = ctypes.POINTER(ctypes.c_ubyte)
+log = logging.getLogger(__name__)
 
 
 class PrehashedUnavailable(Exception):
@@ -108,3 +112,48 @@ def sign_png(builder: Any, signer: Any, png: bytes, sha256: bytes) -> tuple[byte
     if len(chunk) != len(placeholder) or chunk[4:8] != b"caBX":
         raise RuntimeError(f"c2pa gave a {len(chunk)}-byte manifest chunk for a {len(placeholder)}-byte placeholder")
     return b"".join((png[:AFTER_IHDR], chunk, png[AFTER_IHDR:])), chunk[8:-4]
+
+
+class PrehashedPath:
+    """One run's use of this path: unproven until its first file signed so validates in full, then trusted;
+    off for good once that fails or the library is not one it was checked with (files are then signed the
+    ordinary way by the caller)."""
+
+    def __init__(self, check: Callable[[bytes, str], str | None]) -> None:
+        self._check = check  # (signed file, SHA-256 it must have without its manifest) -> None, or what failed
+        self._lock = threading.Lock()
+        self._state: bool | None = None
+        self._files = 0
+
+    @property
+    def files(self) -> int:
+        """Files signed from their hash so far."""
+        with self._lock:
+            return self._files
+
+    def sign(self, builder: Callable[[], Any], signer: Any, png: bytes, sha256: str) -> tuple[bytes, bytes] | None:
+        """`sign_png` with a fresh `builder()`, or None where this path is not (or no longer) to be used."""
+        with self._lock:
+            state = self._state
+        if state is False:
+            return None
+        if state is None and not available():
+            with self._lock:
+                self._state = False
+            return None
+        try:
+            signed, manifest = sign_png(builder(), signer, png, bytes.fromhex(sha256))
+        except PrehashedUnavailable:
+            return None
+        if state is None:  # until one passes, every file signed this way is validated in full
+            failed = self._check(signed, sha256)
+            if failed is not None:
+                log.warning("signing PNGs from their hash failed validation (%s); signing them the ordinary way",
+                            failed)
+                with self._lock:
+                    self._state = False
+                return None
+        with self._lock:
+            self._state = True
+            self._files += 1
+        return signed, manifest
