@@ -72,7 +72,7 @@ def corrected_time(camera_value: str | None, offset_ms: int | None) -> str | Non
     try:
         t = parse_time(camera_value, "time")
         return (t - timedelta(milliseconds=offset_ms)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    except Exception:  # noqa: BLE001 - an unparseable camera time (or one the offset moves off the calendar) is shown as is, uncorrected
+    except Exception:  # noqa: BLE001 - unparseable, or moved off the calendar: shown as is, uncorrected
         return None
 
 

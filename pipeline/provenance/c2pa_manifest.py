@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import CustodyError, UsageError
-from pipeline.provenance.c2pa_prehashed import PrehashedPath
+from pipeline.provenance.c2pa_prehashed import PNG_SIGNATURE, PrehashedPath, png_chunks
 from pipeline.provenance.credentials import Credentials
 
 SOURCE_LABEL, PROCESS_LABEL = "custody.source", "custody.process"
@@ -115,7 +115,7 @@ class ValidationResult:
 
 def sniff_format(head: bytes) -> str:
     """The MIME type c2pa needs, from the bytes (never the name)."""
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+    if head.startswith(PNG_SIGNATURE):
         return "image/png"
     if head.startswith(b"\xff\xd8\xff"):
         return "image/jpeg"
@@ -364,15 +364,13 @@ def unsigned_png_sha256(data: bytes) -> str:
     """SHA-256 of a credentialed PNG without its C2PA chunk (`caBX`): the PNG exactly as it was before
     embedding (c2pa only inserts that chunk), so a re-extraction's deterministic PNG hash can be checked
     against a stored, signed still."""
-    if not data.startswith(b"\x89PNG\r\n\x1a\n"):
+    if not data.startswith(PNG_SIGNATURE):
         raise ProvenanceError("not a PNG")
     view = memoryview(data)  # slices of a view: no copy of each chunk
-    h, pos = hashlib.sha256(view[:8]), 8
-    while pos + 8 <= len(data):
-        n = int.from_bytes(view[pos:pos + 4], "big")
-        if view[pos + 4:pos + 8] != b"caBX":
-            h.update(view[pos:pos + 12 + n])
-        pos += 12 + n
+    h = hashlib.sha256(view[:8])
+    for kind, pos, size in png_chunks(view):
+        if kind != b"caBX":
+            h.update(view[pos:pos + size])
     return h.hexdigest()
 
 

@@ -20,7 +20,7 @@ import functools
 import json
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -78,36 +78,37 @@ def _take(lib: Any, n: int, ptr: Any, what: str) -> bytes:
         lib.c2pa_free(ptr)
 
 
-def _has_manifest(png: bytes) -> bool:
-    """Whether any chunk is a C2PA manifest (`caBX`); walks the chunk headers only."""
+def png_chunks(png: bytes | memoryview) -> Iterator[tuple[bytes, int, int]]:
+    """(type, offset, whole length with its length, type and CRC fields) of each chunk after the signature;
+    reads the chunk headers only."""
     view, pos = memoryview(png), 8
-    while pos + 8 <= len(png):
-        if view[pos + 4:pos + 8] == b"caBX":
-            return True
-        pos += 12 + int.from_bytes(view[pos:pos + 4], "big")
-    return False
+    while pos + 8 <= len(view):
+        size = 12 + int.from_bytes(view[pos:pos + 4], "big")
+        yield bytes(view[pos + 4:pos + 8]), pos, size
+        pos += size
 
 
-def sign_png(builder: Any, signer: Any, png: bytes, sha256: bytes) -> tuple[bytes, bytes]:
+def sign_png(builder: Callable[[], Any], signer: Any, png: bytes, sha256: bytes) -> tuple[bytes, bytes]:
     """(`png` with a signed manifest chunk after IHDR, the manifest store in it); `sha256` must be the
     digest of `png` as given.
 
-    `builder` (a c2pa.Builder) is used up; `signer` (a c2pa.Signer) may sign other files at the same time."""
+    `builder()` makes the c2pa.Builder, used up here once the PNG is known to suit; `signer` (a c2pa.Signer)
+    may sign other files at the same time."""
     if not png.startswith(PNG_SIGNATURE) or png[12:16] != b"IHDR" or int.from_bytes(png[8:12], "big") != 13:
         raise PrehashedUnavailable("not a PNG that starts with a 13-byte IHDR chunk")
-    if _has_manifest(png):  # c2pa's own signing adds to the store already there; a second chunk would not
+    if any(kind == b"caBX" for kind, _, _ in png_chunks(png)):  # c2pa's own signing adds to that store
         raise PrehashedUnavailable("the PNG already carries a C2PA manifest")
     lib = _lib()
     reserve = signer.reserve_size()
-    with builder, builder._exclusive_native_call(), signer._native_call():
+    with builder() as b, b._exclusive_native_call(), signer._native_call():
         ptr = _Bytes()
-        placeholder = _take(lib, lib.c2pa_builder_data_hashed_placeholder(builder._handle, reserve, b"image/png",
+        placeholder = _take(lib, lib.c2pa_builder_data_hashed_placeholder(b._handle, reserve, b"image/png",
                                                                           ctypes.byref(ptr)), ptr, "placeholder")
         data_hash = {"exclusions": [{"start": AFTER_IHDR, "length": len(placeholder)}], "name": "jumbf manifest",
                      "alg": "sha256", "hash": list(sha256), "pad": []}  # bytes as JSON arrays (serde)
         ptr = _Bytes()
         chunk = _take(lib, lib.c2pa_builder_sign_data_hashed_embeddable(
-            builder._handle, signer._handle, json.dumps(data_hash).encode(), b"image/png", None,
+            b._handle, signer._handle, json.dumps(data_hash).encode(), b"image/png", None,
             ctypes.byref(ptr)), ptr, "data-hashed signing")
     if len(chunk) != len(placeholder) or chunk[4:8] != b"caBX":
         raise RuntimeError(f"c2pa gave a {len(chunk)}-byte manifest chunk for a {len(placeholder)}-byte placeholder")
@@ -122,8 +123,8 @@ class PrehashedPath:
     def __init__(self, check: Callable[[bytes, str], str | None]) -> None:
         self._check = check  # (signed file, SHA-256 it must have without its manifest) -> None, or what failed
         self._lock = threading.Lock()
-        self._state: bool | None = None
-        self._files = 0
+        self._off = False
+        self._files = 0  # signed so far; the first one was validated in full
 
     @property
     def files(self) -> int:
@@ -132,28 +133,27 @@ class PrehashedPath:
             return self._files
 
     def sign(self, builder: Callable[[], Any], signer: Any, png: bytes, sha256: str) -> tuple[bytes, bytes] | None:
-        """`sign_png` with a fresh `builder()`, or None where this path is not (or no longer) to be used."""
+        """`sign_png`, or None where this path is not (or no longer) to be used."""
         with self._lock:
-            state = self._state
-        if state is False:
-            return None
-        if state is None and not available():
-            with self._lock:
-                self._state = False
+            off, proven = self._off, self._files > 0
+        if off or not (proven or available()):
+            self._turn_off()
             return None
         try:
-            signed, manifest = sign_png(builder(), signer, png, bytes.fromhex(sha256))
+            signed, manifest = sign_png(builder, signer, png, bytes.fromhex(sha256))
         except PrehashedUnavailable:
             return None
-        if state is None:  # until one passes, every file signed this way is validated in full
+        if not proven:  # until one passes, every file signed this way is validated in full
             failed = self._check(signed, sha256)
             if failed is not None:
                 log.warning("signing PNGs from their hash failed validation (%s); signing them the ordinary way",
                             failed)
-                with self._lock:
-                    self._state = False
+                self._turn_off()
                 return None
         with self._lock:
-            self._state = True
             self._files += 1
         return signed, manifest
+
+    def _turn_off(self) -> None:
+        with self._lock:
+            self._off = True
